@@ -1,0 +1,59 @@
+# edml: every target installs what it needs on first use (venv, Python packages, Kafka jars).
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+KAFKA_HOME ?= .edml/kafka
+KAFKA_PORT ?= 9092
+export EDML_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help install kafka-jars kafka-up kafka-down kafka-status topics lint fmt test test-unit \
+        test-integration demo clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PY) >/dev/null || { echo "make: $(PY) not found: install Python 3.11 (or pass PY=/path/to/python3.11)"; exit 2; }
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create the venv and install edml with pinned dependencies
+
+kafka-jars: $(STAMP) ## Fetch the Kafka broker jars from Maven Central (kafka/lib)
+	$(BIN)/python -c "from edml.kafka.local_broker import ensure_jars; print(ensure_jars())"
+
+kafka-up: kafka-jars ## Start the local KRaft broker (no-op when it runs)
+	$(BIN)/edml kafka up --home $(KAFKA_HOME) --port $(KAFKA_PORT)
+
+kafka-down: $(STAMP) ## Stop the local broker
+	$(BIN)/edml kafka down --home $(KAFKA_HOME) --port $(KAFKA_PORT)
+
+kafka-status: $(STAMP) ## Is the local broker running?
+	$(BIN)/edml kafka status --home $(KAFKA_HOME) --port $(KAFKA_PORT)
+
+topics: kafka-up ## Create the topics (idempotent)
+	$(BIN)/edml topics create
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+
+fmt: $(STAMP) ## ruff --fix and format
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+test-unit: $(STAMP) ## Unit tests (no Kafka)
+	$(BIN)/pytest -m "not kafka" -q
+
+test: $(STAMP) kafka-jars ## Every test: unit and integration against a real broker the tests start
+	$(BIN)/pytest -q
+
+demo: topics ## The main job end to end on the local broker
+	@echo "kafka is up at $$EDML_BOOTSTRAP_SERVERS; topics:"; $(BIN)/edml topics list
+
+clean: ## Remove the venv, jars and local state
+	rm -rf $(VENV) kafka/lib .edml

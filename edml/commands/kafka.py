@@ -1,0 +1,82 @@
+"""``edml kafka up|down|status`` and ``edml topics create|list``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edml.commands.options import BootstrapOpt, ConfigOpt, settings_from
+
+kafka_app = typer.Typer(help="Run a local Apache Kafka broker (KRaft) for development.", no_args_is_help=True)
+topics_app = typer.Typer(help="Create and list the topics edml uses.", no_args_is_help=True)
+
+HomeOpt = Annotated[Path, typer.Option("--home", help="Folder for the broker's pid, log and data.")]
+PortOpt = Annotated[int, typer.Option("--port", help="Client port on 127.0.0.1.")]
+
+
+def _broker(home: Path, port: int):  # noqa: ANN202 - imported lazily
+    from edml.kafka.local_broker import LocalBroker
+
+    return LocalBroker(home=home, port=port, controller_port=port + 1)
+
+
+@kafka_app.command("up")
+def kafka_up(home: HomeOpt = Path(".edml/kafka"), port: PortOpt = 9092) -> None:
+    """Fetch the Kafka jars if needed and start the broker; a no-op when it already runs."""
+    broker = _broker(home, port)
+    started = broker.up()
+    state = "started" if started else "already running"
+    typer.echo(f"kafka {state} at {broker.bootstrap_servers} (pid {broker.pid()}, log {broker.log_file})")
+
+
+@kafka_app.command("down")
+def kafka_down(home: HomeOpt = Path(".edml/kafka"), port: PortOpt = 9092) -> None:
+    """Stop the local broker."""
+    stopped = _broker(home, port).down()
+    typer.echo("kafka stopped" if stopped else "kafka was not running")
+
+
+@kafka_app.command("status")
+def kafka_status(home: HomeOpt = Path(".edml/kafka"), port: PortOpt = 9092) -> None:
+    """Say whether the local broker runs; exits 1 when it does not."""
+    broker = _broker(home, port)
+    pid = broker.pid()
+    if pid is None:
+        typer.echo("kafka is not running")
+        raise typer.Exit(1)
+    typer.echo(f"kafka running at {broker.bootstrap_servers} (pid {pid})")
+
+
+@topics_app.command("create")
+def topics_create(
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    partitions: Annotated[int | None, typer.Option(help="Partitions of the data topics (env EDML_PARTITIONS).")] = None,
+) -> None:
+    """Create every topic edml uses, idempotently (the model topic compacted)."""
+    from edml.kafka.topics import create_topics
+
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers, partitions=partitions)
+    for name, state in create_topics(settings).items():
+        typer.echo(f"{state:8} {name}")
+
+
+@topics_app.command("list")
+def topics_list(config: ConfigOpt = None, bootstrap_servers: BootstrapOpt = None) -> None:
+    """List edml's topics with their layout and whether each exists."""
+    from edml.kafka.topics import existing_topics, topic_specs
+
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers)
+    present = existing_topics(settings)
+    for spec in topic_specs(settings):
+        mark = "ok" if spec.name in present else "missing"
+        extra = " ".join(f"{k}={v}" for k, v in spec.config.items() if k == "cleanup.policy")
+        typer.echo(f"{mark:8} {spec.name:24} partitions={spec.partitions} {extra}".rstrip())
+
+
+def register(app: typer.Typer) -> None:
+    """Add the kafka and topics groups."""
+    app.add_typer(kafka_app, name="kafka")
+    app.add_typer(topics_app, name="topics")

@@ -1,0 +1,153 @@
+"""Settings: one config file, overridden by ``EDML_*`` environment variables, then by flags.
+
+Resolution order (later wins): built-in defaults -> ``edml.toml`` (or the file named by
+``EDML_CONFIG``) -> environment variables -> command-line flags (``Settings.with_overrides``).
+
+``edml.toml``::
+
+    bootstrap_servers = "127.0.0.1:9092"
+    state_dir = ".edml"
+    artifact_store = "file://.edml/artifacts"
+    partitions = 4
+    [topics]
+    trips = "trips"
+    [kafka]                # passed to every Kafka client as is (security settings go here)
+    "security.protocol" = "SASL_SSL"
+
+Environment: ``EDML_BOOTSTRAP_SERVERS``, ``EDML_STATE_DIR``, ``EDML_ARTIFACT_STORE``,
+``EDML_PARTITIONS``, ``EDML_TOPIC_<NAME>`` (e.g. ``EDML_TOPIC_TRIPS``), ``EDML_TOPIC_PREFIX``,
+``EDML_SCHEMA_REGISTRY_URL``, ``EDML_MODEL_PUBLIC_KEY``, and ``EDML_KAFKA_<PROPERTY>`` for
+client properties (``EDML_KAFKA_SECURITY_PROTOCOL`` -> ``security.protocol``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edml.errors import OperatorError
+
+
+class ConfigError(OperatorError):
+    """An operator mistake in configuration; its message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Names of every topic edml uses."""
+
+    trips: str = "trips"
+    dropoffs: str = "dropoffs"
+    predictions: str = "predictions"
+    shadow_predictions: str = "shadow-predictions"
+    models: str = "models"
+    model_status: str = "model-status"
+    dead_letter: str = "dead-letter"
+    evaluations: str = "evaluations"
+    scores: str = "scores"
+    alerts: str = "alerts"
+
+    def with_prefix(self, prefix: str) -> Topics:
+        """The same topics with ``prefix`` in front of every name."""
+        return Topics(**{f.name: prefix + getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    def names(self) -> dict[str, str]:
+        """Role -> topic name."""
+        return dataclasses.asdict(self)
+
+
+COMPACTED_TOPICS = ("models",)
+# The model topic is tiny and read whole by every worker: one partition keeps order simple.
+SINGLE_PARTITION_TOPICS = ("models", "model_status")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a job needs to reach Kafka, the artifact store and its state."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topics: Topics = field(default_factory=Topics)
+    partitions: int = 4
+    state_dir: Path = Path(".edml")
+    artifact_store: str = ""
+    model_name: str = "trip-duration"
+    schema_registry_url: str = ""
+    model_public_key: str = ""
+    kafka: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def artifact_store_uri(self) -> str:
+        """The artifact store, defaulting to a folder under the state dir."""
+        return self.artifact_store or f"file://{(self.state_dir / 'artifacts').resolve()}"
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """A copy with the non-None ``values`` applied (flags win over file and env)."""
+        given = {k: v for k, v in values.items() if v is not None}
+        if "state_dir" in given:
+            given["state_dir"] = Path(given["state_dir"])
+        return dataclasses.replace(self, **given)
+
+
+def _env_kafka_properties(env: dict[str, str]) -> dict[str, str]:
+    props = {}
+    for key, value in env.items():
+        if key.startswith("EDML_KAFKA_"):
+            props[key.removeprefix("EDML_KAFKA_").lower().replace("_", ".")] = value
+    return props
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Settings from the config file and the environment (see the module docstring)."""
+    env = dict(os.environ if env is None else env)
+    path = Path(path or env.get("EDML_CONFIG", "edml.toml"))
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML ({e}); fix the file or unset EDML_CONFIG") from None
+    elif "EDML_CONFIG" in env:
+        raise ConfigError(f"EDML_CONFIG names {path}, which does not exist")
+
+    topic_fields = {f.name for f in dataclasses.fields(Topics)}
+    topic_values = dict(data.pop("topics", {}))
+    unknown = set(topic_values) - topic_fields
+    if unknown:
+        raise ConfigError(f"{path}: unknown topic role(s) {sorted(unknown)}; known: {sorted(topic_fields)}")
+    for role in topic_fields:
+        env_name = f"EDML_TOPIC_{role.upper()}"
+        if env_name in env:
+            topic_values[role] = env[env_name]
+    topics = Topics(**topic_values)
+    prefix = env.get("EDML_TOPIC_PREFIX", data.pop("topic_prefix", ""))
+    if prefix:
+        topics = topics.with_prefix(prefix)
+
+    kafka = {str(k): str(v) for k, v in data.pop("kafka", {}).items()}
+    kafka.update(_env_kafka_properties(env))
+
+    simple = {
+        "bootstrap_servers": str,
+        "state_dir": Path,
+        "artifact_store": str,
+        "partitions": int,
+        "model_name": str,
+        "schema_registry_url": str,
+        "model_public_key": str,
+    }
+    values: dict[str, Any] = {}
+    for name, cast in simple.items():
+        raw = env.get(f"EDML_{name.upper()}", data.pop(name, None))
+        if raw is None:
+            continue
+        try:
+            values[name] = cast(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a valid {cast.__name__}") from None
+    if data:
+        raise ConfigError(f"{path}: unknown setting(s) {sorted(data)}")
+    return Settings(topics=topics, kafka=kafka, **values)

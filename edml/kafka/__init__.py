@@ -1,0 +1,1 @@
+"""Kafka plumbing: client configs, topics as code, and the local broker."""

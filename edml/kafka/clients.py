@@ -1,0 +1,64 @@
+"""Client configs for every Kafka client edml creates.
+
+Every producer, consumer and admin client is built here so that the settings in
+``Settings.kafka`` (security protocol, SASL mechanism, CA file, ...) reach all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from edml.config import Settings
+
+
+def base_config(settings: Settings) -> dict[str, Any]:
+    """The settings every client shares: bootstrap servers and ``[kafka]`` properties."""
+    return {"bootstrap.servers": settings.bootstrap_servers, **settings.kafka}
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """An idempotent producer's config; ``overrides`` use librdkafka names with ``_`` for ``.``."""
+    config = {
+        **base_config(settings),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+    config.update({k.replace("_", "."): v for k, v in overrides.items()})
+    return config
+
+
+def consumer_config(settings: Settings, group_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """A consumer's config; without ``group_id`` it only reads assigned partitions."""
+    config = {
+        **base_config(settings),
+        "group.id": group_id or "edml-reader",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+    }
+    config.update({k.replace("_", "."): v for k, v in overrides.items()})
+    return config
+
+
+def make_producer(settings: Settings, **overrides: Any) -> Producer:
+    """A producer with ``producer_config``."""
+    return Producer(producer_config(settings, **overrides))
+
+
+def make_consumer(settings: Settings, group_id: str | None = None, **overrides: Any) -> Consumer:
+    """A consumer with ``consumer_config``."""
+    return Consumer(consumer_config(settings, group_id, **overrides))
+
+
+def make_admin(settings: Settings, quiet: bool = False) -> AdminClient:
+    """An admin client with ``base_config``; ``quiet`` silences librdkafka's connection log."""
+    config = base_config(settings)
+    if quiet:
+        # a probe reports an unreachable broker itself, in one line
+        config["log_level"] = 0
+    return AdminClient(config)

@@ -1,0 +1,66 @@
+"""Read a topic from the beginning up to its current end (high watermarks)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from edml.config import Settings
+from edml.kafka.clients import make_consumer
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A Kafka message as read back: where it was, its key, value and timestamp."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list[Message]:
+    """Every message of ``topic``, from its first offset to the high watermark at call time."""
+    consumer = make_consumer(settings)
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
+        ends = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        if not ends:
+            return []
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        out: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    ends.pop(msg.partition(), None)
+                continue
+            out.append(Message(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                               msg.timestamp()[1]))
+            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+                ends.pop(msg.partition(), None)
+        return out
+    finally:
+        consumer.close()
+
+
+def wait_for_count(settings: Settings, topic: str, count: int, timeout: float = 60.0) -> list[Message]:
+    """Read ``topic`` until it holds at least ``count`` messages or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    messages = read_to_end(settings, topic)
+    while len(messages) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+        messages = read_to_end(settings, topic)
+    return messages

@@ -1,0 +1,113 @@
+"""Typed records, one dataclass per Avro schema in ``schemas/avro``.
+
+Times are epoch milliseconds (the Avro ``timestamp-millis`` logical type is kept in the
+schemas for other readers; edml reads and writes the plain long).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class TripPickup:
+    """A trip at pick-up time, as produced on the trips topic."""
+
+    trip_id: str
+    pickup_time: int
+    pickup_zone: int
+    dropoff_zone: int
+    pickup_borough: str
+    passenger_count: int
+    trip_distance_km: float
+
+
+@dataclass(slots=True)
+class TripDropoff:
+    """The end of a trip with its actual duration, as produced on the dropoffs topic."""
+
+    trip_id: str
+    dropoff_time: int
+    duration_s: float
+
+
+@dataclass(slots=True)
+class Prediction:
+    """A trip-duration prediction and its lineage."""
+
+    trip_id: str
+    predicted_duration_s: float
+    model_name: str
+    model_version: str
+    event_time: int
+    scored_at: int
+    latency_ms: float
+    role: str = "champion"
+
+
+@dataclass(slots=True)
+class TensorSpec:
+    """One named input or output of a model signature; -1 marks an unknown dimension."""
+
+    name: str
+    dtype: str
+    shape: list[int]
+
+
+@dataclass(slots=True)
+class ModelSignature:
+    """The serving signature of a SavedModel."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+@dataclass(slots=True)
+class ModelRecord:
+    """The desired state of one model name on the compacted model topic."""
+
+    model_name: str
+    version: str
+    artifact_uri: str
+    sha256: str
+    size_bytes: int
+    signature: ModelSignature
+    trained_at: int
+    artifact_format: str = "savedmodel-tar-gz"
+    metrics: dict[str, float] = field(default_factory=dict)
+    git_sha: str = ""
+    data_window_start: int | None = None
+    data_window_end: int | None = None
+    trainer_params: dict[str, str] = field(default_factory=dict)
+    challengers: list[str] = field(default_factory=list)
+    published_at: int | None = None
+    signature_ed25519: bytes | None = None
+
+
+MODEL_STATES = ("received", "rejected", "active", "retired", "retrying")
+
+
+@dataclass(slots=True)
+class ModelStatus:
+    """What one scoring process did with a model record."""
+
+    model_name: str
+    version: str
+    status: str
+    process: str
+    time: int
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """An event that could not be decoded or validated, with its origin and the reason."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    error_kind: str
+    message: str
+    time: int

@@ -1,0 +1,212 @@
+"""Avro serde for every edml record.
+
+Two wire formats:
+
+* **Avro single-object encoding** (the default): ``C3 01`` + the writer schema's 64-bit
+  CRC-64-AVRO fingerprint (little endian) + the Avro binary body. A reader finds the writer
+  schema by fingerprint and resolves it to its own schema, so evolved schemas stay readable.
+* **Confluent wire format** when a schema registry is configured: ``00`` + a 4-byte schema id
+  (big endian) + the Avro binary body (see ``schemas.registry``).
+
+Decoding never raises anything but :class:`DecodeError`, whose ``kind`` is a short machine
+word (``truncated``, ``unknown-fingerprint``, ``bad-magic``, ...) for dead letters.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import json
+import struct
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import fastavro
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+from schemas import records
+
+SCHEMA_DIR = Path(__file__).parent / "avro"
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+
+T = TypeVar("T")
+
+
+class DecodeError(ValueError):
+    """A payload that cannot be read as the expected record; ``kind`` names why."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+def load_schema_json(name: str) -> dict[str, Any]:
+    """The schema ``schemas/avro/<name>.avsc`` as JSON."""
+    return json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())
+
+
+def _strip_logical_types(node: Any) -> Any:
+    # edml works with epoch millis and plain strings; the logical types only change how other
+    # readers present the values, and they are not part of the parsing canonical form, so the
+    # fingerprint is the same with or without them.
+    if isinstance(node, dict):
+        return {k: _strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_strip_logical_types(v) for v in node]
+    return node
+
+
+def schema_fingerprint(schema_json: dict[str, Any]) -> bytes:
+    """The 8-byte CRC-64-AVRO fingerprint of a schema, in single-object byte order."""
+    canonical = to_parsing_canonical_form(parse_schema(copy.deepcopy(schema_json)))
+    return struct.pack("<Q", int(fingerprint(canonical, "CRC-64-AVRO"), 16))
+
+
+def _to_record(cls: type, value: Any) -> Any:
+    """Build nested dataclasses from the dicts fastavro returns."""
+    if not dataclasses.is_dataclass(cls):
+        return value
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        v = value[f.name]
+        kwargs[f.name] = _nested(f.type, v)
+    return cls(**kwargs)
+
+
+def _nested(type_name: Any, v: Any) -> Any:
+    if type_name == "ModelSignature":
+        return records.ModelSignature(
+            inputs=[records.TensorSpec(**s) for s in v["inputs"]],
+            outputs=[records.TensorSpec(**s) for s in v["outputs"]],
+        )
+    return v
+
+
+class AvroSerde(Generic[T]):
+    """Reads and writes one record type; knows older writer schemas by fingerprint."""
+
+    def __init__(
+        self,
+        schema_json: dict[str, Any],
+        record_type: type[T],
+        writer_schemas: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.schema_json = schema_json
+        self.record_type = record_type
+        self.schema = parse_schema(_strip_logical_types(copy.deepcopy(schema_json)))
+        self.fingerprint = schema_fingerprint(schema_json)
+        self._header = SINGLE_OBJECT_MAGIC + self.fingerprint
+        self._writers: dict[bytes, Any] = {self.fingerprint: self.schema}
+        for older in writer_schemas or []:
+            self.add_writer_schema(older)
+        self._field_names = [f.name for f in dataclasses.fields(record_type)]
+        simple = all(f.type not in ("ModelSignature",) for f in dataclasses.fields(record_type))
+        self._build: Callable[[dict[str, Any]], T] = (
+            (lambda d: record_type(**d)) if simple else (lambda d: _to_record(record_type, d))
+        )
+
+    def add_writer_schema(self, schema_json: dict[str, Any]) -> None:
+        """Accept payloads written with another (older or newer) version of this schema."""
+        parsed = parse_schema(_strip_logical_types(copy.deepcopy(schema_json)))
+        self._writers[schema_fingerprint(schema_json)] = parsed
+
+    def to_dict(self, record: T) -> dict[str, Any]:
+        """The record as the dict fastavro writes."""
+        return dataclasses.asdict(record)  # type: ignore[call-overload]
+
+    def encode(self, record: T) -> bytes:
+        """Single-object encoding of ``record``."""
+        buf = io.BytesIO()
+        buf.write(self._header)
+        fastavro.schemaless_writer(buf, self.schema, self.to_dict(record))
+        return buf.getvalue()
+
+    def encode_body(self, record: T) -> bytes:
+        """The Avro binary body alone (no header), e.g. for the Confluent wire format."""
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, self.schema, self.to_dict(record))
+        return buf.getvalue()
+
+    def decode(self, payload: bytes | None) -> T:
+        """Read a single-object encoded payload; raises :class:`DecodeError` only."""
+        if payload is None:
+            raise DecodeError("null-value", "the message has no value")
+        if len(payload) < 10:
+            raise DecodeError("truncated", f"{len(payload)} bytes is shorter than the 10-byte header")
+        if payload[:2] != SINGLE_OBJECT_MAGIC:
+            raise DecodeError("bad-magic", f"header {payload[:2].hex()} is not Avro single-object c301")
+        writer = self._writers.get(payload[2:10])
+        if writer is None:
+            raise DecodeError(
+                "unknown-fingerprint",
+                f"no known {self.record_type.__name__} schema has fingerprint {payload[2:10].hex()}",
+            )
+        return self.decode_body(payload, 10, writer)
+
+    def decode_body(self, payload: bytes, start: int, writer: Any | None = None) -> T:
+        """Read the Avro body at ``payload[start:]`` written with ``writer`` (default: ours)."""
+        buf = io.BytesIO(payload)
+        buf.seek(start)
+        try:
+            data = fastavro.schemaless_reader(
+                buf, writer or self.schema, self.schema if writer is not None else None
+            )
+        except (EOFError, StopIteration, IndexError, struct.error) as e:
+            raise DecodeError("truncated", f"body ends early: {e or type(e).__name__}") from None
+        except UnicodeDecodeError as e:
+            raise DecodeError("bad-utf8", str(e)) from None
+        except Exception as e:  # fastavro raises assorted errors on garbage; all are data errors
+            raise DecodeError("malformed", f"{type(e).__name__}: {e}") from None
+        if buf.tell() != len(payload):
+            raise DecodeError("trailing-bytes", f"{len(payload) - buf.tell()} bytes after the record")
+        try:
+            return self._build(data)
+        except (TypeError, KeyError) as e:
+            raise DecodeError("schema-mismatch", str(e)) from None
+
+
+@cache
+def serde_for(name: str) -> AvroSerde[Any]:
+    """The serde of the record named ``name`` (e.g. ``"TripPickup"``), built once."""
+    schema = load_schema_json(name)
+    return AvroSerde(schema, getattr(records, name))
+
+
+def trip_serde() -> AvroSerde[records.TripPickup]:
+    """Serde of TripPickup (trips topic)."""
+    return serde_for("TripPickup")
+
+
+def dropoff_serde() -> AvroSerde[records.TripDropoff]:
+    """Serde of TripDropoff (dropoffs topic)."""
+    return serde_for("TripDropoff")
+
+
+def prediction_serde() -> AvroSerde[records.Prediction]:
+    """Serde of Prediction (predictions and shadow-predictions topics)."""
+    return serde_for("Prediction")
+
+
+def model_record_serde() -> AvroSerde[records.ModelRecord]:
+    """Serde of ModelRecord (model topic values)."""
+    return serde_for("ModelRecord")
+
+
+def model_status_serde() -> AvroSerde[records.ModelStatus]:
+    """Serde of ModelStatus (model-status topic)."""
+    return serde_for("ModelStatus")
+
+
+def dead_letter_serde() -> AvroSerde[records.DeadLetter]:
+    """Serde of DeadLetter (dead-letter topic)."""
+    return serde_for("DeadLetter")
+
+
+def encode_model_key(model_name: str) -> bytes:
+    """The model topic's key: the model name as UTF-8, so compaction keys on the name alone."""
+    return model_name.encode()

@@ -1,0 +1,45 @@
+"""Shared fixtures: a real Kafka broker for the session, and per-test topics."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edml.config import Settings, Topics
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of a real broker: EDML_TEST_BOOTSTRAP_SERVERS, or one started here."""
+    given = os.environ.get("EDML_TEST_BOOTSTRAP_SERVERS")  # a broker of your own
+    if given:
+        yield given
+        return
+    from edml.kafka.local_broker import LocalBroker, free_port
+
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port())
+    broker.up()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.down()
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """Settings for one test: its own topic names (created) and state folder."""
+    from edml.kafka.topics import create_topics
+
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+    s = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        topics=Topics().with_prefix(prefix),
+        partitions=2,
+        state_dir=tmp_path / "state",
+    )
+    create_topics(s)
+    return s

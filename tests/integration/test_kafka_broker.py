@@ -1,0 +1,57 @@
+"""The local broker is a real Apache Kafka: produce, consume, topic configs, CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from edml.config import Settings
+from edml.kafka.clients import make_producer
+from edml.kafka.reading import read_to_end
+from edml.kafka.topics import create_topics, topic_config
+
+pytestmark = pytest.mark.kafka
+
+
+def test_produce_and_consume_round_trip(settings: Settings) -> None:
+    producer = make_producer(settings)
+    for i in range(50):
+        producer.produce(settings.topics.trips, key=f"k{i}".encode(), value=f"v{i}".encode())
+    assert producer.flush(10) == 0
+    messages = read_to_end(settings, settings.topics.trips)
+    assert sorted(m.value for m in messages) == sorted(f"v{i}".encode() for i in range(50))
+    assert {m.partition for m in messages} == {0, 1}
+
+
+def test_models_topic_is_compacted(settings: Settings) -> None:
+    assert topic_config(settings, settings.topics.models)["cleanup.policy"] == "compact"
+    assert topic_config(settings, settings.topics.trips)["cleanup.policy"] == "delete"
+
+
+def test_create_topics_is_idempotent(settings: Settings) -> None:
+    again = create_topics(settings)
+    assert set(again.values()) == {"exists"}
+    assert settings.topics.models in again
+
+
+def test_cli_topics_list_reports_the_topics(settings: Settings) -> None:
+    env = {"EDML_TOPIC_PREFIX": settings.topics.trips.removesuffix("trips")}
+    out = subprocess.run(
+        [sys.executable, "-m", "edml.cli", "topics", "list", "-b", settings.bootstrap_servers],
+        capture_output=True, text=True, env={**__import__("os").environ, **env}, check=True,
+    ).stdout
+    assert f"ok       {settings.topics.models}" in out
+    assert "cleanup.policy=compact" in out
+
+
+def test_unreachable_broker_is_one_line(tmp_path) -> None:
+    from edml.kafka.local_broker import free_port
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "edml.cli", "topics", "create", "-b", f"127.0.0.1:{free_port()}"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "make kafka-up" in proc.stderr

@@ -1,0 +1,39 @@
+"""Settings come from the file, then the environment, then flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edml.config import ConfigError, load_settings
+
+
+def test_defaults_without_file(tmp_path: Path) -> None:
+    s = load_settings(tmp_path / "none.toml", env={})
+    assert s.bootstrap_servers == "127.0.0.1:9092"
+    assert s.topics.models == "models"
+
+
+def test_file_then_env_then_flags(tmp_path: Path) -> None:
+    f = tmp_path / "edml.toml"
+    f.write_text('bootstrap_servers = "a:1"\npartitions = 8\n[topics]\ntrips = "rides"\n'
+                 '[kafka]\n"security.protocol" = "SASL_SSL"\n')
+    s = load_settings(f, env={"EDML_PARTITIONS": "3", "EDML_TOPIC_MODELS": "m",
+                              "EDML_KAFKA_SASL_MECHANISM": "PLAIN"})
+    assert (s.bootstrap_servers, s.partitions, s.topics.trips, s.topics.models) == ("a:1", 3, "rides", "m")
+    assert s.kafka == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    assert s.with_overrides(bootstrap_servers="b:2", partitions=None).bootstrap_servers == "b:2"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("partitions = 'many'", "partitions"),
+    ("[topics]\nbogus = 'x'", "unknown topic role"),
+    ("nonsense = 1", "unknown setting"),
+    ("not toml [", "not valid TOML"),
+])
+def test_bad_config_names_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
+    f = tmp_path / "edml.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings(f, env={})
