@@ -6,10 +6,17 @@ Two wire formats:
   CRC-64-AVRO fingerprint (little endian) + the Avro binary body. A reader finds the writer
   schema by fingerprint and resolves it to its own schema, so evolved schemas stay readable.
 * **Confluent wire format** when a schema registry is configured: ``00`` + a 4-byte schema id
-  (big endian) + the Avro binary body (see ``schemas.registry``).
+  (big endian) + the Avro binary body (see ``schemas.registry``; ``schemas.wire`` picks one).
+
+Older versions of a schema live in ``schemas/avro/history/<Name>.v<N>.avsc``; :func:`serde_for`
+accepts every one of them as a writer schema, so a reader upgraded to a new schema still reads
+what older producers wrote (and a reader that has the newer schema in its history reads newer
+producers).
 
 Decoding never raises anything but :class:`DecodeError`, whose ``kind`` is a short machine
-word (``truncated``, ``unknown-fingerprint``, ``bad-magic``, ...) for dead letters.
+word for dead letters: ``null-value``, ``empty``, ``truncated``, ``bad-magic``,
+``unknown-fingerprint``, ``bad-utf8``, ``malformed``, ``trailing-bytes``, ``schema-mismatch``
+(and, for the Confluent format, ``unknown-schema-id``, ``registry-unavailable``).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import copy
 import dataclasses
 import io
 import json
+import re
 import struct
 from collections.abc import Callable
 from functools import cache
@@ -25,12 +33,15 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import fastavro
+from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from schemas import records
 
 SCHEMA_DIR = Path(__file__).parent / "avro"
+HISTORY_SUBDIR = "history"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+SINGLE_OBJECT_HEADER_LEN = 10
 CONFLUENT_MAGIC = b"\x00"
 
 T = TypeVar("T")
@@ -45,9 +56,42 @@ class DecodeError(ValueError):
         self.message = message
 
 
-def load_schema_json(name: str) -> dict[str, Any]:
-    """The schema ``schemas/avro/<name>.avsc`` as JSON."""
-    return json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())
+class SchemaHistoryError(ValueError):
+    """A file under ``schemas/avro/history`` that is not an older version of its schema."""
+
+
+def load_schema_json(name: str, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
+    """The schema ``<schema_dir>/<name>.avsc`` (default ``schemas/avro``) as JSON."""
+    return json.loads((schema_dir / f"{name}.avsc").read_text())
+
+
+def full_name(schema_json: dict[str, Any]) -> str:
+    """``namespace.name`` of a named schema (the name alone when it has no namespace)."""
+    name = schema_json["name"]
+    namespace = schema_json.get("namespace")
+    return name if "." in name or not namespace else f"{namespace}.{name}"
+
+
+def history_schemas(name: str, schema_dir: Path = SCHEMA_DIR) -> list[dict[str, Any]]:
+    """Older versions of schema ``name``: ``<schema_dir>/history/<name>.v<N>.avsc``, by N.
+
+    Raises :class:`SchemaHistoryError` when a history file names another record.
+    """
+    history = schema_dir / HISTORY_SUBDIR
+    if not history.is_dir():
+        return []
+    pattern = re.compile(rf"^{re.escape(name)}\.v(\d+)\.avsc$")
+    found = sorted(
+        (int(m.group(1)), path) for path in history.iterdir() if (m := pattern.match(path.name))
+    )
+    current = full_name(load_schema_json(name, schema_dir))
+    versions = []
+    for _, path in found:
+        schema = json.loads(path.read_text())
+        if full_name(schema) != current:
+            raise SchemaHistoryError(f"{path}: record {full_name(schema)!r} is not an older version of {current!r}")
+        versions.append(schema)
+    return versions
 
 
 def _strip_logical_types(node: Any) -> Any:
@@ -59,6 +103,11 @@ def _strip_logical_types(node: Any) -> Any:
     if isinstance(node, list):
         return [_strip_logical_types(v) for v in node]
     return node
+
+
+def parse_writer_schema(schema_json: dict[str, Any]) -> Any:
+    """``schema_json`` parsed the way edml reads and writes it (logical types stripped)."""
+    return parse_schema(_strip_logical_types(copy.deepcopy(schema_json)))
 
 
 def schema_fingerprint(schema_json: dict[str, Any]) -> bytes:
@@ -87,6 +136,14 @@ def _nested(type_name: Any, v: Any) -> Any:
     return v
 
 
+def _as_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray | memoryview):
+        return bytes(payload)
+    raise DecodeError("malformed", f"a message value must be bytes, not {type(payload).__name__}")
+
+
 class AvroSerde(Generic[T]):
     """Reads and writes one record type; knows older writer schemas by fingerprint."""
 
@@ -98,25 +155,35 @@ class AvroSerde(Generic[T]):
     ) -> None:
         self.schema_json = schema_json
         self.record_type = record_type
-        self.schema = parse_schema(_strip_logical_types(copy.deepcopy(schema_json)))
+        self.schema = parse_writer_schema(schema_json)
         self.fingerprint = schema_fingerprint(schema_json)
         self._header = SINGLE_OBJECT_MAGIC + self.fingerprint
         self._writers: dict[bytes, Any] = {self.fingerprint: self.schema}
         for older in writer_schemas or []:
             self.add_writer_schema(older)
-        self._field_names = [f.name for f in dataclasses.fields(record_type)]
-        simple = all(f.type not in ("ModelSignature",) for f in dataclasses.fields(record_type))
+        self._field_names = [f.name for f in dataclasses.fields(record_type)]  # type: ignore[arg-type]
+        simple = all(f.type not in ("ModelSignature",) for f in dataclasses.fields(record_type))  # type: ignore[arg-type]
+        self._simple = simple
         self._build: Callable[[dict[str, Any]], T] = (
             (lambda d: record_type(**d)) if simple else (lambda d: _to_record(record_type, d))
         )
 
+    @property
+    def writer_fingerprints(self) -> list[bytes]:
+        """Fingerprints of every schema this serde reads (its own first)."""
+        return list(self._writers)
+
     def add_writer_schema(self, schema_json: dict[str, Any]) -> None:
         """Accept payloads written with another (older or newer) version of this schema."""
-        parsed = parse_schema(_strip_logical_types(copy.deepcopy(schema_json)))
-        self._writers[schema_fingerprint(schema_json)] = parsed
+        fp = schema_fingerprint(schema_json)
+        if fp != self.fingerprint:  # our own schema is read without resolution
+            self._writers[fp] = parse_writer_schema(schema_json)
 
     def to_dict(self, record: T) -> dict[str, Any]:
         """The record as the dict fastavro writes."""
+        if self._simple:
+            # asdict deep-copies recursively; flat records only need their attributes (10x faster)
+            return {name: getattr(record, name) for name in self._field_names}
         return dataclasses.asdict(record)  # type: ignore[call-overload]
 
     def encode(self, record: T) -> bytes:
@@ -136,17 +203,21 @@ class AvroSerde(Generic[T]):
         """Read a single-object encoded payload; raises :class:`DecodeError` only."""
         if payload is None:
             raise DecodeError("null-value", "the message has no value")
-        if len(payload) < 10:
+        payload = _as_bytes(payload)
+        if not payload:
+            raise DecodeError("empty", "the message value is empty")
+        if len(payload) < SINGLE_OBJECT_HEADER_LEN:
             raise DecodeError("truncated", f"{len(payload)} bytes is shorter than the 10-byte header")
         if payload[:2] != SINGLE_OBJECT_MAGIC:
             raise DecodeError("bad-magic", f"header {payload[:2].hex()} is not Avro single-object c301")
-        writer = self._writers.get(payload[2:10])
+        fp = payload[2:SINGLE_OBJECT_HEADER_LEN]
+        writer = self._writers.get(fp)
         if writer is None:
             raise DecodeError(
                 "unknown-fingerprint",
-                f"no known {self.record_type.__name__} schema has fingerprint {payload[2:10].hex()}",
+                f"no known {self.record_type.__name__} schema has fingerprint {fp.hex()}",
             )
-        return self.decode_body(payload, 10, writer)
+        return self.decode_body(payload, SINGLE_OBJECT_HEADER_LEN, None if writer is self.schema else writer)
 
     def decode_body(self, payload: bytes, start: int, writer: Any | None = None) -> T:
         """Read the Avro body at ``payload[start:]`` written with ``writer`` (default: ours)."""
@@ -160,6 +231,8 @@ class AvroSerde(Generic[T]):
             raise DecodeError("truncated", f"body ends early: {e or type(e).__name__}") from None
         except UnicodeDecodeError as e:
             raise DecodeError("bad-utf8", str(e)) from None
+        except SchemaResolutionError as e:
+            raise DecodeError("schema-mismatch", f"writer schema does not resolve to ours: {e}") from None
         except Exception as e:  # fastavro raises assorted errors on garbage; all are data errors
             raise DecodeError("malformed", f"{type(e).__name__}: {e}") from None
         if buf.tell() != len(payload):
@@ -170,11 +243,22 @@ class AvroSerde(Generic[T]):
             raise DecodeError("schema-mismatch", str(e)) from None
 
 
+def build_serde(name: str, record_type: type[T] | None = None, schema_dir: Path = SCHEMA_DIR) -> AvroSerde[T]:
+    """A serde of schema ``<schema_dir>/<name>.avsc`` that also reads every version in its history.
+
+    ``record_type`` defaults to the dataclass of the same name in :mod:`schemas.records`.
+    """
+    return AvroSerde(
+        load_schema_json(name, schema_dir),
+        record_type or getattr(records, name),
+        writer_schemas=history_schemas(name, schema_dir),
+    )
+
+
 @cache
 def serde_for(name: str) -> AvroSerde[Any]:
     """The serde of the record named ``name`` (e.g. ``"TripPickup"``), built once."""
-    schema = load_schema_json(name)
-    return AvroSerde(schema, getattr(records, name))
+    return build_serde(name)
 
 
 def trip_serde() -> AvroSerde[records.TripPickup]:
