@@ -113,7 +113,9 @@ def parse_writer_schema(schema_json: dict[str, Any]) -> Any:
 def schema_fingerprint(schema_json: dict[str, Any]) -> bytes:
     """The 8-byte CRC-64-AVRO fingerprint of a schema, in single-object byte order."""
     canonical = to_parsing_canonical_form(parse_schema(copy.deepcopy(schema_json)))
-    return struct.pack("<Q", int(fingerprint(canonical, "CRC-64-AVRO"), 16))
+    # fastavro's hex string already lists the bytes in little-endian order (as Java does), which
+    # is the single-object header's order: reading it as an int and packing it again would swap it.
+    return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
 
 
 def _to_record(cls: type, value: Any) -> Any:
