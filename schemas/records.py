@@ -111,3 +111,51 @@ class DeadLetter:
     error_kind: str
     message: str
     time: int
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """What became of one prediction (or one unmatched drop-off) in the online evaluation."""
+
+    trip_id: str
+    outcome: str
+    model_name: str
+    model_version: str
+    role: str
+    event_time: int
+    observed_time: int
+    actual_duration_s: float | None = None
+    predicted_duration_s: float | None = None
+    error_s: float | None = None
+
+
+@dataclass(slots=True)
+class ScoreWindow:
+    """Live error of one model version over one tumbling event-time window."""
+
+    model_name: str
+    model_version: str
+    role: str
+    window_start: int
+    window_end: int
+    count: int
+    mae: float
+    rmse: float
+    bias: float
+    p90_abs_error: float
+    revision: int = 0
+
+
+@dataclass(slots=True)
+class DriftAlert:
+    """A feature whose window distribution moved away from the reference (PSI above threshold)."""
+
+    feature: str
+    psi: float
+    threshold: float
+    window_start: int
+    window_end: int
+    count: int
+    reference: str
+    expected: dict[str, float] = field(default_factory=dict)
+    actual: dict[str, float] = field(default_factory=dict)

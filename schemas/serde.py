@@ -296,3 +296,18 @@ def dead_letter_serde() -> AvroSerde[records.DeadLetter]:
 def encode_model_key(model_name: str) -> bytes:
     """The model topic's key: the model name as UTF-8, so compaction keys on the name alone."""
     return model_name.encode()
+
+
+def evaluation_serde() -> AvroSerde[records.Evaluation]:
+    """Serde of Evaluation (evaluations topic)."""
+    return serde_for("Evaluation")
+
+
+def score_window_serde() -> AvroSerde[records.ScoreWindow]:
+    """Serde of ScoreWindow (scores topic)."""
+    return serde_for("ScoreWindow")
+
+
+def drift_alert_serde() -> AvroSerde[records.DriftAlert]:
+    """Serde of DriftAlert (alerts topic)."""
+    return serde_for("DriftAlert")
