@@ -43,3 +43,21 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     )
     create_topics(s)
     return s
+
+
+def _train_small_fixture(tmp_path_factory: pytest.TempPathFactory, name: str, seed: int) -> Path:
+    from trainer.train import train_small
+
+    return train_small(tmp_path_factory.mktemp(name), seed=seed).out_dir
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small trained model's output folder (saved_model/, metrics.json, golden.json, reference.json)."""
+    return _train_small_fixture(tmp_path_factory, "model-v1", seed=1)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like ``trained_model_dir`` with another seed (other data and weights), so its predictions differ."""
+    return _train_small_fixture(tmp_path_factory, "model-v2", seed=2)
