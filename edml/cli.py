@@ -21,6 +21,9 @@ app = typer.Typer(
 # so that `edml --help` is instant.
 COMMAND_MODULES = [
     "edml.commands.kafka",
+    "edml.commands.serve",
+    "edml.commands.data",
+    "edml.commands.train",
 ]
 
 for _name in COMMAND_MODULES:

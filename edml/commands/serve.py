@@ -1,0 +1,87 @@
+"""``edml serve``: the scoring dataflow."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from edml.commands.options import BootstrapOpt, ConfigOpt, StateDirOpt, settings_from
+from edml.errors import OperatorError
+
+
+def serve(
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    state_dir: StateDirOpt = None,
+    model_name: Annotated[str | None, typer.Option(help="Model name to serve (default trip-duration).")] = None,
+    processes: Annotated[int, typer.Option("--processes", "-p", min=1, help="Processes on this host.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads per process.")] = 1,
+    process_id: Annotated[int | None, typer.Option("--process-id", "-i", help="This process's id in a cluster.")]
+    = None,
+    addresses: Annotated[str | None, typer.Option("--addresses", "-a", help="host:port of every process, ';'-separated.")]
+    = None,
+    cluster_port: Annotated[int, typer.Option(help="First port of the local cluster (with --processes).")] = 2101,
+    batch_size: Annotated[int, typer.Option(min=1, help="Most trips polled and scored at once.")] = 1000,
+    metrics_port: Annotated[int, typer.Option(envvar="EDML_METRICS_PORT",
+                                              help="Prometheus port (+ process id); 0 turns it off.")] = 9100,
+    recovery: Annotated[bool, typer.Option(help="Bytewax recovery under the state folder.")] = True,
+    epoch_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between recovery snapshots.")] = 5.0,
+    keep_versions: Annotated[int, typer.Option(min=1, help="Model versions kept in the model store.")] = 3,
+    per_event: Annotated[bool, typer.Option(help="One model call per trip (for benchmarks only).")] = False,
+    stop_at_end: Annotated[bool, typer.Option(help="Stop at the end of the trips topic instead of tailing it.")]
+    = False,
+) -> None:
+    """Score the trips topic with the model on the model topic (Bytewax dataflow)."""
+    import logging
+    import sys
+
+    from edml.scoring_service import (
+        ScorerOptions,
+        configure_logging,
+        launch_processes,
+        run_scorer,
+        state_dir_writable,
+    )
+
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers, state_dir=state_dir, model_name=model_name)
+    state_dir_writable(settings.state_dir)
+    configure_logging(logging.INFO)
+    if processes > 1:
+        if process_id is not None or addresses:
+            raise OperatorError("use either --processes (one host) or --process-id/--addresses (a cluster)")
+        argv = [a for a in sys.argv[2:]]
+        argv = _without_flag(argv, ("--processes", "-p"))
+        raise typer.Exit(launch_processes(argv, processes, cluster_port))
+    if (process_id is None) != (addresses is None):
+        raise OperatorError("--process-id and --addresses go together (Bytewax -i/-a)")
+    address_list = addresses.split(";") if addresses else None
+    if address_list is not None and not 0 <= process_id < len(address_list):
+        raise OperatorError(f"--process-id {process_id} is not an index into the {len(address_list)} addresses")
+    run_scorer(settings, ScorerOptions(
+        workers=workers, process_id=process_id, addresses=address_list, batch_size=batch_size,
+        metrics_port=metrics_port or None, recovery=recovery, epoch_interval_s=epoch_interval,
+        keep_versions=keep_versions, per_event=per_event, tail=not stop_at_end,
+    ))
+
+
+def _without_flag(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in names:
+            skip = True
+            continue
+        if any(arg.startswith(n + "=") for n in names):
+            continue
+        out.append(arg)
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve``."""
+    app.command("serve")(serve)
+
+

@@ -1,0 +1,153 @@
+"""Runs the scoring dataflow as a service: model subscriber, metrics, recovery, processes.
+
+``run_scorer`` runs one Bytewax process (with W worker threads); ``launch_processes`` starts P
+such processes on this host wired as one Bytewax cluster (``-i/-a``), like a StatefulSet does
+across hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from edml.config import Settings
+from edml.errors import OperatorError
+
+log = logging.getLogger("edml.serve")
+
+
+@dataclass(frozen=True)
+class ScorerOptions:
+    """How one scoring process runs."""
+
+    workers: int = 1
+    process_id: int | None = None
+    addresses: list[str] | None = None
+    batch_size: int = 1000
+    metrics_port: int | None = 9100
+    recovery: bool = True
+    epoch_interval_s: float = 5.0
+    keep_versions: int = 3
+    per_event: bool = False
+    tail: bool = True
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log lines with time, process and logger name to stderr."""
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+
+
+def recovery_config(settings: Settings, name: str):  # noqa: ANN201 - bytewax type
+    """Bytewax recovery under the state folder, initialised when missing."""
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+
+    db_dir = settings.state_dir / "recovery" / name
+    if not db_dir.is_dir() or not any(db_dir.iterdir()):
+        db_dir.mkdir(parents=True, exist_ok=True)
+        init_db_dir(db_dir, 1)
+        log.info("initialised Bytewax recovery in %s", db_dir)
+    return RecoveryConfig(db_dir)
+
+
+def start_models(settings: Settings, process_index: int, keep_versions: int):  # noqa: ANN201
+    """The process's ActiveModels, fed by a started ModelSubscriber (returned too)."""
+    from model_topic.model_store import ModelStore
+    from model_topic.serving import ActiveModels
+    from model_topic.status import StatusReporter
+    from model_topic.subscriber import ModelSubscriber
+    from model_topic.trust import record_check
+
+    active = ActiveModels()
+    # One RocksDB per process: RocksDB allows one writer per folder.
+    store = ModelStore(settings.state_dir / "model-store" / f"process-{process_index}", keep=keep_versions)
+    subscriber = ModelSubscriber(settings, active, store, StatusReporter(settings),
+                                 workdir=settings.state_dir / "models" / f"process-{process_index}",
+                                 check_record=record_check(settings))
+    subscriber.start()
+    return active, subscriber
+
+
+def run_scorer(settings: Settings, options: ScorerOptions) -> None:
+    """Run one scoring process until interrupted."""
+    from bytewax.run import cli_main
+
+    from dataflows.scoring import build_flow
+    from edml.kafka.sink import KafkaMessageSink
+    from edml.kafka.source import HeldKafkaSource
+    from edml.kafka.topics import existing_topics
+    from edml.metrics import serve_metrics
+    from model_topic.scorer import BatchScorer
+
+    missing = {settings.topics.trips, settings.topics.models} - existing_topics(settings)
+    if missing:
+        raise OperatorError(f"topics {sorted(missing)} do not exist on {settings.bootstrap_servers}: "
+                            "run `edml topics create`")
+    index = options.process_id or 0
+    active, subscriber = start_models(settings, index, options.keep_versions)
+    if options.metrics_port:
+        port = options.metrics_port + index
+        try:
+            serve_metrics(port, active.ready)
+        except OSError as e:
+            raise OperatorError(f"metrics port {port} is not free ({e.strerror}): pass --metrics-port") from None
+        log.info("metrics on http://0.0.0.0:%d/metrics, health on /healthz", port)
+    source = HeldKafkaSource(settings, settings.topics.trips, gate=active.ready, batch_size=options.batch_size,
+                             tail=options.tail)
+    flow = build_flow(source, BatchScorer(active, settings.topics, per_event=options.per_event),
+                      KafkaMessageSink(settings))
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        cli_main(flow, workers_per_process=options.workers, process_id=options.process_id,
+                 addresses=options.addresses, epoch_interval=timedelta(seconds=options.epoch_interval_s),
+                 recovery_config=recovery_config(settings, "scoring") if options.recovery else None)
+    except KeyboardInterrupt:
+        log.info("stopping")
+    except Exception as e:
+        # A signal that lands inside a Python callback reaches us wrapped by Bytewax.
+        if not isinstance(e.__cause__, KeyboardInterrupt):
+            raise
+        log.info("stopping")
+    finally:
+        subscriber.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def launch_processes(argv: list[str], processes: int, base_port: int) -> int:
+    """Start ``processes`` copies of ``edml serve`` as one Bytewax cluster; wait for them."""
+    addresses = ";".join(f"127.0.0.1:{base_port + i}" for i in range(processes))
+    children = [
+        subprocess.Popen([sys.executable, "-m", "edml.cli", "serve", *argv, "--process-id", str(i),
+                          "--addresses", addresses], env=os.environ.copy())
+        for i in range(processes)
+    ]
+
+    def forward(signum: int, frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, key=abs)
+
+
+def state_dir_writable(path: Path) -> None:
+    """OperatorError unless the state folder can be created and written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise OperatorError(f"state folder {path} is not writable ({e.strerror}): pass --state-dir") from None

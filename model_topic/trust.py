@@ -1,0 +1,26 @@
+"""Which model records the scorer trusts: with a public key configured, only signed ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from edml.config import Settings
+from schemas.records import ModelRecord
+
+
+def record_check(settings: Settings) -> Callable[[ModelRecord], None] | None:
+    """A check that rejects unsigned or wrongly signed records when a public key is set."""
+    if not settings.model_public_key:
+        return None
+    from model_topic.loader import ModelRejected
+    from model_topic.signing import SignatureInvalid, load_public_key, verify_record
+
+    public_key = load_public_key(settings.model_public_key)
+
+    def check(record: ModelRecord) -> None:
+        try:
+            verify_record(record, public_key)
+        except SignatureInvalid as e:
+            raise ModelRejected(f"record signature: {e}") from None
+
+    return check
