@@ -27,6 +27,8 @@ import io
 import json
 import re
 import struct
+import types
+import typing
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -118,24 +120,41 @@ def schema_fingerprint(schema_json: dict[str, Any]) -> bytes:
     return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
 
 
-def _to_record(cls: type, value: Any) -> Any:
-    """Build nested dataclasses from the dicts fastavro returns."""
-    if not dataclasses.is_dataclass(cls):
-        return value
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        v = value[f.name]
-        kwargs[f.name] = _nested(f.type, v)
-    return cls(**kwargs)
+def _has_nested_records(schema_json: dict[str, Any]) -> bool:
+    """Whether a field holds a record (directly, in an array, map or union)."""
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, list):
+            return any(walk(n) for n in node)
+        if isinstance(node, dict):
+            return node.get("type") == "record" or any(walk(node.get(k)) for k in ("type", "items", "values"))
+        return False
+
+    return any(walk(f["type"]) for f in schema_json["fields"])
 
 
-def _nested(type_name: Any, v: Any) -> Any:
-    if type_name == "ModelSignature":
-        return records.ModelSignature(
-            inputs=[records.TensorSpec(**s) for s in v["inputs"]],
-            outputs=[records.TensorSpec(**s) for s in v["outputs"]],
-        )
-    return v
+def _converter(hint: Any) -> Callable[[Any], Any] | None:
+    """How to turn fastavro's value for a field of type ``hint`` into dataclasses (None: as is)."""
+    if dataclasses.is_dataclass(hint):
+        return _record_builder(hint)  # type: ignore[arg-type]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin is list and args and (inner := _converter(args[0])):
+        return lambda v: [inner(x) for x in v]
+    if origin is dict and len(args) == 2 and (inner := _converter(args[1])):
+        return lambda v: {k: inner(x) for k, x in v.items()}
+    if origin in (typing.Union, types.UnionType) and len(args) == 1 and (inner := _converter(args[0])):
+        return lambda v: None if v is None else inner(v)
+    return None
+
+
+def _record_builder(cls: type) -> Callable[[dict[str, Any]], Any]:
+    """Build ``cls`` and its nested dataclasses from the dicts fastavro returns."""
+    hints = typing.get_type_hints(cls)
+    convert = {f.name: c for f in dataclasses.fields(cls) if (c := _converter(hints[f.name]))}  # type: ignore[arg-type]
+    if not convert:
+        return lambda d: cls(**d)
+    return lambda d: cls(**{k: (convert[k](v) if k in convert else v) for k, v in d.items()})
 
 
 def _as_bytes(payload: Any) -> bytes:
@@ -164,10 +183,9 @@ class AvroSerde(Generic[T]):
         for older in writer_schemas or []:
             self.add_writer_schema(older)
         self._field_names = [f.name for f in dataclasses.fields(record_type)]  # type: ignore[arg-type]
-        simple = all(f.type not in ("ModelSignature",) for f in dataclasses.fields(record_type))  # type: ignore[arg-type]
-        self._simple = simple
+        self._simple = not _has_nested_records(schema_json)
         self._build: Callable[[dict[str, Any]], T] = (
-            (lambda d: record_type(**d)) if simple else (lambda d: _to_record(record_type, d))
+            (lambda d: record_type(**d)) if self._simple else _record_builder(record_type)
         )
 
     @property

@@ -143,13 +143,17 @@ def test_every_avsc_parses_in_one_namespace(path: Path) -> None:
     assert serde.full_name(schema) == f"dev.edml.{path.stem}"
 
 
-@pytest.mark.parametrize("name", RECORD_SCHEMAS)
+# every .avsc with a dataclass of the same name, including records added by other packages
+DATACLASS_SCHEMAS = [p.stem for p in AVSC_FILES if dataclasses.is_dataclass(getattr(records, p.stem, None))]
+
+
+@pytest.mark.parametrize("name", DATACLASS_SCHEMAS)
 def test_dataclass_fields_match_schema_fields(name: str) -> None:
     schema = serde.load_schema_json(name)
     assert {f.name for f in dataclasses.fields(getattr(records, name))} == {f["name"] for f in schema["fields"]}
 
 
-@pytest.mark.parametrize("name", RECORD_SCHEMAS)
+@pytest.mark.parametrize("name", DATACLASS_SCHEMAS)
 def test_fields_added_with_defaults_are_optional(name: str) -> None:
     """Every field with a dataclass default also has an Avro default: old writers stay readable."""
     schema_defaults = {f["name"] for f in serde.load_schema_json(name)["fields"] if "default" in f}
@@ -197,6 +201,41 @@ def test_model_record_round_trips_with_optional_fields_absent() -> None:
     assert back.data_window_start is None and back.data_window_end is None
     assert back.published_at is None and back.signature_ed25519 is None
     assert back.metrics == {} and back.trainer_params == {} and back.challengers == []
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    label: str | None = None
+
+
+@dataclasses.dataclass
+class Shape:
+    name: str
+    points: list[Point]
+    named: dict[str, Point]
+    centre: Point | None = None
+
+
+SHAPE_SCHEMA = {
+    "type": "record", "name": "Shape", "namespace": "test", "fields": [
+        {"name": "name", "type": "string"},
+        {"name": "points", "type": {"type": "array", "items": {"type": "record", "name": "Point", "fields": [
+            {"name": "x", "type": "int"}, {"name": "label", "type": ["null", "string"], "default": None}]}}},
+        {"name": "named", "type": {"type": "map", "values": "Point"}},
+        {"name": "centre", "type": ["null", "Point"], "default": None},
+    ],
+}
+
+
+def test_nested_records_in_arrays_maps_and_unions_come_back_as_dataclasses() -> None:
+    s = serde.AvroSerde(SHAPE_SCHEMA, Shape)
+    shape = Shape("tri", [Point(1), Point(2, "b")], {"origin": Point(0, "o")}, centre=Point(1))
+    back = s.decode(s.encode(shape))
+    assert back == shape
+    assert isinstance(back.points[1], Point) and isinstance(back.named["origin"], Point)
+    assert isinstance(back.centre, Point)
+    assert s.decode(s.encode(Shape("empty", [], {}))).centre is None
 
 
 def test_model_key_is_the_utf8_model_name() -> None:
@@ -365,3 +404,10 @@ def test_crc64_avro_matches_the_avro_spec_test_vectors() -> None:
         (-4824392279771201922 % 2**64).to_bytes(8, "little")
     )
     assert b"\xc3\x01" + crc64_avro(b'"int"').to_bytes(8, "little") == bytes.fromhex("c3018f5c393f1ad57572")
+
+
+@pytest.mark.parametrize("path", AVSC_FILES, ids=lambda p: p.stem)
+def test_every_schema_fingerprint_is_crc64_avro_little_endian(path: Path) -> None:
+    schema = json.loads(path.read_text())
+    canonical = to_parsing_canonical_form(fastavro.parse_schema(schema))
+    assert serde.schema_fingerprint(schema) == crc64_avro(canonical.encode()).to_bytes(8, "little")
