@@ -1,0 +1,1 @@
+"""The Bytewax dataflows: scoring, evaluation."""

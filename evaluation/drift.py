@@ -1,0 +1,286 @@
+"""Drift: each window's distribution of a feature against the model's reference, as a PSI.
+
+The reference is what the trainer wrote in ``reference.json`` (and the artifact manifest):
+
+* numeric ``{"kind": "numeric", "edges": [inner cut points], "fractions": [len(edges) + 1]}``,
+  bin i holding ``edges[i-1] < x <= edges[i]`` with both outer bins open (a list of outer edges
+  with ``len(fractions) == len(edges) - 1`` is read too; values outside land in the end bins);
+* categorical ``{"kind": "categorical", "values": [...], "fractions": [...]}`` whose last value
+  may be ``"other"`` (it takes every unlisted value), or ``{"fractions": {value: fraction}}``.
+
+The population stability index of a window is ``sum((a - e) * ln(a / e))`` over the bins, with
+actual fractions ``a`` and expected ``e`` both floored at ``EPSILON`` so that an empty bin
+counts as a large, finite difference.
+
+Features: the trip's inputs (from the trips topic, windowed by pick-up time) and the target,
+``duration_s`` (from the drop-offs, windowed by drop-off time), when the reference has them.
+``pickup_hour`` is compared only when the window is a whole number of days: a shorter window
+holds part of the day and would always differ from a whole-day reference.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edml.errors import OperatorError
+from schemas.records import DriftAlert, TripDropoff, TripPickup
+
+EPSILON = 1e-4
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+OTHER = "other"
+
+
+class BadReference(OperatorError):
+    """A reference distribution file that cannot be used; the message says which part is wrong."""
+
+
+# feature name -> how to read it from a trip (inputs) or a drop-off (the target)
+TRIP_FEATURES: dict[str, Callable[[TripPickup], Any]] = {
+    "pickup_zone": lambda t: t.pickup_zone,
+    "dropoff_zone": lambda t: t.dropoff_zone,
+    "pickup_borough": lambda t: t.pickup_borough,
+    "passenger_count": lambda t: t.passenger_count,
+    "trip_distance_km": lambda t: t.trip_distance_km,
+    "pickup_hour": lambda t: (t.pickup_time % DAY_MS) // HOUR_MS,
+}
+TARGET_FEATURES: dict[str, Callable[[TripDropoff], Any]] = {"duration_s": lambda d: d.duration_s}
+SEASONAL_FEATURES = {"pickup_hour": DAY_MS}  # feature -> the period a window must be a multiple of
+
+
+@dataclass(frozen=True)
+class FeatureReference:
+    """The reference distribution of one feature, as bins with expected fractions."""
+
+    feature: str
+    kind: str
+    labels: tuple[str, ...]
+    expected: tuple[float, ...]
+    edges: tuple[float, ...] = ()
+    index: dict[str, int] = field(default_factory=dict)
+    other: int | None = None
+
+    def bin_of(self, value: Any) -> int | None:
+        """The bin of ``value``; None for a category the reference has no bin for."""
+        if self.kind == "numeric":
+            x = float(value)
+            if math.isnan(x):
+                return None
+            return int(np.searchsorted(self.edges, x, side="left"))
+        return self.index.get(str(value), self.other)
+
+    @property
+    def bins(self) -> int:
+        """Number of bins (unlisted categories without an "other" bin get one more)."""
+        return len(self.expected) + (1 if self.kind == "categorical" and self.other is None else 0)
+
+
+def _numeric(feature: str, spec: dict[str, Any]) -> FeatureReference:
+    edges = [float(e) for e in spec["edges"]]
+    fractions = [float(f) for f in spec["fractions"]]
+    if len(fractions) == len(edges) - 1:  # outer edges given: the end bins take what lies beyond
+        edges = edges[1:-1]
+    if len(fractions) != len(edges) + 1:
+        raise BadReference(f"{feature}: {len(edges)} inner edges need {len(edges) + 1} fractions, got {len(fractions)}")
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        raise BadReference(f"{feature}: edges must increase")
+    labels = [f"<={edges[0]:g}"] if edges else ["all"]
+    labels += [f"({a:g},{b:g}]" for a, b in zip(edges, edges[1:], strict=False)]
+    if edges:
+        labels.append(f">{edges[-1]:g}")
+    return FeatureReference(feature, "numeric", tuple(labels), tuple(fractions), edges=tuple(edges))
+
+
+def _categorical(feature: str, spec: dict[str, Any]) -> FeatureReference:
+    fractions = spec["fractions"]
+    if isinstance(fractions, dict):
+        values, fracs = [str(v) for v in fractions], [float(f) for f in fractions.values()]
+    else:
+        values, fracs = [str(v) for v in spec["values"]], [float(f) for f in fractions]
+    if len(values) != len(fracs):
+        raise BadReference(f"{feature}: {len(values)} values but {len(fracs)} fractions")
+    index = {v: i for i, v in enumerate(values)}
+    other = index.get(OTHER)
+    labels = tuple(values) + (() if other is not None else (OTHER,))
+    return FeatureReference(feature, "categorical", labels, tuple(fracs), index=index, other=other)
+
+
+def feature_reference(feature: str, spec: dict[str, Any]) -> FeatureReference:
+    """Read one feature's entry of ``reference.json``; raises :class:`BadReference`."""
+    try:
+        kind = spec.get("kind", "categorical" if isinstance(spec.get("fractions"), dict) else None)
+        if kind == "numeric":
+            ref = _numeric(feature, spec)
+        elif kind == "categorical":
+            ref = _categorical(feature, spec)
+        else:
+            raise BadReference(f"{feature}: kind must be numeric or categorical, got {kind!r}")
+    except (KeyError, TypeError, ValueError) as e:
+        raise BadReference(f"{feature}: malformed reference entry ({type(e).__name__}: {e})") from None
+    if any(f < 0 or not math.isfinite(f) for f in ref.expected) or not 0.98 <= sum(ref.expected) <= 1.02:
+        raise BadReference(f"{feature}: fractions must be >= 0 and sum to 1, got sum {sum(ref.expected):.3f}")
+    return ref
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference distributions that windows are compared with, and where they came from."""
+
+    source: str
+    features: dict[str, FeatureReference]
+
+    def for_window(self, window_ms: int) -> Reference:
+        """Without the seasonal features that a window of this length cannot be compared on."""
+        kept = {
+            name: ref
+            for name, ref in self.features.items()
+            if name not in SEASONAL_FEATURES or window_ms % SEASONAL_FEATURES[name] == 0
+        }
+        return Reference(self.source, kept)
+
+    def trip_features(self) -> list[str]:
+        """Features read from trips."""
+        return [f for f in self.features if f in TRIP_FEATURES]
+
+    def target_features(self) -> list[str]:
+        """Features read from drop-offs."""
+        return [f for f in self.features if f in TARGET_FEATURES]
+
+
+def parse_reference(data: Any, source: str) -> Reference:
+    """A :class:`Reference` from the JSON of ``reference.json``; unknown features are ignored."""
+    if not isinstance(data, dict):
+        raise BadReference(f"{source}: a reference is a JSON object of feature -> distribution")
+    known = TRIP_FEATURES.keys() | TARGET_FEATURES.keys()
+    features = {name: feature_reference(name, spec) for name, spec in data.items() if name in known}
+    if not features:
+        raise BadReference(f"{source}: no known feature (known: {', '.join(sorted(known))})")
+    return Reference(source, features)
+
+
+def load_reference(path: Path) -> Reference:
+    """Read a ``reference.json`` file; raises :class:`BadReference` with the reason."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BadReference(f"reference file {path} does not exist") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise BadReference(f"reference file {path} is not readable JSON: {e}") from None
+    return parse_reference(data, str(path))
+
+
+def numeric_reference(values: Iterable[float], bins: int = 10) -> dict[str, Any]:
+    """A numeric reference entry (quantile bins) of ``values``, in the trainer's format."""
+    x = np.asarray(list(values), dtype=np.float64)
+    edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)[1:-1]))
+    counts = np.bincount(np.searchsorted(edges, x, side="left"), minlength=len(edges) + 1)
+    return {"kind": "numeric", "edges": [float(e) for e in edges], "fractions": (counts / counts.sum()).tolist()}
+
+
+def psi(expected: Iterable[float], actual: Iterable[float], eps: float = EPSILON) -> float:
+    """Population stability index of ``actual`` fractions against ``expected`` ones."""
+    e = np.maximum(np.asarray(list(expected), dtype=np.float64), eps)
+    a = np.maximum(np.asarray(list(actual), dtype=np.float64), eps)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+# --- the window state of the drift check ------------------------------------------------------
+
+
+@dataclass
+class DriftCounts:
+    """Events of one window, counted per feature per reference bin."""
+
+    count: int = 0
+    bins: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DriftReading:
+    """One feature over one window: its PSI (None when too few events to tell)."""
+
+    feature: str
+    window_start: int
+    window_end: int
+    count: int
+    psi: float | None
+    expected: dict[str, float]
+    actual: dict[str, float]
+
+
+class DriftAccumulator:
+    """Counts trips (input features) or drop-offs (the target) into reference bins."""
+
+    def __init__(self, reference: Reference) -> None:
+        self.reference = reference
+        self._extract: dict[type, list[tuple[str, Callable[[Any], Any]]]] = {
+            TripPickup: [(f, TRIP_FEATURES[f]) for f in reference.trip_features()],
+            TripDropoff: [(f, TARGET_FEATURES[f]) for f in reference.target_features()],
+        }
+
+    def empty(self) -> DriftCounts:
+        """No events yet."""
+        return DriftCounts()
+
+    def add(self, acc: DriftCounts, item: TripPickup | TripDropoff) -> None:
+        """Count one trip or drop-off in each of its features' bins."""
+        acc.count += 1
+        for feature, read in self._extract[type(item)]:
+            ref = self.reference.features[feature]
+            counts = acc.bins.get(feature)
+            if counts is None:
+                counts = acc.bins[feature] = [0] * ref.bins
+            b = ref.bin_of(read(item))
+            counts[ref.bins - 1 if b is None else b] += 1
+
+    def copy(self, acc: DriftCounts) -> DriftCounts:
+        """An independent copy."""
+        return DriftCounts(acc.count, {f: list(c) for f, c in acc.bins.items()})
+
+
+def readings(
+    reference: Reference, min_per_bin: int
+) -> Callable[[int, int, DriftCounts, int], list[DriftReading]]:
+    """The window emitter of the drift check: one reading per feature."""
+
+    def emit(start: int, end: int, acc: DriftCounts, revision: int) -> list[DriftReading]:
+        out = []
+        for feature, counts in acc.bins.items():
+            ref = reference.features[feature]
+            total = sum(counts)
+            actual = [c / total for c in counts]
+            expected = list(ref.expected) + [0.0] * (len(counts) - len(ref.expected))
+            value = psi(expected, actual) if total >= min_per_bin * ref.bins else None
+            out.append(
+                DriftReading(
+                    feature, start, end, total, value,
+                    dict(zip(ref.labels, expected, strict=True)), dict(zip(ref.labels, actual, strict=True)),
+                )
+            )
+        return out
+
+    return emit
+
+
+def alert_for(reading: DriftReading, threshold: float, source: str) -> DriftAlert | None:
+    """An alert when the reading's PSI is above ``threshold``."""
+    if reading.psi is None or reading.psi <= threshold:
+        return None
+    return DriftAlert(
+        feature=reading.feature,
+        psi=reading.psi,
+        threshold=threshold,
+        window_start=reading.window_start,
+        window_end=reading.window_end,
+        count=reading.count,
+        reference=source,
+        expected=reading.expected,
+        actual=reading.actual,
+    )

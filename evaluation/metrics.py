@@ -1,0 +1,66 @@
+"""Prometheus metrics of the evaluation: live error per model version, expiries, drift.
+
+Gauges show the newest window of each version: a late revision of an older window does not
+move them back in time.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from evaluation.drift import DriftReading
+from evaluation.join import EVALUATED, NO_DROPOFF, NO_PREDICTION
+from schemas.records import Evaluation, ScoreWindow
+
+_VERSION = ["model_version", "role"]
+MAE = Gauge("edml_eval_mae", "Mean absolute error (s) of the newest window", _VERSION)
+RMSE = Gauge("edml_eval_rmse", "Root mean squared error (s) of the newest window", _VERSION)
+BIAS = Gauge("edml_eval_bias", "Mean of predicted minus actual (s) of the newest window", _VERSION)
+P90 = Gauge("edml_eval_p90_abs_error", "90th percentile absolute error (s) of the newest window", _VERSION)
+COUNT = Gauge("edml_eval_count", "Evaluated trips in the newest window", _VERSION)
+WINDOW_START = Gauge("edml_eval_window_start_seconds", "Start of the newest window (event time)", _VERSION)
+EVALUATED_TOTAL = Counter("edml_eval_trips", "Predictions evaluated against the actual duration", _VERSION)
+EXPIRED_TOTAL = Counter(
+    "edml_eval_expired", "Unmatched sides that expired: a prediction without drop-off, a drop-off without prediction",
+    ["side"],
+)
+DROPPED_LATE_TOTAL = Counter("edml_eval_dropped_late", "Items older than the window retention, not counted", ["step"])
+INVALID_TOTAL = Counter("edml_eval_invalid", "Input messages that could not be decoded or validated", ["topic"])
+PSI = Gauge("edml_drift_psi", "Population stability index of the newest complete window", ["feature"])
+ALERTS_TOTAL = Counter("edml_drift_alerts", "Drift alerts raised", ["feature"])
+
+_newest: dict[tuple[str, ...], int] = {}
+
+
+def record_outcome(evaluation: Evaluation) -> None:
+    """Count an evaluated trip or an expired side."""
+    if evaluation.outcome == EVALUATED:
+        EVALUATED_TOTAL.labels(evaluation.model_version, evaluation.role).inc()
+    elif evaluation.outcome == NO_DROPOFF:
+        EXPIRED_TOTAL.labels("prediction").inc()
+    elif evaluation.outcome == NO_PREDICTION:
+        EXPIRED_TOTAL.labels("dropoff").inc()
+
+
+def record_score_window(window: ScoreWindow) -> None:
+    """Show the window on the gauges when it is the version's newest."""
+    labels = (window.model_version, window.role)
+    if window.window_start < _newest.get(labels, window.window_start):
+        return
+    _newest[labels] = window.window_start
+    MAE.labels(*labels).set(window.mae)
+    RMSE.labels(*labels).set(window.rmse)
+    BIAS.labels(*labels).set(window.bias)
+    P90.labels(*labels).set(window.p90_abs_error)
+    COUNT.labels(*labels).set(window.count)
+    WINDOW_START.labels(*labels).set(window.window_start / 1000)
+
+
+def record_reading(reading: DriftReading, alerted: bool) -> None:
+    """Show a feature's PSI (when there were enough events) and count alerts."""
+    key = ("psi", reading.feature)
+    if reading.psi is not None and reading.window_start >= _newest.get(key, reading.window_start):
+        _newest[key] = reading.window_start
+        PSI.labels(reading.feature).set(reading.psi)
+    if alerted:
+        ALERTS_TOTAL.labels(reading.feature).inc()

@@ -1,0 +1,173 @@
+"""The Bytewax steps of the evaluation dataflow, each a typed operator built from the modules here.
+
+* :func:`kafka_records`: Kafka topics -> decoded, checked records (and dead letters);
+* :func:`join_trips`: predictions + drop-offs -> one :class:`Evaluation` per prediction (or per
+  expired drop-off), through the sharded event-time join of :mod:`evaluation.join`;
+* :func:`score_windows`: evaluations -> one :class:`ScoreWindow` per model version per window;
+* :func:`drift_alerts`: trips + drop-offs -> a :class:`DriftAlert` per drifted feature per window;
+* :func:`to_kafka`: records -> a topic, encoded with their serde.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.dataflow import Dataflow, Stream, operator
+
+from edml.config import Settings
+from edml.kafka.clients import base_config, producer_config
+from evaluation import metrics
+from evaluation.config import EvaluationConfig
+from evaluation.drift import DriftAccumulator, DriftReading, Reference, alert_for, readings
+from evaluation.join import EVALUATED, TripJoin, shard_of
+from evaluation.windows import ErrorAccumulator, TumblingWindows, WindowSpec, emit_score_window, score_key
+from schemas.records import DeadLetter, DriftAlert, Evaluation, Prediction, ScoreWindow, TripDropoff, TripPickup
+from schemas.serde import AvroSerde, DecodeError
+
+Check = Callable[[Any], str | None]
+
+
+def _client_props(config: dict[str, Any]) -> dict[str, str]:
+    # Bytewax's Kafka connectors take the brokers apart; everything else (security settings
+    # included) comes from edml.kafka.clients so every client gets the same properties.
+    return {k: v for k, v in config.items() if k != "bootstrap.servers"}
+
+
+def _brokers(settings: Settings) -> list[str]:
+    return settings.bootstrap_servers.split(",")
+
+
+def check_prediction(p: Prediction) -> str | None:
+    """Why a prediction cannot be evaluated, or None."""
+    if not p.trip_id:
+        return "trip_id is empty"
+    if not math.isfinite(p.predicted_duration_s):
+        return f"predicted_duration_s is {p.predicted_duration_s}"
+    if not p.model_version:
+        return "model_version is empty"
+    return None
+
+
+def check_dropoff(d: TripDropoff) -> str | None:
+    """Why a drop-off cannot be evaluated against, or None."""
+    if not d.trip_id:
+        return "trip_id is empty"
+    if not math.isfinite(d.duration_s) or d.duration_s <= 0:
+        return f"duration_s {d.duration_s} is not a positive number of seconds"
+    return None
+
+
+@dataclass(frozen=True)
+class Records:
+    """Decoded records of some topics, and the messages that could not be read."""
+
+    oks: Stream[Any]
+    dead: Stream[DeadLetter]
+
+
+def _decoder(serde: AvroSerde[Any], check: Check) -> Callable[[KafkaSourceMessage], Any]:
+    def decode(msg: KafkaSourceMessage) -> Any:
+        try:
+            record = serde.decode(msg.value)
+            reason = check(record)
+            kind = "invalid"
+        except DecodeError as e:
+            reason, kind = e.message, e.kind
+        if reason is None:
+            return record
+        metrics.INVALID_TOTAL.labels(msg.topic or "").inc()
+        return DeadLetter(msg.topic or "", msg.partition or 0, msg.offset or 0, msg.key, msg.value, kind, reason,
+                          int(time.time() * 1000))
+
+    return decode
+
+
+@operator
+def kafka_records(
+    step_id: str, flow: Dataflow, settings: Settings, topics: list[str], serde: AvroSerde[Any], check: Check,
+    tail: bool = True,
+) -> Records:
+    """Every partition of ``topics`` from the beginning (or the recovered offsets), decoded."""
+    source = KafkaSource(_brokers(settings), topics, tail=tail, add_config=_client_props(base_config(settings)))
+    decoded = op.map("decode", op.input("kafka", flow, source), _decoder(serde, check))
+    split = op.branch("ok", decoded, lambda r: not isinstance(r, DeadLetter))
+    return Records(split.trues, split.falses)
+
+
+@operator
+def join_trips(
+    step_id: str, predictions: Stream[Prediction], dropoffs: Stream[TripDropoff], config: EvaluationConfig
+) -> Stream[Evaluation]:
+    """Predictions joined with drop-offs by trip id, whichever comes first; expired sides reported."""
+    both = op.merge("both", predictions, dropoffs)
+    sharded = op.key_on("shard", both, lambda r: shard_of(r.trip_id, config.join_shards))
+    joined = op.stateful("join", sharded, lambda resume: TripJoin(config.join_timeout_ms, resume))
+    outcomes = op.key_rm("unshard", joined)
+    op.inspect("count", outcomes, lambda _step, e: metrics.record_outcome(e))
+    return outcomes
+
+
+@operator
+def score_windows(step_id: str, outcomes: Stream[Evaluation], config: EvaluationConfig) -> Stream[ScoreWindow]:
+    """Count, MAE, RMSE, bias and p90 per model version per tumbling window of observed time."""
+    evaluated = op.filter("evaluated", outcomes, lambda e: e.outcome == EVALUATED)
+    spec = WindowSpec(config.window_ms, config.lateness_ms, config.retention_ms)
+
+    def build(resume: Any) -> TumblingWindows:
+        return TumblingWindows(spec, lambda e: e.observed_time, ErrorAccumulator(), emit_score_window, resume,
+                               on_dropped=lambda _e: metrics.DROPPED_LATE_TOTAL.labels("scores").inc())
+
+    windows = op.stateful("windows", op.key_on("version", evaluated, score_key), build)
+    scores = op.key_rm("unkey", windows)
+    op.inspect("gauges", scores, lambda _step, w: metrics.record_score_window(w))
+    return scores
+
+
+def _event_time(record: TripPickup | TripDropoff) -> int:
+    return record.pickup_time if isinstance(record, TripPickup) else record.dropoff_time
+
+
+@operator
+def drift_alerts(
+    step_id: str, trips: Stream[TripPickup], dropoffs: Stream[TripDropoff], reference: Reference,
+    config: EvaluationConfig,
+) -> Stream[DriftAlert]:
+    """PSI of each feature per window against the reference; an alert above the threshold."""
+    reference = reference.for_window(config.drift_window_ms)
+    # inputs are windowed by pick-up time, the target (duration) by drop-off time: two keys
+    keyed = op.merge(
+        "both",
+        op.key_on("inputs", trips, lambda _t: "inputs"),
+        op.key_on("target", dropoffs, lambda _d: "target"),
+    )
+    spec = WindowSpec(config.drift_window_ms, config.lateness_ms, config.retention_ms)
+    emit = readings(reference, config.drift_min_per_bin)
+
+    def build(resume: Any) -> TumblingWindows:
+        return TumblingWindows(spec, _event_time, DriftAccumulator(reference), emit, resume,
+                               on_dropped=lambda _r: metrics.DROPPED_LATE_TOTAL.labels("drift").inc())
+
+    found = op.key_rm("unkey", op.stateful("windows", keyed, build))
+
+    def to_alert(reading: DriftReading) -> DriftAlert | None:
+        alert = alert_for(reading, config.psi_threshold, reference.source)
+        metrics.record_reading(reading, alerted=alert is not None)
+        return alert
+
+    return op.filter_map("alerts", found, to_alert)
+
+
+@operator
+def to_kafka(
+    step_id: str, up: Stream[Any], settings: Settings, topic: str, serde: AvroSerde[Any], key: Callable[[Any], str]
+) -> None:
+    """Encode ``up`` with ``serde`` and produce it to ``topic`` (idempotent producer, all acks)."""
+    messages = op.map("encode", up, lambda r: KafkaSinkMessage(key(r).encode(), serde.encode(r)))
+    sink = KafkaSink(_brokers(settings), topic, add_config=_client_props(producer_config(settings)))
+    op.output("kafka", messages, sink)

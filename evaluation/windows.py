@@ -1,0 +1,253 @@
+"""Tumbling event-time windows that may be revised, and the error statistics of a window.
+
+Bytewax's own windowing drops an item that arrives after its window closed. Here a window is
+emitted once the watermark passes its end (``lateness`` after the newest event time, moving on
+with the system clock while nothing arrives, like Bytewax's ``EventClock``), and an item that
+arrives later still lands in its window, which is then emitted again with ``revision + 1`` so
+a reader keeps the latest revision. Only items older than the retention (window end +
+``retention``) are dropped, and counted. At the end of a bounded input every window with
+unemitted items is emitted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from array import array
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Generic, Protocol, TypeVar
+
+from bytewax.operators import StatefulLogic
+
+from schemas.records import Evaluation, ScoreWindow
+
+V = TypeVar("V")
+A = TypeVar("A")
+W = TypeVar("W")
+
+
+def now_ms() -> int:
+    """Wall-clock epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+def window_start(ts_ms: int, length_ms: int) -> int:
+    """Start of the tumbling window (aligned to the epoch) that holds ``ts_ms``."""
+    return ts_ms - ts_ms % length_ms
+
+
+class Accumulator(Protocol[V, A]):
+    """How a window folds its items: an empty state, adding one item, and a snapshot copy."""
+
+    def empty(self) -> A:
+        """A new, empty window state."""
+        ...
+
+    def add(self, acc: A, item: V) -> None:
+        """Fold ``item`` into ``acc`` in place."""
+        ...
+
+    def copy(self, acc: A) -> A:
+        """An independent copy of ``acc`` for a recovery snapshot."""
+        ...
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Length of the tumbling windows, how long to wait for stragglers and how long to keep them."""
+
+    length_ms: int
+    lateness_ms: int
+    retention_ms: int
+
+
+@dataclass
+class _Window(Generic[A]):
+    acc: A
+    revision: int = 0  # the revision the next emission gets
+    dirty: bool = True  # holds items not yet emitted
+
+
+@dataclass(frozen=True)
+class WindowsSnapshot(Generic[A]):
+    """The recoverable state of one key's windows."""
+
+    watermark_base: int | None
+    windows: dict[int, tuple[A, int, bool]] = field(default_factory=dict)
+
+
+Emit = Callable[[int, int, A, int], Iterable[W]]  # (start, end, acc, revision) -> outputs
+
+
+class TumblingWindows(StatefulLogic[V, W, WindowsSnapshot]):
+    """Revisable tumbling windows over one key (Bytewax ``StatefulLogic``)."""
+
+    def __init__(
+        self,
+        spec: WindowSpec,
+        time_of: Callable[[V], int],
+        accumulator: Accumulator[V, A],
+        emit: Emit,
+        resume: WindowsSnapshot | None = None,
+        on_dropped: Callable[[V], None] | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.spec, self.time_of, self.accumulator, self.emit = spec, time_of, accumulator, emit
+        self.on_dropped = on_dropped
+        self.clock = clock
+        # watermark = base + system time elapsed since the base was set (base = newest - lateness)
+        self.watermark_base: int | None = resume.watermark_base if resume else None
+        self.base_set_at = clock()
+        self.windows: dict[int, _Window] = {}
+        if resume:
+            for start, (acc, revision, dirty) in resume.windows.items():
+                self.windows[start] = _Window(accumulator.copy(acc), revision, dirty)
+
+    def watermark(self) -> int | None:
+        """Event time before which every window counts as complete."""
+        if self.watermark_base is None:
+            return None
+        return self.watermark_base + max(0, self.clock() - self.base_set_at)
+
+    def on_item(self, value: V) -> tuple[Iterable[W], bool]:
+        """Fold ``value`` into its window; emit the windows the watermark has passed."""
+        ts = self.time_of(value)
+        candidate = ts - self.spec.lateness_ms
+        current = self.watermark()
+        if current is None or candidate > current:
+            self.watermark_base, self.base_set_at = candidate, self.clock()
+            current = candidate
+        start = window_start(ts, self.spec.length_ms)
+        if start + self.spec.length_ms + self.spec.retention_ms <= current:
+            if self.on_dropped is not None:
+                self.on_dropped(value)
+        else:
+            window = self.windows.get(start)
+            if window is None:
+                window = self.windows[start] = _Window(self.accumulator.empty())
+            self.accumulator.add(window.acc, value)
+            window.dirty = True
+        return self._emit_due(current), StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[W], bool]:
+        """The watermark moved on with the system clock: emit what is due."""
+        return self._emit_due(self.watermark()), StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[W], bool]:
+        """A bounded input ended: emit every window with unemitted items, complete or not."""
+        return self._emit_due(None, everything=True), StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        """When the watermark will pass the end of the oldest window that waits to be emitted."""
+        if self.watermark_base is None:
+            return None
+        ends = [start + self.spec.length_ms for start, w in self.windows.items() if w.dirty]
+        if not ends:
+            return None
+        due_ms = self.base_set_at + (min(ends) - self.watermark_base)
+        return datetime.fromtimestamp(max(due_ms, 0) / 1000, UTC)
+
+    def _emit_due(self, watermark: int | None, everything: bool = False) -> list[W]:
+        out: list[W] = []
+        for start in sorted(self.windows):
+            window = self.windows[start]
+            end = start + self.spec.length_ms
+            complete = watermark is not None and end <= watermark
+            if window.dirty and (complete or everything):
+                out.extend(self.emit(start, end, window.acc, window.revision))
+                window.revision += 1
+                window.dirty = False
+            if watermark is not None and end + self.spec.retention_ms <= watermark and not window.dirty:
+                del self.windows[start]
+        return out
+
+    def snapshot(self) -> WindowsSnapshot:
+        """A deep copy of the open and retained windows."""
+        return WindowsSnapshot(
+            self.watermark_base,
+            {s: (self.accumulator.copy(w.acc), w.revision, w.dirty) for s, w in self.windows.items()},
+        )
+
+
+# --- error statistics of one model version over one window ----------------------------------
+
+
+@dataclass
+class ErrorStats:
+    """Sums that give count, MAE, RMSE and bias, and the absolute errors for the p90."""
+
+    model_name: str = ""
+    model_version: str = ""
+    role: str = ""
+    count: int = 0
+    sum_abs: float = 0.0
+    sum_sq: float = 0.0
+    sum_err: float = 0.0
+    abs_errors: array = field(default_factory=lambda: array("d"))
+
+    def add(self, error_s: float) -> None:
+        """Count one error (predicted minus actual, seconds)."""
+        a = abs(error_s)
+        self.count += 1
+        self.sum_abs += a
+        self.sum_sq += error_s * error_s
+        self.sum_err += error_s
+        self.abs_errors.append(a)
+
+    def p90(self) -> float:
+        """90th percentile of the absolute errors (linear interpolation between ranks)."""
+        if not self.abs_errors:
+            return math.nan
+        ordered = sorted(self.abs_errors)
+        pos = 0.9 * (len(ordered) - 1)
+        lo = int(pos)
+        hi = min(lo + 1, len(ordered) - 1)
+        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+    def to_score_window(self, start: int, end: int, revision: int) -> ScoreWindow:
+        """The aggregate record for the scores topic."""
+        n = self.count
+        return ScoreWindow(
+            model_name=self.model_name,
+            model_version=self.model_version,
+            role=self.role,
+            window_start=start,
+            window_end=end,
+            count=n,
+            mae=self.sum_abs / n,
+            rmse=math.sqrt(self.sum_sq / n),
+            bias=self.sum_err / n,
+            p90_abs_error=self.p90(),
+            revision=revision,
+        )
+
+
+class ErrorAccumulator:
+    """Folds evaluated trips of one (model, version, role) into :class:`ErrorStats`."""
+
+    def empty(self) -> ErrorStats:
+        """No errors yet."""
+        return ErrorStats()
+
+    def add(self, acc: ErrorStats, item: Evaluation) -> None:
+        """Count the trip's error; the first trip names the model version."""
+        if acc.count == 0:
+            acc.model_name, acc.model_version, acc.role = item.model_name, item.model_version, item.role
+        acc.add(item.error_s if item.error_s is not None else math.nan)
+
+    def copy(self, acc: ErrorStats) -> ErrorStats:
+        """A copy with its own error array."""
+        return ErrorStats(acc.model_name, acc.model_version, acc.role, acc.count, acc.sum_abs, acc.sum_sq,
+                          acc.sum_err, array("d", acc.abs_errors))
+
+
+def emit_score_window(start: int, end: int, acc: ErrorStats, revision: int) -> list[ScoreWindow]:
+    """The window's aggregate (nothing for an empty window)."""
+    return [acc.to_score_window(start, end, revision)] if acc.count else []
+
+
+def score_key(evaluation: Evaluation) -> str:
+    """Windows are kept per model name, version and role."""
+    return f"{evaluation.model_name}/{evaluation.model_version}/{evaluation.role}"

@@ -1,0 +1,147 @@
+"""Reference distributions, binning and the population stability index."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluation.drift import (
+    BadReference,
+    DriftAccumulator,
+    alert_for,
+    load_reference,
+    numeric_reference,
+    parse_reference,
+    psi,
+    readings,
+)
+from schemas.records import TripDropoff, TripPickup
+from trainer.generator import DEFAULT_START_MS, Drift, generate_columns
+from trainer.metrics import reference_distributions
+
+DAY = 86_400_000
+
+
+def test_psi_of_identical_distributions_is_zero_and_grows_with_the_shift() -> None:
+    e = [0.25, 0.25, 0.25, 0.25]
+    assert psi(e, e) == 0.0
+    small, large = psi(e, [0.3, 0.25, 0.25, 0.2]), psi(e, [0.7, 0.1, 0.1, 0.1])
+    assert 0 < small < 0.1 < 0.25 < large
+    # a textbook value: sum (a - e) ln(a / e)
+    assert math.isclose(psi([0.5, 0.5], [0.6, 0.4]), 0.1 * math.log(1.2) - 0.1 * math.log(0.8))
+
+
+def test_empty_bins_count_as_a_large_but_finite_difference() -> None:
+    value = psi([0.5, 0.5], [1.0, 0.0])
+    assert math.isfinite(value) and value > 1.0
+
+
+def test_numeric_bins_follow_the_trainer_convention() -> None:
+    ref = parse_reference({"trip_distance_km": {"kind": "numeric", "edges": [1.0, 3.0], "fractions": [.2, .5, .3]}},
+                          "test").features["trip_distance_km"]
+    # bin i holds edges[i-1] < x <= edges[i], outer bins open
+    assert [ref.bin_of(x) for x in (-5, 1.0, 1.01, 3.0, 3.5, 1e9)] == [0, 0, 1, 1, 2, 2]
+    assert ref.labels == ("<=1", "(1,3]", ">3")
+
+
+def test_outer_edges_are_accepted_too() -> None:
+    ref = parse_reference({"trip_distance_km": {"kind": "numeric", "edges": [0, 2, 5, 50], "fractions": [.4, .4, .2]}},
+                          "t").features["trip_distance_km"]
+    assert [ref.bin_of(x) for x in (0.5, 4, 80)] == [0, 1, 2]
+
+
+def test_categorical_other_takes_unlisted_values() -> None:
+    ref = parse_reference(
+        {"pickup_zone": {"kind": "categorical", "values": [132, 161, "other"], "fractions": [.3, .3, .4]},
+         "pickup_borough": {"kind": "categorical", "fractions": {"Manhattan": 0.8, "Queens": 0.2}}}, "t",
+    )
+    zone, borough = ref.features["pickup_zone"], ref.features["pickup_borough"]
+    assert [zone.bin_of(v) for v in (132, 161, 7)] == [0, 1, 2]
+    # without an "other" value an unlisted category gets a bin of its own, expected 0
+    assert borough.bins == 3 and borough.bin_of("Bronx") is None
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        ({"trip_distance_km": {"kind": "numeric", "edges": [1, 2], "fractions": [.5, .3, .1, .1]}}, "fractions"),
+        ({"trip_distance_km": {"kind": "numeric", "edges": [2, 1], "fractions": [.3, .3, .4]}}, "increase"),
+        ({"pickup_zone": {"kind": "categorical", "values": [1, 2], "fractions": [.5, .2]}}, "sum to 1"),
+        ({"pickup_zone": {"kind": "histogram"}}, "kind"),
+        ({"unknown_feature": {"kind": "numeric"}}, "no known feature"),
+        ([1, 2], "JSON object"),
+    ],
+)
+def test_malformed_references_are_refused_with_a_reason(data: object, reason: str) -> None:
+    with pytest.raises(BadReference, match=reason):
+        parse_reference(data, "t")
+
+
+def test_reference_file_errors_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(BadReference, match="does not exist"):
+        load_reference(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(BadReference, match="not readable JSON"):
+        load_reference(tmp_path / "bad.json")
+
+
+def test_pickup_hour_is_only_compared_on_whole_days() -> None:
+    ref = parse_reference(reference_distributions(generate_columns(2000, seed=3)), "t")
+    assert "pickup_hour" in ref.for_window(DAY).features
+    assert "pickup_hour" in ref.for_window(2 * DAY).features
+    assert "pickup_hour" not in ref.for_window(6 * 3_600_000).features
+
+
+def _window_psi(reference: dict, trips: list[tuple[TripPickup, TripDropoff]]) -> dict[str, float | None]:
+    ref = parse_reference(reference, "t").for_window(DAY)
+    acc = DriftAccumulator(ref)
+    inputs, target = acc.empty(), acc.empty()
+    for pickup, dropoff in trips:
+        acc.add(inputs, pickup)
+        acc.add(target, dropoff)
+    emit = readings(ref, min_per_bin=10)
+    return {r.feature: r.psi for r in emit(0, DAY, inputs, 0) + emit(0, DAY, target, 0)}
+
+
+def _reference(seed: int) -> dict:
+    cols = generate_columns(20_000, seed=seed)
+    return reference_distributions(cols) | {"duration_s": numeric_reference(cols.duration_s)}
+
+
+def test_a_day_of_undrifted_traffic_stays_below_the_threshold() -> None:
+    day = generate_columns(2000, seed=11, span_days=1).trips()
+    values = _window_psi(_reference(1), day)
+    assert set(values) >= {"pickup_zone", "trip_distance_km", "pickup_hour", "duration_s"}
+    assert all(v is not None and v < 0.1 for v in values.values()), values
+
+
+def test_slower_traffic_moves_the_duration_not_the_inputs() -> None:
+    drift = Drift(DEFAULT_START_MS, slowdown=1.0)
+    day = generate_columns(2000, seed=11, span_days=1, drift=drift).trips()
+    values = _window_psi(_reference(1), day)
+    assert values["duration_s"] > 0.25
+    assert values["trip_distance_km"] < 0.1
+
+
+def test_too_few_events_give_no_psi_and_no_alert() -> None:
+    few = generate_columns(50, seed=11, span_days=1).trips()
+    values = _window_psi(_reference(1), few)
+    assert values["pickup_zone"] is None  # 31 bins need 310 trips
+
+
+def test_an_alert_carries_the_window_and_both_distributions() -> None:
+    ref = parse_reference({"duration_s": numeric_reference(np.linspace(100, 1000, 500))}, "model v1")
+    acc = DriftAccumulator(ref)
+    counts = acc.empty()
+    for i in range(500):
+        acc.add(counts, TripDropoff(f"t{i}", i, 2000.0 + i))  # everything beyond the reference
+    [reading] = readings(ref, 10)(0, DAY, counts, 0)
+    alert = alert_for(reading, 0.25, ref.source)
+    assert alert is not None and alert.psi > 1 and alert.count == 500 and alert.reference == "model v1"
+    last = ref.features["duration_s"].labels[-1]
+    assert last.startswith(">") and alert.actual[last] == 1.0 and json.dumps(alert.expected)
+    assert alert_for(reading, alert.psi + 1, ref.source) is None
