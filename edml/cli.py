@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "edml.commands.serve",
     "edml.commands.data",
     "edml.commands.train",
+    "edml.commands.publish",
 ]
 
 for _name in COMMAND_MODULES:

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -57,6 +58,21 @@ _SPEED_WEEKEND = np.array(
 # Typical speed (km/h) per borough, in BOROUGHS order.
 _BOROUGH_SPEED = np.array([13.0, 19.0, 24.0, 21.0, 30.0, 34.0])
 _PASSENGERS = np.array([0.70, 0.14, 0.05, 0.03, 0.05, 0.03])  # 1..6
+
+
+CITY_TZ = "America/New_York"
+
+
+def wall_clock_ms(when: datetime) -> int:
+    """Epoch ms of the city's wall-clock reading of ``when``, encoded as UTC (naive = already wall clock)."""
+    if when.tzinfo is not None:
+        when = when.astimezone(ZoneInfo(CITY_TZ))
+    return int(when.replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def now_wall_clock_ms() -> int:
+    """The city's wall clock now, encoded as UTC epoch ms (how pickup_time is written)."""
+    return wall_clock_ms(datetime.now(UTC))
 
 
 @dataclass(frozen=True, slots=True)

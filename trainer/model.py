@@ -33,7 +33,7 @@ class ModelParams:
     dow_dim: int = 3
     doy_dim: int = 3
     hidden: tuple[int, ...] = (64, 32)
-    wide_l2: float = 1e-7
+    wide_l2: float = 1e-4
 
 
 @dataclass(frozen=True)

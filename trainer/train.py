@@ -177,7 +177,12 @@ def train_columns(columns: TripColumns, out_dir: Path | str, config: TrainConfig
             test_mae_s.append(mae(test.duration_s, pred))
 
     fit = model.fit(
-        train_ds, validation_data=test_ds, epochs=config.epochs, verbose=config.verbose, callbacks=[HeldOutSeconds()]
+        train_ds,
+        validation_data=test_ds,
+        epochs=config.epochs,
+        verbose=config.verbose,
+        callbacks=[HeldOutSeconds()],
+        shuffle=False,  # the dataset shuffles itself, seeded
     )
     history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
     history["test_mae_s"] = test_mae_s

@@ -1,0 +1,43 @@
+"""``edml train``: train the wide & deep trip-duration model and export it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def train(
+    data: Annotated[Path, typer.Option("--data", help="TripExample Avro file (from `edml generate`).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: saved_model/, metrics.json, golden.json, ...")],
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training data.")] = 6,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the initial weights and the shuffling.")] = 0,
+    max_rows: Annotated[int | None, typer.Option("--max-rows", min=20, help="Read at most this many trips.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch progress bar.")] = False,
+) -> None:
+    """Train the wide & deep model on a data file; report MAE/RMSE beside the baselines and export a SavedModel."""
+    from trainer.datafiles import read_examples
+
+    read_examples(data, max_rows=1)  # a missing or corrupt file fails here, before TensorFlow loads
+    from trainer.train import train_model
+
+    typer.echo(f"training on {data} ({epochs} epochs, seed {seed}) ...")
+    # A live progress bar on a terminal, one line per epoch in logs.
+    verbose: int | str = 0 if quiet else ("auto" if sys.stdout.isatty() else 2)
+    result = train_model(data, out, epochs=epochs, seed=seed, max_rows=max_rows, verbose=verbose)
+    m = result.metrics
+    typer.echo(
+        f"held-out ({m.n_test} trips):\n"
+        f"  model              MAE {m.mae:8.1f} s   RMSE {m.rmse:8.1f} s\n"
+        f"  global mean        MAE {m.baseline_mean_mae:8.1f} s   RMSE {m.baseline_mean_rmse:8.1f} s\n"
+        f"  distance (linear)  MAE {m.baseline_distance_mae:8.1f} s   RMSE {m.baseline_distance_rmse:8.1f} s\n"
+        f"trained on {m.n_train} trips in {m.train_seconds:.1f} s; wrote {out}/saved_model, metrics.json, "
+        f"golden.json, reference.json, training_curve.png"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``."""
+    app.command("train")(train)
