@@ -68,6 +68,7 @@ class Manifest:
     data_window_start: int | None = None
     data_window_end: int | None = None
     trainer_params: dict[str, str] = field(default_factory=dict)
+    git_sha: str = ""
 
     def to_json(self) -> bytes:
         """Canonical JSON (sorted keys), so equal manifests have equal bytes."""
@@ -84,6 +85,7 @@ class Manifest:
             "data_window_start": self.data_window_start,
             "data_window_end": self.data_window_end,
             "trainer_params": self.trainer_params,
+            "git_sha": self.git_sha,
         }
         return json.dumps(body, sort_keys=True, indent=1, allow_nan=False).encode()
 
@@ -116,6 +118,7 @@ class Manifest:
                 data_window_start=_opt_int(body.get("data_window_start")),
                 data_window_end=_opt_int(body.get("data_window_end")),
                 trainer_params={str(k): str(v) for k, v in dict(body.get("trainer_params", {})).items()},
+                git_sha=str(body.get("git_sha") or ""),
             )
         except KeyError as e:
             raise ArtifactError(f"manifest lacks field {e.args[0]!r}") from None
@@ -239,14 +242,35 @@ def _finite_metrics(raw: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def read_model_folder(model_dir: Path, model_name: str, version: str, created_at: int | None = None) -> Manifest:
-    """The manifest for the trainer's output folder (``edml train --out``); loads the SavedModel."""
-    model_dir = Path(model_dir)
+def _saved_model_dir(model_dir: Path) -> Path:
     if not model_dir.is_dir():
         raise ArtifactError(f"model folder {model_dir} does not exist")
     saved_model = model_dir / SAVED_MODEL_DIR
     if not saved_model.is_dir():
         raise ArtifactError(f"model folder {model_dir} has no {SAVED_MODEL_DIR}/ folder")
+    return saved_model
+
+
+def load_model_folder(model_dir: Path) -> Any:
+    """The ``serving_default`` function of the SavedModel in the trainer's folder ``model_dir``."""
+    return load_saved_model(_saved_model_dir(Path(model_dir)))
+
+
+def read_model_folder(
+    model_dir: Path,
+    model_name: str,
+    version: str,
+    created_at: int | None = None,
+    *,
+    signature: ModelSignature | None = None,
+    git_sha: str = "",
+) -> Manifest:
+    """The manifest for the trainer's output folder (``edml train --out``).
+
+    Loads the SavedModel to read its signature unless ``signature`` is given.
+    """
+    model_dir = Path(model_dir)
+    saved_model = _saved_model_dir(model_dir)
     metrics_raw = _read_json(model_dir / "metrics.json", "the trainer's metrics")
     if not isinstance(metrics_raw, dict):
         raise ArtifactError("metrics.json is not a JSON object")
@@ -262,7 +286,8 @@ def read_model_folder(model_dir: Path, model_name: str, version: str, created_at
     reference = _read_json(reference_path, "reference distributions") if reference_path.exists() else {}
     if not isinstance(reference, dict):
         raise ArtifactError("reference.json is not a JSON object")
-    signature = read_signature(saved_model)
+    if signature is None:
+        signature = read_signature(saved_model)
     if created_at is None:
         created_at = _newest_mtime_ms(saved_model)
     params = metrics_raw.get("trainer_params", {})
@@ -279,6 +304,7 @@ def read_model_folder(model_dir: Path, model_name: str, version: str, created_at
             data_window_start=_opt_int(metrics_raw.get("data_window_start")),
             data_window_end=_opt_int(metrics_raw.get("data_window_end")),
             trainer_params={str(k): str(v) for k, v in dict(params).items()} if isinstance(params, dict) else {},
+            git_sha=git_sha,
         )
     except (TypeError, ValueError) as e:
         raise ArtifactError(f"model folder {model_dir}: malformed golden/reference/metrics data: {e}") from None

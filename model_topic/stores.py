@@ -93,6 +93,10 @@ class ArtifactStore(ABC):
         """Every stored version of ``model_name``, in natural order."""
 
     @abstractmethod
+    def model_names(self) -> list[str]:
+        """Every model name the store holds artifacts for, sorted."""
+
+    @abstractmethod
     def artifact_uri(self, model_name: str, version: str) -> str:
         """Where ``put`` stores ``model_name`` ``version``."""
 
@@ -170,6 +174,15 @@ class FileStore(ArtifactStore):
         except OSError as e:
             raise StoreUnavailable(f"cannot list {folder}: {e.strerror or e}") from None
         return sort_versions([n.removesuffix(ARTIFACT_SUFFIX) for n in names])
+
+    def model_names(self) -> list[str]:
+        """The folders under the root."""
+        try:
+            return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name))
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise StoreUnavailable(f"cannot list {self.root}: {e.strerror or e}") from None
 
 
 class GCSStore(ArtifactStore):
@@ -255,6 +268,11 @@ class GCSStore(ArtifactStore):
         """Upload with ``if_generation_match=0``: GCS refuses it when the object exists."""
         uri = self.artifact_uri(model_name, version)
         blob = self.client().bucket(self.bucket_name).blob(self._key(model_name, version))
+        # The precondition below is what makes a race safe on GCS; the explicit check first gives
+        # the same answer on servers that ignore preconditions (gcp-storage-emulator does).
+        exists = self._call(f"check {uri}", blob.exists, retry=self._retry(), timeout=self._request_timeout())
+        if exists:
+            raise VersionExists(f"{model_name} {version} already exists at {uri}")
         try:
             self._call(
                 f"upload {uri}",
@@ -298,6 +316,24 @@ class GCSStore(ArtifactStore):
             return []
         versions = [n[len(folder):].removesuffix(ARTIFACT_SUFFIX) for n in found if n.endswith(ARTIFACT_SUFFIX)]
         return sort_versions([v for v in versions if "/" not in v])
+
+    def model_names(self) -> list[str]:
+        """The "folders" directly under the prefix."""
+        root = f"{self.prefix}/" if self.prefix else ""
+
+        def prefixes() -> list[str]:
+            pages = self.client().list_blobs(
+                self.bucket_name, prefix=root, delimiter="/", retry=self._retry(), timeout=self._request_timeout()
+            )
+            for _ in pages:  # the prefixes are known once the listing was read
+                pass
+            return sorted(pages.prefixes)
+
+        try:
+            found = self._call(f"list {self.uri}", prefixes)
+        except ArtifactMissing:
+            return []
+        return [p[len(root):].rstrip("/") for p in found if _NAME.match(p[len(root):].rstrip("/"))]
 
 
 def open_store(uri: str) -> ArtifactStore:

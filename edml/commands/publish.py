@@ -1,0 +1,198 @@
+"""``edml publish``, ``edml rollback``, ``edml models list|status|retire`` and ``edml keys generate``.
+
+Refusals (gate, broken model folder, existing version, unreachable store or broker) print one
+line ``edml: <command> refused: <reason>`` on stderr and exit 1; operator mistakes exit 2.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from edml.commands.options import BootstrapOpt, ConfigOpt, settings_from
+from edml.errors import OperatorError
+
+# other modules may add commands about models to this group (import it from here)
+models_app = typer.Typer(help="The models on the model topic and in the artifact store.", no_args_is_help=True)
+keys_app = typer.Typer(help="Keys that sign model records (ed25519).", no_args_is_help=True)
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", help="Artifact store URI, file:///path or gs://bucket/prefix (env EDML_ARTIFACT_STORE)."),
+]
+SigningKeyOpt = Annotated[
+    Path | None,
+    typer.Option("--signing-key", envvar="EDML_MODEL_SIGNING_KEY", help="ed25519 private key (PEM file) to sign with."),
+]
+T = TypeVar("T")
+
+
+def _refusable(command: str, fn: Callable[[], T]) -> T:
+    """Run ``fn``; a refusal prints one line and exits 1, operator mistakes go to the CLI (exit 2)."""
+    from model_topic.artifact import ArtifactError
+    from model_topic.gate import GateRefused
+    from model_topic.publisher import PublishError
+    from model_topic.signing import SignatureInvalid
+    from model_topic.stores import StoreError
+
+    try:
+        return fn()
+    except OperatorError:
+        raise
+    except (GateRefused, ArtifactError, StoreError, PublishError, SignatureInvalid) as e:
+        typer.echo(f"edml: {command} refused: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _quiet_tensorflow() -> None:
+    # the refusal must be the one line an operator reads; TF's C++ start-up log is noise here
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _fmt_ms(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def publish(
+    model_dir: Annotated[Path, typer.Option("--model-dir", help="The folder `edml train --out` wrote.")],
+    name: Annotated[str | None, typer.Option("--name", help="Model name (default: settings' model_name).")] = None,
+    store: StoreOpt = None,
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", help="Refuse when mae is worse than the desired model's by more than this.")
+    ] = 0.05,
+    force: Annotated[bool, typer.Option("--force", help="Publish even when the metrics gate refuses.")] = False,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Explicit version (default: <project>-<commit time>-<sha7>-<N>).")
+    ] = None,
+    signing_key: SigningKeyOpt = None,
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Gate a trained model, upload its artifact, then publish its record; prints the version.
+
+    The gate loads the SavedModel, checks its signature against the TripPickup schema, runs the
+    golden rows, and compares mae with the desired model of that name (relative --tolerance).
+    """
+    _quiet_tensorflow()
+    from model_topic.publisher import publish_model
+
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)
+    model_name = name or settings.model_name
+    record = _refusable(
+        "publish",
+        lambda: publish_model(
+            settings, model_dir, model_name, force=force, tolerance=tolerance, version=version,
+            signing_key=signing_key,
+        ),
+    )
+    signed = " signed" if record.signature_ed25519 else ""
+    typer.echo(
+        f"published{signed} {record.model_name} {record.version} sha256={record.sha256} "
+        f"mae={record.metrics.get('mae', float('nan')):.3f} -> {record.artifact_uri}, topic {settings.topics.models}",
+        err=True,
+    )
+    typer.echo(record.version)
+
+
+def rollback(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    to: Annotated[str, typer.Option("--to", help="The version that must serve again.")],
+    store: StoreOpt = None,
+    signing_key: SigningKeyOpt = None,
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Make an older version the desired one: publish its record again (from the topic or the store)."""
+    from model_topic.publisher import rollback as do_rollback
+
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)
+    record = _refusable("rollback", lambda: do_rollback(settings, name, to, signing_key=signing_key))
+    typer.echo(f"{record.model_name} desired version is now {record.version} ({record.artifact_uri})", err=True)
+    typer.echo(record.version)
+
+
+@models_app.command("list")
+def models_list(
+    name: Annotated[str | None, typer.Option("--name", help="Only this model name.")] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Versions on the model topic and in the artifact store; '*' marks the desired one."""
+    from model_topic.model_topic_reader import model_topic_entries, version_rows
+    from model_topic.stores import StoreError, open_store
+
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)
+    entries = model_topic_entries(settings)
+    store_versions: dict[str, list[str]] = {}
+    try:
+        artifact_store = open_store(settings.artifact_store_uri)
+        names = [name] if name else sorted(set(artifact_store.model_names()) | {e.model_name for e in entries})
+        store_versions = {n: artifact_store.versions(n) for n in names}
+    except StoreError as e:
+        typer.echo(f"edml: warning: artifact store not listed: {e}", err=True)
+    rows = [r for r in version_rows(entries, store_versions) if name is None or r.model_name == name]
+    if not rows:
+        typer.echo("no models on the topic or in the store")
+        return
+    typer.echo(f"  {'NAME':20} {'VERSION':40} {'TOPIC':5} {'STORE':5} {'MAE':>10} PUBLISHED")
+    for r in rows:
+        mae = f"{r.mae:10.3f}" if r.mae is not None else f"{'-':>10}"
+        typer.echo(
+            f"{'*' if r.desired else ' '} {r.model_name:20} {r.version:40} {'yes' if r.on_topic else 'no':5} "
+            f"{'yes' if r.in_store else 'no':5} {mae} {_fmt_ms(r.published_at)}"
+        )
+
+
+@models_app.command("status")
+def models_status(config: ConfigOpt = None, bootstrap_servers: BootstrapOpt = None) -> None:
+    """The latest status each scoring process reported for each model (received/rejected/active...)."""
+    from model_topic.model_topic_reader import latest_statuses
+
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers)
+    statuses = latest_statuses(settings)
+    if not statuses:
+        typer.echo(f"no status reports on {settings.topics.model_status}")
+        return
+    typer.echo(f"{'PROCESS':28} {'NAME':20} {'VERSION':40} {'STATUS':9} {'TIME':20} REASON")
+    for s in statuses:
+        typer.echo(f"{s.process:28} {s.model_name:20} {s.version:40} {s.status:9} {_fmt_ms(s.time):20} {s.reason}")
+
+
+@models_app.command("retire")
+def models_retire(
+    name: Annotated[str, typer.Argument(help="Model name to stop serving.")],
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Publish a tombstone for NAME: scorers stop serving it, and its trips wait for a new model."""
+    from model_topic.publisher import retire_model
+
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers)
+    _refusable("retire", lambda: retire_model(settings, name))
+    typer.echo(f"retired {name} (tombstone on {settings.topics.models})")
+
+
+@keys_app.command("generate")
+def keys_generate(out: Annotated[Path, typer.Option("--out", help="Folder for the key pair.")]) -> None:
+    """Write a new ed25519 key pair: model-signing.key (private, 0600) and model-signing.pub."""
+    from model_topic.signing import generate_keys
+
+    private, public = generate_keys(out)
+    typer.echo(f"private key {private} (give to the publisher: --signing-key / EDML_MODEL_SIGNING_KEY)")
+    typer.echo(f"public key  {public} (give to scorers: EDML_MODEL_PUBLIC_KEY)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add publish, rollback, and the models and keys groups."""
+    app.command("publish")(publish)
+    app.command("rollback")(rollback)
+    app.add_typer(models_app, name="models")
+    app.add_typer(keys_app, name="keys")
