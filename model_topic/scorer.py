@@ -23,14 +23,17 @@ class BatchScorer:
 
     Champion predictions go to the predictions topic; challenger predictions go to the
     shadow-predictions topic only. ``per_event=True`` calls the model once per trip: it exists
-    to measure what batching saves, not to serve.
+    to measure what batching saves, not to serve. ``event_clock=True`` (replay) stamps each
+    prediction with its trip's own Kafka timestamp as ``scored_at`` and a latency of 0 instead
+    of the wall clock, so the output depends on the input alone.
     """
 
     def __init__(self, active: ActiveModels, topics: Topics, per_event: bool = False,
-                 wait_for_model_s: float | None = None) -> None:
+                 wait_for_model_s: float | None = None, event_clock: bool = False) -> None:
         self.active = active
         self.topics = topics
         self.per_event = per_event
+        self.event_clock = event_clock
         self.wait_for_model_s = wait_for_model_s
         self._prediction_serde = prediction_serde()
         self._dead_letter_serde = dead_letter_serde()
@@ -76,13 +79,15 @@ class BatchScorer:
     def _encode(self, model: LoadedModel, batch: TripBatch, values: np.ndarray, topic: str,
                 role: str) -> list[OutgoingMessage]:
         now_ms = int(time.time() * 1000)
+        event_clock = self.event_clock
         encode = self._prediction_serde.encode
         name, version = model.name, model.version
         out = []
         for trip, ts, value in zip(batch.trips, batch.timestamps_ms, values.tolist(), strict=True):
+            scored_at = ts if event_clock else now_ms
             prediction = Prediction(
                 trip_id=trip.trip_id, predicted_duration_s=value, model_name=name, model_version=version,
-                event_time=trip.pickup_time, scored_at=now_ms, latency_ms=float(now_ms - ts), role=role,
+                event_time=trip.pickup_time, scored_at=scored_at, latency_ms=float(scored_at - ts), role=role,
             )
             out.append(OutgoingMessage(topic, trip.trip_id.encode(), encode(prediction)))
         metrics.PREDICTIONS_OUT.labels(role).inc(len(out))
