@@ -11,7 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help install kafka-jars kafka-up kafka-down kafka-status topics lint fmt test test-unit \
-        test-integration demo clean
+        test-integration demo clean data train
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,17 @@ test-unit: $(STAMP) ## Unit tests (no Kafka)
 
 test: $(STAMP) kafka-jars ## Every test: unit and integration against a real broker the tests start
 	$(BIN)/pytest -q
+
+TRIPS ?= 200000
+SEED ?= 0
+MODEL ?= $(shell date -u +%Y%m%d-%H%M%S)
+
+data: $(STAMP) ## Generate TRIPS synthetic trips into data/trips.avro (seeded by SEED)
+	$(BIN)/edml generate --n $(TRIPS) --seed $(SEED) --out data/trips.avro
+
+train: $(STAMP) ## Train the wide & deep model on data/trips.avro into models/MODEL (default: a UTC timestamp)
+	@test -f data/trips.avro || { echo "make: data/trips.avro is missing: run make data first"; exit 2; }
+	$(BIN)/edml train --data data/trips.avro --out models/$(MODEL) --seed $(SEED)
 
 demo: topics ## The main job end to end on the local broker
 	@echo "kafka is up at $$EDML_BOOTSTRAP_SERVERS; topics:"; $(BIN)/edml topics list

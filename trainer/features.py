@@ -31,25 +31,42 @@ _MS_PER_HOUR = 3_600_000
 
 
 def zone_index(zone: tf.Tensor) -> tf.Tensor:
-    """Zone id as an embedding index; ids outside 1..265 map to bucket 0 instead of failing."""
+    """Zone id as an int32 embedding index; ids outside 1..265 map to bucket 0 instead of failing."""
     zone = tf.cast(zone, tf.int64)
     valid = tf.logical_and(zone >= 1, zone <= N_ZONES)
-    return tf.where(valid, zone, tf.zeros_like(zone))
+    return tf.cast(tf.where(valid, zone, tf.zeros_like(zone)), tf.int32)
+
+
+# TFLite has no int64 FloorDiv, so the calendar arithmetic runs on int32: the time of day is an
+# int64 FloorMod (supported) that fits int32, and the day number is exact through float32 because
+# (ms - ms_of_day) is a whole number of days and float32's error (~1e5 ms) is far below half a day.
+_MAX_DAY = 1_000_000  # about year 4700; garbage times are clipped into 1970..4700 instead of overflowing
+
+
+def _ms_of_day(pickup_time_ms: tf.Tensor) -> tf.Tensor:
+    return tf.cast(tf.math.floormod(tf.cast(pickup_time_ms, tf.int64), _MS_PER_DAY), tf.int32)
+
+
+def _days_since_epoch(pickup_time_ms: tf.Tensor) -> tf.Tensor:
+    ms = tf.cast(pickup_time_ms, tf.int64)
+    whole_days_ms = ms - tf.math.floormod(ms, _MS_PER_DAY)
+    days = tf.round(tf.cast(whole_days_ms, tf.float32) / float(_MS_PER_DAY))
+    return tf.cast(tf.clip_by_value(days, 0.0, float(_MAX_DAY)), tf.int32)
 
 
 def hour_of_day(pickup_time_ms: tf.Tensor) -> tf.Tensor:
-    """Hour 0..23 of an epoch-ms wall-clock time."""
-    return tf.math.floordiv(tf.math.floormod(pickup_time_ms, _MS_PER_DAY), _MS_PER_HOUR)
+    """Hour 0..23 (int32) of an epoch-ms wall-clock time."""
+    return tf.math.floordiv(_ms_of_day(pickup_time_ms), _MS_PER_HOUR)
 
 
 def day_of_week(pickup_time_ms: tf.Tensor) -> tf.Tensor:
-    """Day of week 0..6, Monday = 0 (1970-01-01 was a Thursday)."""
-    return tf.math.floormod(tf.math.floordiv(pickup_time_ms, _MS_PER_DAY) + 3, 7)
+    """Day of week 0..6 (int32), Monday = 0 (1970-01-01 was a Thursday); times before 1970 count as 1970-01-01."""
+    return tf.math.floormod(_days_since_epoch(pickup_time_ms) + 3, 7)
 
 
 def day_of_year(pickup_time_ms: tf.Tensor) -> tf.Tensor:
-    """Day of year 0..365 (0 = 1 January), by integer civil-calendar arithmetic (H. Hinnant's days->civil)."""
-    z = tf.math.floordiv(pickup_time_ms, _MS_PER_DAY) + 719_468
+    """Day of year 0..365 (int32, 0 = 1 January), by civil-calendar integer arithmetic (H. Hinnant's days->civil)."""
+    z = _days_since_epoch(pickup_time_ms) + 719_468
     era = tf.math.floordiv(z, 146_097)
     doe = z - era * 146_097
     yoe = tf.math.floordiv(
@@ -62,7 +79,7 @@ def day_of_year(pickup_time_ms: tf.Tensor) -> tf.Tensor:
         tf.math.floormod(year, 400) == 0,
     )
     jan_feb = day_from_march >= 306  # January and February belong to the next calendar year
-    return tf.where(jan_feb, day_from_march - 306, day_from_march + 59 + tf.cast(leap, tf.int64))
+    return tf.where(jan_feb, day_from_march - 306, day_from_march + 59 + tf.cast(leap, tf.int32))
 
 
 def borough_one_hot(borough: tf.Tensor) -> tf.Tensor:

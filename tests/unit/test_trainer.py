@@ -96,6 +96,23 @@ def test_saved_model_cli_agrees_with_predict_rows(trained_model_dir: Path, tmp_p
     np.testing.assert_allclose(cli, ours, rtol=1e-4)
 
 
+def test_model_converts_to_tflite_and_agrees(trained_model_dir: Path) -> None:
+    """The arithmetic crosses and int32 calendar math keep the graph convertible (no HashedCrossing, no Flex ops)."""
+    import warnings
+
+    import tensorflow as tf
+
+    tflite = tf.lite.TFLiteConverter.from_saved_model(str(trained_model_dir / "saved_model")).convert()
+    golden = _golden(trained_model_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        runner = tf.lite.Interpreter(model_content=tflite).get_signature_runner("serving_default")
+    columns = {name: np.asarray(golden["inputs"][name], dtype=dtype if dtype != "string" else object)
+               for name, dtype in INPUTS.items()}  # fmt: skip
+    out = runner(**columns)["duration_s"]
+    np.testing.assert_allclose(out, golden["outputs"], rtol=1e-4)
+
+
 def test_out_of_range_values_do_not_crash_the_model(trained_model_dir: Path) -> None:
     rows = {
         "pickup_time": [0, 1_704_067_200_000, -86_400_000, 4_102_444_800_000],
