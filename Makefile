@@ -63,6 +63,42 @@ train: $(STAMP) ## Train the wide & deep model on data/trips.avro into models/MO
 	@test -f data/trips.avro || { echo "make: data/trips.avro is missing: run make data first"; exit 2; }
 	$(BIN)/edml train --data data/trips.avro --out models/$(MODEL) --seed $(SEED)
 
+# --- publishing and CI: every pipeline stage runs one of these targets, locally too --------------
+MODEL_NAME ?= trip-duration
+# the model `make train` wrote: models/$(MODEL) when MODEL is given, else the newest folder in models/
+MODEL_DIR ?= $(if $(filter command line environment,$(origin MODEL)),models/$(MODEL),$(patsubst %/,%,$(firstword $(shell ls -1td models/*/ 2>/dev/null))))
+PUBLISH_ARGS ?=
+IMAGE ?= edml
+IMAGE_TAG ?= $(shell git rev-parse HEAD 2>/dev/null || echo dev)
+IMAGE_PUSH ?= 0
+CONTAINER_TOOL ?= $(shell command -v docker || command -v podman)
+TOFU ?= tofu
+TF_BACKEND_PREFIX ?= edml/prod
+
+.PHONY: publish wheel image ci-test ci-package ci-deploy
+
+publish: $(STAMP) ## Gate and publish MODEL_DIR (default: the newest in models/) as MODEL_NAME; prints the version
+	@test -n "$(MODEL_DIR)" || { echo "make: no trained model in models/: run make data train (or pass MODEL_DIR=...)"; exit 2; }
+	$(BIN)/edml publish --model-dir $(MODEL_DIR) --name $(MODEL_NAME) $(PUBLISH_ARGS)
+
+wheel: $(STAMP) ## Build the edml wheel into dist/
+	$(BIN)/pip wheel --no-deps --no-build-isolation -q -w dist .
+
+image: ## Build the scorer container image IMAGE:IMAGE_TAG (docker or podman); IMAGE_PUSH=1 pushes it
+	@test -n "$(CONTAINER_TOOL)" || { echo "make: no docker or podman to build the image with"; exit 2; }
+	$(CONTAINER_TOOL) build -t $(IMAGE):$(IMAGE_TAG) .
+	@if [ "$(IMAGE_PUSH)" = 1 ]; then $(CONTAINER_TOOL) push $(IMAGE):$(IMAGE_TAG); fi
+
+ci-test: lint test ## CI stage test: ruff and every test
+
+ci-package: wheel image ## CI stage package: the wheel and the container image
+
+ci-deploy: ## CI stage deploy-app: tofu apply with scorer_image=IMAGE_REF (state in gs://TF_BACKEND_BUCKET)
+	@test -n "$(IMAGE_REF)" || { echo "make: set IMAGE_REF=<repository>:<tag>, the image the package stage pushed"; exit 2; }
+	@test -n "$(TF_BACKEND_BUCKET)" || { echo "make: set TF_BACKEND_BUCKET, the bucket of the OpenTofu state"; exit 2; }
+	$(TOFU) -chdir=terraform init -input=false -backend-config="bucket=$(TF_BACKEND_BUCKET)" -backend-config="prefix=$(TF_BACKEND_PREFIX)"
+	$(TOFU) -chdir=terraform apply -input=false -auto-approve -var "scorer_image=$(IMAGE_REF)"
+
 demo: topics ## The main job end to end on the local broker
 	@echo "kafka is up at $$EDML_BOOTSTRAP_SERVERS; topics:"; $(BIN)/edml topics list
 
