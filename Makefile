@@ -99,6 +99,14 @@ ci-deploy: ## CI stage deploy-app: tofu apply with scorer_image=IMAGE_REF (state
 	$(TOFU) -chdir=terraform init -input=false -backend-config="bucket=$(TF_BACKEND_BUCKET)" -backend-config="prefix=$(TF_BACKEND_PREFIX)"
 	$(TOFU) -chdir=terraform apply -input=false -auto-approve -var "scorer_image=$(IMAGE_REF)"
 
+.PHONY: tf-check tofu
+
+tf-check: ## tofu fmt -check and validate terraform/ offline (OpenTofu + providers built from Go sources, cached)
+	tools/tf-check.sh
+
+tofu: ## Build (or reuse) OpenTofu from its Go module source into tools/bin/tofu
+	tools/tf-check.sh tofu
+
 demo: topics ## The main job end to end on the local broker
 	@echo "kafka is up at $$EDML_BOOTSTRAP_SERVERS; topics:"; $(BIN)/edml topics list
 
