@@ -189,5 +189,7 @@ module "scorer" {
   artifact_store                  = local.artifact_store
   topics                          = module.kafka.topic_names
   kafka_properties                = local.kafka_client_properties
+  model_public_key                = var.model_public_key
+  pod_monitoring                  = var.scorer_pod_monitoring
   extra_env                       = var.scorer_extra_env
 }

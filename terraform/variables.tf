@@ -348,6 +348,23 @@ variable "scorer_resources" {
   }
 }
 
+variable "model_public_key" {
+  description = "PEM ed25519 public key the scorer verifies model records with (EDML_MODEL_PUBLIC_KEY); null serves unsigned records. The private key stays with the publisher (CI secret store), never here."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.model_public_key == null || !strcontains(coalesce(var.model_public_key, "-"), "PRIVATE")
+    error_message = "model_public_key must be the public key; a private key must never enter the configuration."
+  }
+}
+
+variable "scorer_pod_monitoring" {
+  description = "Create a PodMonitoring for Managed Service for Prometheus (needs the cluster to exist at plan time, which holds for the apply that sets scorer_image)."
+  type        = bool
+  default     = true
+}
+
 variable "scorer_extra_env" {
   description = "More non-secret environment variables for the scorer, e.g. { EDML_MODEL_NAME = \"trip-duration\" }."
   type        = map(string)

@@ -377,6 +377,12 @@ def test_headless_and_metrics_services(modules):
     port = first(metrics["port"])
     assert port["name"] == "metrics" and port["port"] == "${var.metrics_port}"
     assert metrics["selector"] == "${local.labels}"
+    # Managed Service for Prometheus scrapes the pods' metrics port
+    monitoring = modules["modules/scorer"].resources_of("kubernetes_manifest")["pod_monitoring"]["manifest"]
+    assert monitoring["kind"] == "PodMonitoring"
+    assert monitoring["spec"]["endpoints"][0]["port"] == "metrics"
+    cluster = modules["modules/gke"].resources_of("google_container_cluster")["main"]
+    assert first(first(cluster["monitoring_config"])["managed_prometheus"])["enabled"] is True
 
 
 def test_scorer_config_carries_the_edml_environment(modules):
@@ -384,6 +390,7 @@ def test_scorer_config_carries_the_edml_environment(modules):
     for name in ("EDML_BOOTSTRAP_SERVERS", "EDML_STATE_DIR", "EDML_ARTIFACT_STORE", "EDML_METRICS_PORT",
                  '"EDML_TOPIC_${upper(role)}"', '"EDML_KAFKA_${upper(replace(property, ".", "_"))}"'):
         assert name in text, name
+    assert "EDML_MODEL_PUBLIC_KEY = var.model_public_key" in text
     props = modules["."].locals["kafka_client_properties"]
     assert '"security.protocol" = "SASL_SSL"' in (TF_DIR / "main.tf").read_text() and "merge" in props
 

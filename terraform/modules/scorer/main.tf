@@ -24,6 +24,7 @@ locals {
     },
     { for role, topic in var.topics : "EDML_TOPIC_${upper(role)}" => topic },
     { for property, value in var.kafka_properties : "EDML_KAFKA_${upper(replace(property, ".", "_"))}" => value },
+    var.model_public_key == null ? {} : { EDML_MODEL_PUBLIC_KEY = var.model_public_key },
     var.extra_env,
   )
 
@@ -285,6 +286,31 @@ resource "kubernetes_stateful_set_v1" "scorer" {
           }
         }
       }
+    }
+  }
+}
+
+# Managed Service for Prometheus (enabled on the cluster) scrapes what a PodMonitoring selects.
+resource "kubernetes_manifest" "pod_monitoring" {
+  count = var.pod_monitoring ? 1 : 0
+
+  manifest = {
+    apiVersion = "monitoring.googleapis.com/v1"
+    kind       = "PodMonitoring"
+    metadata = {
+      name      = var.name
+      namespace = kubernetes_namespace_v1.edml.metadata[0].name
+      labels    = local.labels
+    }
+    spec = {
+      selector = {
+        matchLabels = local.labels
+      }
+      endpoints = [{
+        port     = "metrics"
+        path     = "/metrics"
+        interval = "30s"
+      }]
     }
   }
 }

@@ -171,3 +171,20 @@ variable "extra_env" {
   type        = map(string)
   default     = {}
 }
+
+variable "model_public_key" {
+  description = "PEM ed25519 public key (EDML_MODEL_PUBLIC_KEY): the scorer then serves only model records signed with its private key. null accepts unsigned records. A public key, not a secret."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.model_public_key == null || (startswith(trimspace(coalesce(var.model_public_key, "-")), "-----BEGIN PUBLIC KEY-----") && !strcontains(coalesce(var.model_public_key, "-"), "PRIVATE"))
+    error_message = "model_public_key must be a PEM public key (-----BEGIN PUBLIC KEY-----), never a private key."
+  }
+}
+
+variable "pod_monitoring" {
+  description = "Create a PodMonitoring so Google Cloud Managed Service for Prometheus scrapes every scorer pod. Needs the cluster to exist when planning (true for the apply that sets the image)."
+  type        = bool
+  default     = true
+}
