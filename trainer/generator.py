@@ -18,8 +18,10 @@ What it models (all of it seeded, vectorised with numpy):
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -241,3 +243,30 @@ def generate_trips(
 ) -> list[GeneratedTrip]:
     """``n`` trips (pick-up and drop-off records) sorted by pick-up time; deterministic for ``seed``."""
     return generate_columns(n, seed, start_ms, drift, span_days).trips()
+
+
+def stream_trips(
+    n: int,
+    seed: int,
+    start_ms: int,
+    span_ms: int,
+    drift: Drift | None = None,
+    chunk: int = 50_000,
+) -> Iterator[GeneratedTrip]:
+    """``n`` trips over ``span_ms`` from ``start_ms``, generated ``chunk`` at a time (bounded memory).
+
+    Chunk ``k`` covers its own slice of the span with seed ``(seed, k)``, so the stream is
+    deterministic; it equals :func:`generate_trips` when ``n <= chunk``.
+    """
+    chunks = max(1, -(-n // chunk))
+    for k in range(chunks):
+        size = min(chunk, n - k * chunk)
+        lo = start_ms + span_ms * k // chunks
+        hi = start_ms + span_ms * (k + 1) // chunks
+        chunk_seed = seed if chunks == 1 else hash_seed(seed, k)
+        yield from generate_columns(size, chunk_seed, lo, drift, max(1, hi - lo) / DAY_MS).trips()
+
+
+def hash_seed(seed: int, part: int) -> int:
+    """A seed for part ``part`` of a run seeded ``seed`` (stable across processes, unlike ``hash``)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{part}".encode()).digest()[:8], "little")

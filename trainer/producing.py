@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, Producer
@@ -128,7 +128,7 @@ def produce_trips(
 
 def produce_live(
     settings: Settings,
-    trips: Sequence[GeneratedTrip],
+    trips: Iterable[GeneratedTrip],
     rate: float,
     time_scale: float = DEFAULT_TIME_SCALE,
     on_progress: Callable[[ProduceStats], None] | None = None,

@@ -24,6 +24,7 @@ from trainer.generator import TripColumns, generate_columns
 from trainer.metrics import baselines, mae, reference_distributions, rmse
 
 TEST_FRACTION = 0.1
+MIN_TRIPS = 20
 N_GOLDEN = 16
 INPUT_FIELDS = (
     "pickup_time",
@@ -105,8 +106,8 @@ def model_inputs(columns: TripColumns) -> dict[str, np.ndarray]:
 def split(columns: TripColumns, seed: int, test_fraction: float = TEST_FRACTION) -> tuple[TripColumns, TripColumns]:
     """A seeded random train/test split."""
     n = len(columns)
-    if n < 20:
-        raise ValueError(f"need at least 20 trips to train and evaluate, got {n}")
+    if n < MIN_TRIPS:
+        raise ValueError(f"need at least {MIN_TRIPS} trips to train and evaluate, got {n}")
     order = np.random.default_rng(seed).permutation(n)
     n_test = max(2, int(n * test_fraction))
     return _select(columns, np.sort(order[n_test:])), _select(columns, np.sort(order[:n_test]))
@@ -241,9 +242,11 @@ def train_model(
     verbose: int | str = 0,
 ) -> TrainResult:
     """Train on the TripExample file ``data_path``; raises DataFileError for a missing or corrupt file."""
-    from trainer.datafiles import read_examples
+    from trainer.datafiles import DataFileError, read_examples
 
     columns = read_examples(data_path, max_rows=max_rows)
+    if len(columns) < MIN_TRIPS:
+        raise DataFileError(f"data file {data_path} holds {len(columns)} trips; training needs at least {MIN_TRIPS}")
     config = TrainConfig(epochs=epochs, seed=seed, verbose=verbose)
     return train_columns(columns, out_dir, config, data_source=os.fspath(data_path))
 

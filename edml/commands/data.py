@@ -94,7 +94,7 @@ def produce(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from trainer.generator import HOUR_MS, generate_trips, now_wall_clock_ms
+    from trainer.generator import now_wall_clock_ms, stream_trips
     from trainer.producing import ProduceStats, produce_live
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
@@ -103,9 +103,8 @@ def produce(
     drift_ms = _parse_time(drift_start, "--drift-start") if drift_start else None
     if drift_after is not None:
         drift_ms = start_ms + int(drift_after * 1000)
-    trips = generate_trips(
-        n, seed, start_ms, _drift(drift_ms, drift_slowdown), span_days=duration * 1000 / (24 * HOUR_MS)
-    )
+    # Generated a chunk at a time: an hour at 1000 trips/s would not fit in memory at once.
+    trips = stream_trips(n, seed, start_ms, int(duration * 1000), _drift(drift_ms, drift_slowdown))
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

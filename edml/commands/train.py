@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,10 +19,13 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch progress bar.")] = False,
 ) -> None:
     """Train the wide & deep model on a data file; report MAE/RMSE beside the baselines and export a SavedModel."""
-    from trainer.datafiles import read_examples
+    from trainer.datafiles import DataFileError, read_examples
+    from trainer.train import MIN_TRIPS, train_model
 
-    read_examples(data, max_rows=1)  # a missing or corrupt file fails here, before TensorFlow loads
-    from trainer.train import train_model
+    # A missing, corrupt or near-empty file fails here, in one line, before TensorFlow loads.
+    if len(read_examples(data, max_rows=MIN_TRIPS)) < MIN_TRIPS:
+        raise DataFileError(f"data file {data} holds fewer than {MIN_TRIPS} trips; training needs at least {MIN_TRIPS}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides the report
 
     typer.echo(f"training on {data} ({epochs} epochs, seed {seed}) ...")
     # A live progress bar on a terminal, one line per epoch in logs.

@@ -169,3 +169,17 @@ def test_wall_clock_encoding() -> None:
     aware = datetime(2024, 1, 15, 13, 0, tzinfo=UTC)
     assert wall_clock_ms(aware) == int(datetime(2024, 1, 15, 8, 0, tzinfo=UTC).timestamp() * 1000)
     assert wall_clock_ms(datetime(2024, 1, 15, 8, 0)) == wall_clock_ms(aware)
+
+
+def test_streamed_trips_are_deterministic_sorted_and_cover_the_span() -> None:
+    from trainer.generator import stream_trips
+
+    hour = 3_600_000
+    one_chunk = list(stream_trips(400, 3, DEFAULT_START_MS, hour))
+    assert one_chunk == generate_trips(400, 3, DEFAULT_START_MS, span_days=hour / DAY_MS)
+    chunked = list(stream_trips(1_000, 3, DEFAULT_START_MS, hour, chunk=300))
+    assert chunked == list(stream_trips(1_000, 3, DEFAULT_START_MS, hour, chunk=300))
+    times = [t.pickup.pickup_time for t in chunked]
+    assert len(chunked) == len({t.pickup.trip_id for t in chunked}) == 1_000
+    assert times == sorted(times) and DEFAULT_START_MS <= times[0] and times[-1] < DEFAULT_START_MS + hour
+    assert times[-1] - times[0] > 0.9 * hour

@@ -183,6 +183,13 @@ def _edml(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*EDML, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
+def test_training_is_deterministic_for_a_seed(trained_model_dir: Path, tmp_path: Path) -> None:
+    from trainer.train import train_small
+
+    again = train_small(tmp_path / "again", seed=1)
+    np.testing.assert_allclose(_golden(again.out_dir)["outputs"], _golden(trained_model_dir)["outputs"], rtol=1e-5)
+
+
 def test_edml_generate_then_train(tmp_path: Path) -> None:
     data = tmp_path / "trips.avro"
     gen = _edml("generate", "--n", "3000", "--seed", "4", "--out", str(data), cwd=tmp_path)
@@ -197,11 +204,28 @@ def test_edml_generate_then_train(tmp_path: Path) -> None:
         assert (tmp_path / "m" / name).exists(), name
 
 
-@pytest.mark.parametrize("content", [None, b"", b"\x00garbage, not an avro file"], ids=["missing", "empty", "garbage"])
-def test_edml_train_bad_data_file_is_one_line_exit_2(tmp_path: Path, content: bytes | None) -> None:
+def _few_trips() -> bytes:
+    import io
+
+    import fastavro
+
+    from trainer.datafiles import _rows, example_schema
+    from trainer.generator import generate_columns
+
+    buf = io.BytesIO()
+    fastavro.writer(buf, example_schema(), _rows(generate_columns(5, seed=1)))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [None, b"", b"\x00garbage, not an avro file", "few"],
+    ids=["missing", "empty", "garbage", "too-few-trips"],
+)
+def test_edml_train_bad_data_file_is_one_line_exit_2(tmp_path: Path, content: bytes | str | None) -> None:
     data = tmp_path / "trips.avro"
     if content is not None:
-        data.write_bytes(content)
+        data.write_bytes(_few_trips() if content == "few" else content)
     run = _edml("train", "--data", str(data), "--out", str(tmp_path / "m"), cwd=tmp_path)
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
