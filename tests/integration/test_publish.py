@@ -271,20 +271,54 @@ def test_models_status_shows_the_latest_status_per_process(settings: Settings) -
     assert lines[1].split()[:4] == ["host-b:2", NAME, "v2", "rejected"] and "sha256 mismatch" in lines[1]
 
 
-def test_the_installed_cli_prints_the_version_and_one_line_refusals(settings: Settings, models: Models) -> None:
-    env = {**os.environ, **cli_env(settings), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("EDML_CONFIG")
-    env.pop("EDML_MODEL_SIGNING_KEY")
+def _cli_process_env(settings: Settings, store: str | None = None) -> dict[str, str]:
+    env = {**os.environ, **cli_env(settings, store), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    for unset in ("EDML_CONFIG", "EDML_MODEL_SIGNING_KEY", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MODEL"):
+        env.pop(unset, None)
+    return env
+
+
+def test_the_installed_cli_refuses_in_one_line(settings: Settings, models: Models) -> None:
+    env = _cli_process_env(settings)
     exe = str(Path(sys.executable).with_name("edml"))
-    done = subprocess.run([exe, "publish", "--model-dir", str(models.good)], env=env, capture_output=True,
-                          text=True, cwd=REPO, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert parse_version(done.stdout.strip()) is not None
     done = subprocess.run([exe, "publish", "--model-dir", str(models.wrong_signature)], env=env,
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+                          capture_output=True, text=True, cwd=REPO, timeout=180)
     assert done.returncode == 1
+    assert done.stdout == ""
     assert done.stderr.strip().splitlines()[-1].startswith("edml: publish refused: signature does not match")
     done = subprocess.run([exe, "publish", "--model-dir", str(models.good), "--store", "s3://nope"], env=env,
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+                          capture_output=True, text=True, cwd=REPO, timeout=180)
     assert done.returncode == 2
-    assert done.stderr.strip() == "edml: error: unsupported artifact store 's3://nope': use file:///path or gs://bucket/prefix"
+    assert done.stderr.strip() == (
+        "edml: error: unsupported artifact store 's3://nope': use file:///path or gs://bucket/prefix"
+    )
+    assert topic_records(settings) == []
+
+
+@pytest.mark.slow
+def test_the_pipeline_train_and_publish_targets_run_locally(settings: Settings, tmp_path: Path) -> None:
+    """`make data train publish`, as the CI stages run them, in a scratch folder against the test broker."""
+    work = tmp_path / "work"
+    work.mkdir()
+    venv = Path(sys.executable).parent.parent
+    env = _cli_process_env(settings, store=f"file://{tmp_path}/store")
+    # -o: the venv is installed; never re-install it from a test
+    make = ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "-C", str(work),
+            f"VENV={venv}", "-o", f"{venv}/.installed"]
+    done = subprocess.run([*make, "data", "train", "publish", "TRIPS=3000", "SEED=3"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    version = done.stdout.strip().splitlines()[-1]
+    parsed = parse_version(version)
+    assert parsed is not None and parsed[2] == "nogit"  # the scratch folder is no git checkout
+    record = desired_records(settings)[NAME]
+    assert record.version == version
+    verify_sha256(fetch_artifact(record.artifact_uri), record.sha256)
+    trained = [p for p in (work / "models").iterdir() if p.is_dir()]
+    assert len(trained) == 1 and (trained[0] / "saved_model" / "saved_model.pb").is_file()
+    # a failing step fails the run: publishing a folder without a model exits non-zero
+    (work / "models" / "zz-empty").mkdir()
+    done = subprocess.run([*make, "publish", "MODEL=zz-empty"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "has no saved_model/ folder" in done.stderr
+    assert desired_records(settings)[NAME].version == version
