@@ -1,0 +1,23 @@
+"""The replay dataflow: the scoring dataflow of ``edml serve`` with an archive source and a file sink.
+
+    archive (trips, per partition) --> decode + validate --bad--> dead_letters.jsonl
+                                            | ok, batches of the same size as live
+                        models given --> score batch --> predictions.csv (sorted by trip id)
+
+Not a second implementation: :func:`build_replay_flow` calls :func:`dataflows.scoring.build_flow`,
+so a replay exercises the exact decode, validate, score and encode steps that serve live traffic.
+"""
+
+from __future__ import annotations
+
+from bytewax.dataflow import Dataflow
+
+from dataflows.scoring import build_flow
+from model_topic.scorer import BatchScorer
+from replay.file_io import ArchiveSource, PredictionFileSink
+
+
+def build_replay_flow(source: ArchiveSource, scorer: BatchScorer, sink: PredictionFileSink,
+                      name: str = "edml-replay") -> Dataflow:
+    """The scoring dataflow reading ``source`` and writing ``sink``."""
+    return build_flow(source, scorer, sink, name=name)

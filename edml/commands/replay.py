@@ -1,0 +1,163 @@
+"""``edml record`` and ``edml replay``: record live traffic, replay it through any model version."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edml.commands.options import BootstrapOpt, ConfigOpt, settings_from
+from edml.errors import OperatorError
+
+ReportFormat = Annotated[str, typer.Option("--report", help="Report format: md or html.")]
+
+
+def record(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Archive folder (created, or appended to).")],
+    topics: Annotated[str, typer.Option(help="Topic roles to record, comma-separated.")] = "trips,dropoffs",
+    start: Annotated[str, typer.Option("--from", help="Where new partitions start: earliest or latest.")]
+    = "earliest",
+    stop_at_end: Annotated[bool, typer.Option(help="Stop once every partition reached its end as of the start.")]
+    = False,
+    duration: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
+    max_segment_mb: Annotated[float, typer.Option(min=0.01, help="Roll a segment at this size (MiB).")] = 64.0,
+    max_segment_age: Annotated[float, typer.Option(min=0.1, help="Roll a segment after this many seconds.")]
+    = 3600.0,
+    generate: Annotated[int | None, typer.Option(min=1, help="Instead of Kafka: archive N generated trips.")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed of --generate.")] = 1001,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of --generate.")] = 2,
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Mirror the trips and drop-offs topics into a replay archive (Ctrl-C stops and closes it)."""
+    import logging
+    import signal
+    import threading
+
+    from rich.console import Console
+
+    from replay.recorder import RecordStats, record_topics, write_generated
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if generate is not None:
+        stats = write_generated(out, generate, seed, partitions=partitions)
+        print(f"archived {generate} generated trips and drop-offs (seed {seed}) into {out}: "
+              f"{stats.segments} segments in {stats.seconds:.1f} s")
+        return
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    console = Console(stderr=True)
+
+    def progress(stats: RecordStats) -> None:
+        if console.is_terminal:
+            counts = ", ".join(f"{role} {n}" for role, n in stats.messages.items())
+            console.print(f"recording: {counts}", end="\r")
+
+    stats = record_topics(
+        settings, out, [t.strip() for t in topics.split(",") if t.strip()], start=start, stop_at_end=stop_at_end,
+        duration_s=duration, max_segment_bytes=int(max_segment_mb * 1024 * 1024), max_segment_age_s=max_segment_age,
+        stop=stop, on_progress=progress,
+    )
+    counts = ", ".join(f"{n} {role}" for role, n in stats.messages.items())
+    rate = stats.total / stats.seconds if stats.seconds > 0 else 0.0
+    print(f"archived {counts} into {out} in {stats.seconds:.1f} s ({rate:,.0f} messages/s); "
+          f"the archive has {stats.segments} segments")
+
+
+def replay(
+    archive: Annotated[Path, typer.Option("--input", "-i", help="Replay archive folder (from `edml record`).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model version in the artifact store, or a "
+                                       "trained model folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: predictions, report, plots.")],
+    against: Annotated[str | None, typer.Option(help="Compare with this version or folder (the champion; "
+                                                "with --gate the default is the model topic's desired version).")]
+    = None,
+    gate: Annotated[bool, typer.Option(help="Exit 1 when --model's MAE is worse than the champion's beyond "
+                                       "--tolerance.")] = False,
+    tolerance: Annotated[float, typer.Option(min=0.0, help="Relative MAE increase the gate allows.")] = 0.05,
+    diff_threshold: Annotated[float, typer.Option(min=0.0, help="Count trips whose predictions differ between "
+                                                  "versions by more than this (relative).")] = 0.10,
+    report: ReportFormat = "md",
+    batch_size: Annotated[int, typer.Option(min=1, help="Trips scored at once (as in `edml serve`).")] = 1000,
+    store: Annotated[str | None, typer.Option(help="Artifact store URI (env EDML_ARTIFACT_STORE).")] = None,
+    model_name: Annotated[str | None, typer.Option(help="Model name (default trip-duration).")] = None,
+    progress: Annotated[bool | None, typer.Option(help="Progress bar (default: when stderr is a terminal).")]
+    = None,
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Replay an archive through model versions with the scoring dataflow of `edml serve`; report and gate."""
+    if report not in ("md", "html"):
+        raise OperatorError(f"--report must be md or html, not {report!r}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tempfile
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from replay.archive import TRIPS, ArchiveReader
+    from replay.file_io import read_predictions
+    from replay.gate import decide
+    from replay.models import desired_champion, load_desired, resolve_model
+    from replay.report import actual_durations, build_report, write_report
+    from replay.run import replay_archive
+
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store, model_name=model_name)
+    name = settings.model_name
+    reader = ArchiveReader(archive)  # a damaged archive fails here, before any model loads
+    if TRIPS not in reader.roles():
+        raise OperatorError(f"archive {archive} holds no trips (roles: {', '.join(reader.roles()) or 'none'})")
+    console = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="edml-replay-") as work:
+        candidate = resolve_model(model, settings, name, Path(work) / "candidate")
+        champion = None
+        if against is not None:
+            champion = resolve_model(against, settings, name, Path(work) / "champion")
+        elif gate:
+            desired = desired_champion(settings, name)
+            champion = load_desired(desired, Path(work) / "champion") if desired is not None else None
+        serving, challengers = (candidate, ()) if champion is None else (champion, (candidate,))
+        bar = Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TextColumn("trips"),
+                       TimeRemainingColumn(), console=console,
+                       disable=not (console.is_terminal if progress is None else progress))
+        with bar:
+            task = bar.add_task("replay", total=reader.count(TRIPS))
+            result = replay_archive(reader, serving, out, challengers, batch_size=batch_size,
+                                    on_batch=lambda n: bar.advance(task, n))
+    predictions = read_predictions(result.predictions_path)
+    actuals = actual_durations(reader)
+    summary = build_report(result, predictions, actuals, diff_threshold)
+    report_path = write_report(summary, predictions, actuals, out, report)
+
+    print(f"replayed {result.events} trips from {archive} in {result.seconds:.2f} s: "
+          f"{result.events_per_s:,.0f} events/s")
+    kinds = ", ".join(f"{k}: {n}" for k, n in result.dead_letter_kinds.items())
+    print(f"dead letters: {result.dead_letters}" + (f" ({kinds}) -> {result.dead_letters_path}" if kinds else ""))
+    for s in summary.versions:
+        errors = (f"MAE {s.mae:.1f} s, RMSE {s.rmse:.1f} s on {s.with_actual} trips with a drop-off"
+                  if s.mae is not None else "no drop-offs in the archive: no error figures")
+        print(f"{s.version} ({s.role}): {s.predictions} predictions, {errors}")
+    for d in summary.diffs:
+        share = d.differing / d.compared if d.compared else 0.0
+        print(f"{d.version} vs {d.baseline}: {d.differing} of {d.compared} trips ({share:.1%}) differ by more "
+              f"than {d.threshold:.0%} (max {d.max_relative:.1%})")
+    print(f"predictions: {result.predictions_path}; report: {report_path}")
+    if gate:
+        candidate_role = "champion" if champion is None else "challenger"
+        decision = decide(summary.stats(candidate.version, candidate_role),
+                          None if champion is None else summary.stats(champion.version, "champion"), tolerance)
+        print(decision.reason, file=sys.stdout if decision.passed else sys.stderr)
+        if not decision.passed:
+            raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``record`` and ``replay`` to the CLI."""
+    app.command("record")(record)
+    app.command("replay")(replay)
