@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "edml.commands.data",
     "edml.commands.train",
     "edml.commands.publish",
+    "edml.commands.replay",
     "edml.commands.evaluate",
 ]
 
