@@ -112,6 +112,16 @@ def test_publish_to_file_store_then_second_publish_is_the_latest_record(settings
     assert manifest.version == second.version and manifest.metrics["mae"] == 170.0
 
 
+def test_a_trained_model_passes_the_gate_and_round_trips(settings: Settings, trained_model_dir: Path) -> None:
+    record = publish_model(settings, trained_model_dir, NAME)
+    data = fetch_artifact(record.artifact_uri)
+    verify_sha256(data, record.sha256)
+    manifest = safe_unpack(data, settings.state_dir / "unpacked")
+    assert manifest.golden_outputs and manifest.reference
+    assert record.data_window_start is not None and record.trainer_params
+    assert desired_records(settings)[NAME] == record
+
+
 def test_publish_to_gcs_through_the_emulator(settings: Settings, models: Models, gcs_emulator: GcsEmulator) -> None:
     store = gcs_emulator.store_uri(f"publish-{settings.topics.models}")
     code, out, err = edml(settings, "publish", "--model-dir", str(models.good), "--name", NAME, store=store)
