@@ -82,7 +82,9 @@ publish: $(STAMP) ## Gate and publish MODEL_DIR (default: the newest in models/)
 	$(BIN)/edml publish --model-dir $(MODEL_DIR) --name $(MODEL_NAME) $(PUBLISH_ARGS)
 
 wheel: $(STAMP) ## Build the edml wheel into dist/
+	rm -rf build  # setuptools builds in-tree: stale files in build/lib would end up in the wheel
 	$(BIN)/pip wheel --no-deps --no-build-isolation -q -w dist .
+	rm -rf build
 
 image: ## Build the scorer container image IMAGE:IMAGE_TAG (docker or podman); IMAGE_PUSH=1 pushes it
 	@test -n "$(CONTAINER_TOOL)" || { echo "make: no docker or podman to build the image with"; exit 2; }

@@ -26,8 +26,12 @@ StoreOpt = Annotated[
     typer.Option("--store", help="Artifact store URI, file:///path or gs://bucket/prefix (env EDML_ARTIFACT_STORE)."),
 ]
 SigningKeyOpt = Annotated[
-    Path | None,
-    typer.Option("--signing-key", envvar="EDML_MODEL_SIGNING_KEY", help="ed25519 private key (PEM file) to sign with."),
+    str | None,
+    typer.Option(
+        "--signing-key",
+        envvar="EDML_MODEL_SIGNING_KEY",
+        help="ed25519 private key to sign the record with: a PEM file, or the PEM text itself (CI secrets).",
+    ),
 ]
 T = TypeVar("T")
 
@@ -89,7 +93,7 @@ def publish(
         "publish",
         lambda: publish_model(
             settings, model_dir, model_name, force=force, tolerance=tolerance, version=version,
-            signing_key=signing_key,
+            signing_key=signing_key or None,
         ),
     )
     signed = " signed" if record.signature_ed25519 else ""
@@ -113,7 +117,7 @@ def rollback(
     from model_topic.publisher import rollback as do_rollback
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)
-    record = _refusable("rollback", lambda: do_rollback(settings, name, to, signing_key=signing_key))
+    record = _refusable("rollback", lambda: do_rollback(settings, name, to, signing_key=signing_key or None))
     typer.echo(f"{record.model_name} desired version is now {record.version} ({record.artifact_uri})", err=True)
     typer.echo(record.version)
 

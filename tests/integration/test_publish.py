@@ -261,6 +261,13 @@ def test_signed_records_verify_and_tampering_is_detected(settings: Settings, mod
     other_private, other_public = generate_keys(tmp_path / "other")
     with pytest.raises(SignatureInvalid):
         verify_record(record, other_public.read_bytes())
+    # CI hands the key over as PEM text in EDML_MODEL_SIGNING_KEY
+    env = {**{k: v for k, v in cli_env(settings).items() if v}, "EDML_MODEL_SIGNING_KEY": private.read_text()}
+    result = CliRunner().invoke(app, ["publish", "--model-dir", str(models.better)], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    second = desired_records(settings)[settings.model_name]
+    assert second.version == result.stdout.strip()
+    verify_record(second, public.read_bytes())
 
 
 def test_models_status_shows_the_latest_status_per_process(settings: Settings) -> None:
