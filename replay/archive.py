@@ -407,7 +407,7 @@ class ArchiveReader:
 
 def read_segment(path: Path, segment: SegmentInfo | None = None) -> Iterator[SourceMessage]:
     """The messages of one segment file; ArchiveError naming the file and byte position when it is damaged."""
-    index = 0
+    index = block_first = 0
     position = 0
     try:
         with open(path, "rb") as f:
@@ -417,7 +417,7 @@ def read_segment(path: Path, segment: SegmentInfo | None = None) -> Iterator[Sou
                 raise ArchiveError(f"{path}: not an Avro container file (damaged header at byte 0): {e}") from None
             position = f.tell()
             for block in blocks:
-                position = block.offset
+                position, block_first = block.offset, index
                 for rec in block:
                     yield SourceMessage(rec["topic"], rec["partition"], rec["offset"], rec["key"], rec["value"],
                                         rec["timestamp_ms"])
@@ -428,8 +428,9 @@ def read_segment(path: Path, segment: SegmentInfo | None = None) -> Iterator[Sou
     except FileNotFoundError:
         raise ArchiveError(f"{path}: segment file is missing") from None
     except Exception as e:  # fastavro raises EOFError, ValueError, zlib.error, ... for damaged blocks
-        raise ArchiveError(f"{path}: damaged at byte {position} (in the block after record {index - 1}, "
-                           f"{index} records read): {type(e).__name__}: {e}") from None
+        detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        raise ArchiveError(f"{path}: damaged at byte {position} (the block of records from #{block_first} "
+                           f"starting there does not decode): {detail}") from None
     if segment is not None and index != segment.records:
         raise ArchiveError(f"{path}: holds {index} records, the archive index says {segment.records} "
                            f"(damaged or replaced after recording)")
