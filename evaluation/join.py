@@ -44,8 +44,13 @@ def shard_of(trip_id: str, shards: int) -> str:
     return f"shard-{zlib.crc32(trip_id.encode()) % shards}"
 
 
-def evaluate(prediction: Prediction, dropoff: TripDropoff, observed_time: int) -> Evaluation:
-    """The evaluation of one prediction against the trip's actual duration."""
+def evaluate(prediction: Prediction, dropoff: TripDropoff) -> Evaluation:
+    """The evaluation of one prediction against the trip's actual duration.
+
+    Its ``observed_time`` is the drop-off time, when the error became knowable: the same for
+    every version that scored the trip, whatever order the inputs were read in, so champion and
+    challengers are windowed on the same trips.
+    """
     return Evaluation(
         trip_id=prediction.trip_id,
         outcome=EVALUATED,
@@ -53,7 +58,7 @@ def evaluate(prediction: Prediction, dropoff: TripDropoff, observed_time: int) -
         model_version=prediction.model_version,
         role=prediction.role,
         event_time=prediction.event_time,
-        observed_time=observed_time,
+        observed_time=dropoff.dropoff_time,
         actual_duration_s=dropoff.duration_s,
         predicted_duration_s=prediction.predicted_duration_s,
         error_s=prediction.predicted_duration_s - dropoff.duration_s,
@@ -139,10 +144,6 @@ class TripJoin(StatefulLogic[JoinInput, Evaluation, JoinSnapshot]):
         out.extend(self._expire())
         return out, StatefulLogic.RETAIN
 
-    def _observed(self, dropoff: TripDropoff) -> int:
-        clock = self.clock
-        return dropoff.dropoff_time if clock is None else max(dropoff.dropoff_time, clock)
-
     def _on_prediction(self, p: Prediction) -> list[Evaluation]:
         trip = self.trips.get(p.trip_id, PendingTrip())
         pid = _prediction_id(p)
@@ -150,7 +151,7 @@ class TripJoin(StatefulLogic[JoinInput, Evaluation, JoinSnapshot]):
             return []  # a re-emitted prediction: already counted
         if trip.dropoff is not None:
             self.trips[p.trip_id] = replace(trip, evaluated=trip.evaluated | {pid})
-            return [evaluate(p, trip.dropoff, self._observed(trip.dropoff))]
+            return [evaluate(p, trip.dropoff)]
         waiting = tuple(w for w in trip.waiting if _prediction_id(w) != pid) + (p,)
         self._put(p.trip_id, replace(trip, waiting=waiting), p.event_time + self.timeout_ms)
         return []
@@ -159,8 +160,7 @@ class TripJoin(StatefulLogic[JoinInput, Evaluation, JoinSnapshot]):
         trip = self.trips.get(d.trip_id, PendingTrip())
         if trip.dropoff is not None:
             return []  # a re-emitted drop-off
-        observed = self._observed(d)
-        out = [evaluate(p, d, observed) for p in trip.waiting]
+        out = [evaluate(p, d) for p in trip.waiting]
         evaluated = trip.evaluated | {_prediction_id(p) for p in trip.waiting}
         # keep the drop-off until the deadline: challengers' predictions may still come
         self._put(d.trip_id, PendingTrip(d, (), evaluated, trip.deadline), d.dropoff_time + self.timeout_ms)

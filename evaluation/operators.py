@@ -123,7 +123,7 @@ def score_windows(step_id: str, outcomes: Stream[Evaluation], config: Evaluation
         return TumblingWindows(spec, lambda e: e.observed_time, ErrorAccumulator(), emit_score_window, resume,
                                on_dropped=lambda _e: metrics.DROPPED_LATE_TOTAL.labels("scores").inc())
 
-    windows = op.stateful("windows", op.key_on("version", evaluated, score_key), build)
+    windows = op.stateful_batch("windows", op.key_on("version", evaluated, score_key), build)
     scores = op.key_rm("unkey", windows)
     op.inspect("gauges", scores, lambda _step, w: metrics.record_score_window(w))
     return scores
@@ -153,7 +153,7 @@ def drift_alerts(
         return TumblingWindows(spec, _event_time, DriftAccumulator(reference), emit, resume,
                                on_dropped=lambda _r: metrics.DROPPED_LATE_TOTAL.labels("drift").inc())
 
-    found = op.key_rm("unkey", op.stateful("windows", keyed, build))
+    found = op.key_rm("unkey", op.stateful_batch("windows", keyed, build))
 
     def to_alert(reading: DriftReading) -> DriftAlert | None:
         alert = alert_for(reading, config.psi_threshold, reference.source)

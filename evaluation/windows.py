@@ -4,9 +4,11 @@ Bytewax's own windowing drops an item that arrives after its window closed. Here
 emitted once the watermark passes its end (``lateness`` after the newest event time, moving on
 with the system clock while nothing arrives, like Bytewax's ``EventClock``), and an item that
 arrives later still lands in its window, which is then emitted again with ``revision + 1`` so
-a reader keeps the latest revision. Only items older than the retention (window end +
-``retention``) are dropped, and counted. At the end of a bounded input every window with
-unemitted items is emitted.
+a reader keeps the latest revision. Revisions of one window are at least ``revise_every_ms``
+of system time apart, so catching up on a backlog (where partitions are read at different
+speeds and many items are late) emits a few revisions, not one per late item. Only items
+older than the retention (window end + ``retention``) are dropped, and counted. At the end of
+a bounded input every window with unemitted items is emitted.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
 
-from bytewax.operators import StatefulLogic
+from bytewax.operators import StatefulBatchLogic
 
 from schemas.records import Evaluation, ScoreWindow
 
@@ -61,6 +63,7 @@ class WindowSpec:
     length_ms: int
     lateness_ms: int
     retention_ms: int
+    revise_every_ms: int = 10_000
 
 
 @dataclass
@@ -68,6 +71,7 @@ class _Window(Generic[A]):
     acc: A
     revision: int = 0  # the revision the next emission gets
     dirty: bool = True  # holds items not yet emitted
+    emitted_at: int | None = None  # system time of the last emission
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,8 @@ class WindowsSnapshot(Generic[A]):
 Emit = Callable[[int, int, A, int], Iterable[W]]  # (start, end, acc, revision) -> outputs
 
 
-class TumblingWindows(StatefulLogic[V, W, WindowsSnapshot]):
-    """Revisable tumbling windows over one key (Bytewax ``StatefulLogic``)."""
+class TumblingWindows(StatefulBatchLogic[V, W, WindowsSnapshot]):
+    """Revisable tumbling windows over one key (Bytewax ``StatefulBatchLogic``)."""
 
     def __init__(
         self,
@@ -111,8 +115,13 @@ class TumblingWindows(StatefulLogic[V, W, WindowsSnapshot]):
             return None
         return self.watermark_base + max(0, self.clock() - self.base_set_at)
 
-    def on_item(self, value: V) -> tuple[Iterable[W], bool]:
-        """Fold ``value`` into its window; emit the windows the watermark has passed."""
+    def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
+        """Fold ``values`` into their windows; emit the windows the watermark has passed."""
+        for value in values:
+            self._add(value)
+        return self._emit_due(self.watermark()), StatefulBatchLogic.RETAIN
+
+    def _add(self, value: V) -> None:
         ts = self.time_of(value)
         candidate = ts - self.spec.lateness_ms
         current = self.watermark()
@@ -123,42 +132,49 @@ class TumblingWindows(StatefulLogic[V, W, WindowsSnapshot]):
         if start + self.spec.length_ms + self.spec.retention_ms <= current:
             if self.on_dropped is not None:
                 self.on_dropped(value)
-        else:
-            window = self.windows.get(start)
-            if window is None:
-                window = self.windows[start] = _Window(self.accumulator.empty())
-            self.accumulator.add(window.acc, value)
-            window.dirty = True
-        return self._emit_due(current), StatefulLogic.RETAIN
+            return
+        window = self.windows.get(start)
+        if window is None:
+            window = self.windows[start] = _Window(self.accumulator.empty())
+        self.accumulator.add(window.acc, value)
+        window.dirty = True
 
     def on_notify(self) -> tuple[Iterable[W], bool]:
-        """The watermark moved on with the system clock: emit what is due."""
-        return self._emit_due(self.watermark()), StatefulLogic.RETAIN
+        """The watermark moved on with the system clock, or a revision is due: emit."""
+        return self._emit_due(self.watermark()), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[W], bool]:
         """A bounded input ended: emit every window with unemitted items, complete or not."""
-        return self._emit_due(None, everything=True), StatefulLogic.RETAIN
+        return self._emit_due(None, everything=True), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        """When the watermark will pass the end of the oldest window that waits to be emitted."""
+        """When the next window is due: the watermark passes its end, or its next revision may go out."""
         if self.watermark_base is None:
             return None
-        ends = [start + self.spec.length_ms for start, w in self.windows.items() if w.dirty]
-        if not ends:
+        due: list[int] = []
+        for start, w in self.windows.items():
+            if not w.dirty:
+                continue
+            closes_at = self.base_set_at + (start + self.spec.length_ms - self.watermark_base)
+            revisable_at = w.emitted_at + self.spec.revise_every_ms if w.emitted_at is not None else closes_at
+            due.append(max(closes_at, revisable_at))
+        if not due:
             return None
-        due_ms = self.base_set_at + (min(ends) - self.watermark_base)
-        return datetime.fromtimestamp(max(due_ms, 0) / 1000, UTC)
+        return datetime.fromtimestamp(max(min(due), 0) / 1000, UTC)
 
     def _emit_due(self, watermark: int | None, everything: bool = False) -> list[W]:
         out: list[W] = []
+        now = self.clock()
         for start in sorted(self.windows):
             window = self.windows[start]
             end = start + self.spec.length_ms
             complete = watermark is not None and end <= watermark
-            if window.dirty and (complete or everything):
+            may_revise = window.emitted_at is None or now - window.emitted_at >= self.spec.revise_every_ms
+            if window.dirty and (everything or (complete and may_revise)):
                 out.extend(self.emit(start, end, window.acc, window.revision))
                 window.revision += 1
                 window.dirty = False
+                window.emitted_at = now
             if watermark is not None and end + self.spec.retention_ms <= watermark and not window.dirty:
                 del self.windows[start]
         return out

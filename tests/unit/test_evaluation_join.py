@@ -90,6 +90,7 @@ def test_challenger_after_the_dropoff_is_evaluated_on_the_same_trip() -> None:
     [challenger] = feed(join, pred("a", T0, 610.0, "v2", "challenger"))
     assert (champion.model_version, champion.error_s) == ("v1", 100.0)
     assert (challenger.model_version, challenger.role, challenger.error_s) == ("v2", "challenger", 10.0)
+    assert challenger.observed_time == champion.observed_time  # the same trip lands in the same window
 
 
 def test_duplicates_are_counted_once() -> None:

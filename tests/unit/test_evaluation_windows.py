@@ -46,7 +46,7 @@ def windows(clock: FakeClock, lateness: int = 5 * M, resume=None) -> TumblingWin
 def feed(w: TumblingWindows, *items: Evaluation) -> list[ScoreWindow]:
     out: list[ScoreWindow] = []
     for item in items:
-        out.extend(w.on_item(item)[0])
+        out.extend(w.on_batch([item])[0])
     return out
 
 
@@ -81,9 +81,25 @@ def test_late_items_revise_the_window_instead_of_being_lost() -> None:
     start = window_start(T0, 15 * M)
     feed(w, ev(start + M, 10.0))
     [first] = feed(w, ev(start + 40 * M, 1.0))
-    [revised] = feed(w, ev(start + 2 * M, 30.0))  # 38 min late, within the retention
+    assert feed(w, ev(start + 2 * M, 30.0)) == []  # 38 min late, within the retention: held for a revision
+    clock.now += 10_000
+    [revised] = w.on_notify()[0]
     assert (first.count, first.revision) == (1, 0)
     assert (revised.window_start, revised.count, revised.mae, revised.revision) == (start, 2, 20.0, 1)
+
+
+def test_a_burst_of_late_items_gives_one_revision_not_one_each() -> None:
+    clock = FakeClock()
+    w = windows(clock)
+    start = window_start(T0, 15 * M)
+    feed(w, ev(start + M, 10.0), ev(start + 40 * M, 1.0))
+    late = [ev(start + 2 * M, 30.0) for _ in range(500)]
+    assert list(w.on_batch(late)[0]) == [] and feed(w, *late) == []
+    due = w.notify_at()
+    assert due is not None and int(due.timestamp() * 1000) == clock.now + 10_000
+    clock.now += 10_000
+    [revised] = w.on_notify()[0]
+    assert (revised.count, revised.revision) == (1001, 1)
 
 
 def test_items_older_than_the_retention_are_dropped_and_reported() -> None:

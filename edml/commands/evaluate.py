@@ -1,0 +1,218 @@
+"""``edml evaluate`` (the evaluation dataflow), ``edml scores`` (live error table), ``edml promote``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edml.commands.options import BootstrapOpt, ConfigOpt, StateDirOpt, settings_from
+from edml.config import Settings
+from edml.errors import OperatorError
+
+log = logging.getLogger("edml.evaluate")
+
+
+
+def _duration(help_text: str) -> typer.models.OptionInfo:
+    return typer.Option(help=f"{help_text} (a duration: 90s, 15m, 24h, 1h30m, 2d).")
+
+
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name (default: the configured model_name).")]
+
+
+def _reference(settings: Settings, path: Path | None, drift: bool):  # noqa: ANN202 - Reference, imported lazily
+    """The drift reference: the given file, else the desired model's manifest; None turns drift off."""
+    from evaluation.drift import load_reference, parse_reference
+
+    if not drift:
+        return None
+    if path is not None:
+        return load_reference(path)
+    try:
+        from model_topic.artifact import read_manifest
+        from model_topic.publisher import desired_records
+        from model_topic.stores import fetch_artifact
+
+        record = desired_records(settings).get(settings.model_name)
+        if record is None:
+            log.warning("no desired %s model on %s: drift check off (pass --reference)", settings.model_name,
+                        settings.topics.models)
+            return None
+        manifest = read_manifest(fetch_artifact(record.artifact_uri))
+        return parse_reference(manifest.reference, f"{record.model_name} {record.version}")
+    except OperatorError:
+        raise
+    except Exception as e:  # the evaluation still runs; only the drift check needs the reference
+        log.warning("cannot read the desired model's reference (%s): drift check off (pass --reference)", e)
+        return None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def evaluate(
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    state_dir: StateDirOpt = None,
+    window: Annotated[str, _duration("Tumbling window of the score aggregates, event time")] = "15m",
+    lateness: Annotated[str, _duration("How long a window waits for stragglers before it is emitted")] = "5m",
+    join_timeout: Annotated[str, _duration("How long an unmatched prediction or drop-off waits (event time)")]
+    = "24h",
+    retention: Annotated[str | None, typer.Option(help="How long a window takes late evaluations "
+                                                       "(default: the join timeout).")] = None,
+    join_shards: Annotated[int, typer.Option(min=1, help="Keyed shards of the join state.")] = 16,
+    reference: Annotated[Path | None, typer.Option(help="reference.json for the drift check (default: the "
+                                                        "desired model's manifest).")] = None,
+    drift: Annotated[bool, typer.Option(help="Check drift (PSI per window) on the trips and drop-offs.")] = True,
+    drift_window: Annotated[str, _duration("Window of the drift check; whole days compare the hour of day")]
+    = "24h",
+    psi_threshold: Annotated[float, typer.Option(help="Alert above this population stability index.")] = 0.25,
+    drift_min_per_bin: Annotated[int, typer.Option(min=1, help="PSI only with this many events per bin.")] = 10,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads per process.")] = 1,
+    process_id: Annotated[int | None, typer.Option("--process-id", "-i", help="This process's id in a cluster.")]
+    = None,
+    addresses: Annotated[str | None, typer.Option("--addresses", "-a", help="host:port of every process, "
+                                                                            "';'-separated.")] = None,
+    metrics_port: Annotated[int, typer.Option(envvar="EDML_EVAL_METRICS_PORT",
+                                              help="Prometheus port (+ process id); 0 turns it off.")] = 9101,
+    recovery: Annotated[bool, typer.Option(help="Bytewax recovery under the state folder.")] = True,
+    epoch_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between recovery snapshots.")] = 5.0,
+    stop_at_end: Annotated[bool, typer.Option(help="Stop at the end of the input topics instead of tailing.")]
+    = False,
+) -> None:
+    """Join predictions (champion and shadow) with drop-offs; live error per model version; drift alerts."""
+    from bytewax.run import cli_main
+
+    from dataflows.evaluation import build_flow
+    from edml.kafka.topics import existing_topics
+    from edml.scoring_service import configure_logging, recovery_config, state_dir_writable
+    from evaluation.config import EvaluationConfig, parse_duration_ms
+
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers, state_dir=state_dir)
+    configure_logging(logging.INFO)
+    timeout_ms = parse_duration_ms(join_timeout)
+    eval_config = EvaluationConfig(
+        join_timeout_ms=timeout_ms,
+        join_shards=join_shards,
+        window_ms=parse_duration_ms(window),
+        lateness_ms=parse_duration_ms(lateness),
+        retention_ms=parse_duration_ms(retention) if retention else timeout_ms,
+        drift_window_ms=parse_duration_ms(drift_window),
+        psi_threshold=psi_threshold,
+        drift_min_per_bin=drift_min_per_bin,
+    )
+    if (process_id is None) != (addresses is None):
+        raise OperatorError("--process-id and --addresses go together (Bytewax -i/-a)")
+    t = settings.topics
+    needed = {t.predictions, t.shadow_predictions, t.dropoffs, t.evaluations, t.scores, t.dead_letter}
+    drift_reference = _reference(settings, reference, drift)
+    if drift_reference is not None:
+        needed |= {t.trips, t.alerts}
+        log.info("drift check against %s: %s", drift_reference.source,
+                 ", ".join(drift_reference.for_window(eval_config.drift_window_ms).features))
+    missing = needed - existing_topics(settings)
+    if missing:
+        raise OperatorError(f"topics {sorted(missing)} do not exist on {settings.bootstrap_servers}: "
+                            "run `edml topics create`")
+    if metrics_port:
+        from edml.metrics import serve_metrics
+
+        port = metrics_port + (process_id or 0)
+        try:
+            serve_metrics(port, lambda: True)
+        except OSError as e:
+            raise OperatorError(f"metrics port {port} is not free ({e.strerror}): pass --metrics-port") from None
+        log.info("metrics on http://0.0.0.0:%d/metrics", port)
+    recovery_cfg = None
+    if recovery:
+        state_dir_writable(settings.state_dir)
+        recovery_cfg = recovery_config(settings, "evaluation")
+    flow = build_flow(settings, eval_config, drift_reference, tail=not stop_at_end)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        cli_main(flow, workers_per_process=workers, process_id=process_id,
+                 addresses=addresses.split(";") if addresses else None,
+                 epoch_interval=timedelta(seconds=epoch_interval), recovery_config=recovery_cfg)
+    except KeyboardInterrupt:
+        log.info("stopping")
+    except Exception as e:
+        # a signal that lands inside a Python callback reaches us wrapped by Bytewax
+        if not isinstance(e.__cause__, KeyboardInterrupt):
+            raise
+        log.info("stopping")
+
+
+def scores(
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    model: ModelOpt = None,
+    last: Annotated[int, typer.Option(min=1, help="How many of the newest windows to show.")] = 8,
+) -> None:
+    """Print the live error of every model version, window by window, from the scores topic."""
+    from rich.console import Console
+
+    from evaluation.scores import read_score_windows, scores_table
+
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers)
+    name = model or settings.model_name
+    windows = read_score_windows(settings, name)
+    if not windows:
+        typer.echo(f"no scores for {name} on {settings.topics.scores} yet (is `edml evaluate` running?)")
+        return
+    Console(width=140).print(scores_table(windows, last))
+
+
+def promote(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    challenger: Annotated[str, typer.Option("--challenger", help="The challenger version to promote.")],
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    windows: Annotated[int, typer.Option("--windows", "-k", min=1, help="Compare over the last K common "
+                                                                        "windows.")] = 4,
+    margin: Annotated[float, typer.Option(help="The challenger's MAE must be below the champion's by this "
+                                               "fraction.")] = 0.05,
+    force: Annotated[bool, typer.Option(help="Promote even when the challenger does not win.")] = False,
+    retire_champion: Annotated[bool, typer.Option(help="Drop the old champion instead of keeping it as a "
+                                                       "challenger.")] = False,
+    signing_key: Annotated[Path | None, typer.Option("--signing-key", envvar="EDML_MODEL_SIGNING_KEY",
+                                                     help="ed25519 private key (PEM file) to sign with.")] = None,
+) -> None:
+    """Make a shadow challenger the champion when its live MAE beats the champion's by the margin."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from evaluation.promotion import promote as do_promote
+
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers)
+    result = do_promote(settings, name, challenger, last=windows, margin=margin, force=force,
+                        keep_old=not retire_champion, signing_key=signing_key, now_ms=int(time.time() * 1000))
+    c = result.comparison
+    table = Table(title=f"{name}: champion {c.champion.version} vs challenger {c.challenger.version} (MAE, s)")
+    for col in ("window (UTC)", f"{c.champion.version} trips", f"{c.champion.version} MAE",
+                f"{c.challenger.version} trips", f"{c.challenger.version} MAE"):
+        table.add_column(col, justify="left" if col.startswith("window") else "right")
+    for row in c.rows():
+        table.add_row(*map(str, row))
+    Console(width=140).print(table)
+    typer.echo(c.verdict())
+    if not result.promoted:
+        typer.echo(f"not promoted: {name} stays on {c.champion.version} (--force overrides)", err=True)
+        raise typer.Exit(1)
+    assert result.record is not None
+    how = " (forced)" if result.forced else ""
+    typer.echo(f"promoted{how}: {name} {challenger} is the champion; challengers now "
+               f"{', '.join(result.record.challengers) or 'none'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``evaluate``, ``scores`` and ``promote``."""
+    app.command("evaluate")(evaluate)
+    app.command("scores")(scores)
+    app.command("promote")(promote)

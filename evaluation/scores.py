@@ -1,0 +1,105 @@
+"""The scores topic read back: the latest revision of every window, and the live comparison table."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from edml.config import Settings
+from edml.kafka.reading import read_to_end
+from schemas.records import ScoreWindow
+from schemas.serde import DecodeError, score_window_serde
+
+log = logging.getLogger(__name__)
+
+
+def latest_revisions(windows: list[ScoreWindow]) -> list[ScoreWindow]:
+    """One row per (model, version, role, window): the highest revision (a re-emission wins a tie)."""
+    latest: dict[tuple[str, str, str, int], ScoreWindow] = {}
+    for w in windows:
+        key = (w.model_name, w.model_version, w.role, w.window_start)
+        if key not in latest or w.revision >= latest[key].revision:
+            latest[key] = w
+    return sorted(latest.values(), key=lambda w: (w.window_start, w.model_name, w.role != "champion", w.model_version))
+
+
+def read_score_windows(settings: Settings, model_name: str | None = None) -> list[ScoreWindow]:
+    """Every window on the scores topic (latest revisions), optionally of one model name."""
+    serde = score_window_serde()
+    out = []
+    for msg in read_to_end(settings, settings.topics.scores):
+        try:
+            window = serde.decode(msg.value)
+        except DecodeError as e:
+            log.warning("scores topic %d/%d is not a ScoreWindow: %s; skipped", msg.partition, msg.offset, e)
+            continue
+        if model_name is None or window.model_name == model_name:
+            out.append(window)
+    return latest_revisions(out)
+
+
+@dataclass(frozen=True)
+class VersionWindow:
+    """One version's error over one window, its roles merged (a version promoted mid-window has two rows)."""
+
+    model_name: str
+    model_version: str
+    roles: tuple[str, ...]
+    window_start: int
+    window_end: int
+    count: int
+    mae: float
+    rmse: float
+    bias: float
+    p90_abs_error: float
+
+
+def by_version(windows: list[ScoreWindow]) -> dict[tuple[str, int], VersionWindow]:
+    """(version, window start) -> the version's error in that window, counts weighting the merge."""
+    groups: dict[tuple[str, int], list[ScoreWindow]] = defaultdict(list)
+    for w in windows:
+        groups[(w.model_version, w.window_start)].append(w)
+    out = {}
+    for key, rows in groups.items():
+        n = sum(r.count for r in rows)
+        out[key] = VersionWindow(
+            rows[0].model_name, rows[0].model_version, tuple(sorted({r.role for r in rows})), rows[0].window_start,
+            rows[0].window_end, n,
+            mae=sum(r.mae * r.count for r in rows) / n,
+            rmse=(sum(r.rmse**2 * r.count for r in rows) / n) ** 0.5,
+            bias=sum(r.bias * r.count for r in rows) / n,
+            # a merged p90 is not exact; take the larger group's
+            p90_abs_error=max(rows, key=lambda r: r.count).p90_abs_error,
+        )
+    return out
+
+
+def format_time(ms: int) -> str:
+    """An event time as UTC ``YYYY-MM-DD HH:MM``."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def scores_table(windows: list[ScoreWindow], last: int):  # noqa: ANN201 - rich.table.Table, imported lazily
+    """A rich table of the last ``last`` windows: one row per version per window, side by side."""
+    from rich.table import Table
+
+    starts = sorted({w.window_start for w in windows})[-last:]
+    shown = [w for w in windows if w.window_start in set(starts)]
+    best: dict[int, float] = {}
+    for w in shown:
+        best[w.window_start] = min(best.get(w.window_start, w.mae), w.mae)
+    table = Table(title="Live error per model version (seconds; * = lowest MAE of the window)")
+    for name, justify in [("window (UTC)", "left"), ("model", "left"), ("version", "left"), ("role", "left"),
+                          ("trips", "right"), ("MAE", "right"), ("RMSE", "right"), ("bias", "right"),
+                          ("p90 |err|", "right"), ("rev", "right")]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for i, w in enumerate(shown):
+        last_of_window = i + 1 == len(shown) or shown[i + 1].window_start != w.window_start
+        star = "*" if w.mae == best[w.window_start] and sum(x.window_start == w.window_start for x in shown) > 1 else ""
+        table.add_row(
+            format_time(w.window_start), w.model_name, w.model_version, w.role, str(w.count), f"{w.mae:.1f}{star}",
+            f"{w.rmse:.1f}", f"{w.bias:+.1f}", f"{w.p90_abs_error:.1f}", str(w.revision), end_section=last_of_window,
+        )
+    return table
