@@ -77,7 +77,9 @@ def check_model_topic(settings: Settings, timeout: float = 15.0) -> None:
     """Raise TopicUnavailable unless the broker answers and the model topic exists."""
     topic = settings.topics.models
     try:
-        metadata = make_admin(settings, quiet=True).list_topics(topic=topic, timeout=timeout)
+        # all topics, not list_topics(topic=...): a metadata request naming one topic may create it
+        # (non-compacted) on a broker with auto.create.topics.enable
+        metadata = make_admin(settings, quiet=True).list_topics(timeout=timeout)
     except KafkaException as e:
         raise TopicUnavailable(f"cannot reach Kafka at {settings.bootstrap_servers}: {e.args[0]}") from None
     info = metadata.topics.get(topic)
