@@ -58,6 +58,8 @@ def recovery_config(settings: Settings, name: str):  # noqa: ANN201 - bytewax ty
 
 def start_models(settings: Settings, process_index: int, keep_versions: int):  # noqa: ANN201
     """The process's ActiveModels, fed by a started ModelSubscriber (returned too)."""
+    import tensorflow  # noqa: F401 - imported once here so the first model load is not slowed by it
+
     from model_topic.model_store import ModelStore
     from model_topic.serving import ActiveModels
     from model_topic.status import StatusReporter
@@ -102,24 +104,22 @@ def run_scorer(settings: Settings, options: ScorerOptions) -> None:
                              tail=options.tail)
     flow = build_flow(source, BatchScorer(active, settings.topics, per_event=options.per_event),
                       KafkaMessageSink(settings))
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         cli_main(flow, workers_per_process=options.workers, process_id=options.process_id,
                  addresses=options.addresses, epoch_interval=timedelta(seconds=options.epoch_interval_s),
                  recovery_config=recovery_config(settings, "scoring") if options.recovery else None)
-    except KeyboardInterrupt:
-        log.info("stopping")
-    except Exception as e:
-        # A signal that lands inside a Python callback reaches us wrapped by Bytewax.
-        if not isinstance(e.__cause__, KeyboardInterrupt):
-            raise
-        log.info("stopping")
+        log.info("stopped")
     finally:
         subscriber.stop()
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def _stop(signum: int, frame: object) -> None:
+    from edml.kafka.source import STOP
+
+    log.info("signal %d: finishing the current epoch, then stopping", signum)
+    STOP.set()
 
 
 def launch_processes(argv: list[str], processes: int, base_port: int) -> int:

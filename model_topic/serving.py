@@ -23,6 +23,13 @@ _NUMPY_DTYPES: dict[str, Any] = {
 }
 
 
+# CPU kernels compute the rows past the last full SIMD block another way, so a trip's
+# prediction would depend on its batch's size. Padding every batch to a multiple of this many
+# rows (repeating the last row) makes a prediction a function of the trip alone: a prediction
+# re-emitted after recovery, or replayed, is byte-identical.
+PAD_ROWS = 16
+
+
 @dataclass(frozen=True)
 class InputBinding:
     """One model input filled from the trip field of the same name."""
@@ -72,10 +79,16 @@ class LoadedModel:
         """One model call on a batch of columns; returns the output as float64."""
         import tensorflow as tf
 
-        tensors = {b.name: tf.constant(columns[b.name]) if b.dtype is object
-                   else tf.constant(np.asarray(columns[b.name], dtype=b.dtype)) for b in self.bindings}
+        n = len(columns[self.bindings[0].name])
+        padded = -(-n // PAD_ROWS) * PAD_ROWS
+        tensors = {}
+        for b in self.bindings:
+            column = np.asarray(columns[b.name], dtype=b.dtype)
+            if padded != n:
+                column = np.concatenate([column, np.repeat(column[-1:], padded - n)])
+            tensors[b.name] = tf.constant(column)
         out = self.function(**tensors)[self.output_name]
-        return np.asarray(out, dtype=np.float64).reshape(-1)
+        return np.asarray(out, dtype=np.float64).reshape(-1)[:n]
 
     def predict(self, trips: Sequence[TripPickup]) -> np.ndarray:
         """Predicted durations (s) for ``trips``: one model call for the whole batch."""

@@ -13,9 +13,9 @@ def record_check(settings: Settings) -> Callable[[ModelRecord], None] | None:
     if not settings.model_public_key:
         return None
     from model_topic.loader import ModelRejected
-    from model_topic.signing import SignatureInvalid, load_public_key, verify_record
+    from model_topic.signing import SignatureInvalid, read_key, verify_record
 
-    public_key = load_public_key(settings.model_public_key)
+    public_key = read_key(settings.model_public_key)
 
     def check(record: ModelRecord) -> None:
         try:

@@ -19,7 +19,7 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads per process.")] = 1,
     process_id: Annotated[int | None, typer.Option("--process-id", "-i", help="This process's id in a cluster.")]
     = None,
-    addresses: Annotated[str | None, typer.Option("--addresses", "-a", help="host:port of every process, ';'-separated.")]
+    addresses: Annotated[str | None, typer.Option("--addresses", "-a", help="Every process's host:port, ';'-joined")]
     = None,
     cluster_port: Annotated[int, typer.Option(help="First port of the local cluster (with --processes).")] = 2101,
     batch_size: Annotated[int, typer.Option(min=1, help="Most trips polled and scored at once.")] = 1000,

@@ -9,6 +9,7 @@ nothing and keeps its offset, so events wait at the source (none lost, recovery 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,9 @@ from schemas.validation import SourceMessage
 
 log = logging.getLogger("edml.source")
 Gate = Callable[[], bool]
+# Set by a SIGTERM/SIGINT handler: every partition then ends, Bytewax closes the last epoch
+# (snapshot + sink flush) and the dataflow returns, instead of an interrupt inside a callback.
+STOP = threading.Event()
 _HELD_POLL = timedelta(milliseconds=200)
 _HELD_LOG_EVERY_S = 10.0
 
@@ -41,14 +45,14 @@ class _HeldPartition(StatefulSourcePartition[list[SourceMessage], int]):
         self._held_gauge = HELD_EVENTS.labels(topic, str(partition))
 
     def next_batch(self) -> list[list[SourceMessage]]:
-        if self._eof:
+        if self._eof or STOP.is_set():
             raise StopIteration()
         if not self._gate():
             self._hold()
             return []
         if self._held_since is not None:
-            log.info("partition %s-%d resumes at offset %d after %.1fs held", self._topic, self._partition,
-                     self._offset, time.monotonic() - self._held_since)
+            log.info("partition %s-%d resumes after %.1fs held", self._topic, self._partition,
+                     time.monotonic() - self._held_since)
             self._held_since = None
             self._held_gauge.set(0)
         self._wake = None
@@ -84,8 +88,9 @@ class _HeldPartition(StatefulSourcePartition[list[SourceMessage], int]):
                 return
             held = max(0, high - self._offset) if self._offset >= 0 else high
             self._held_gauge.set(held)
-            log.info("partition %s-%d holds %d events at offset %d: no model is active yet",
-                     self._topic, self._partition, held, self._offset)
+            where = f"offset {self._offset}" if self._offset >= 0 else "the beginning"
+            log.info("partition %s-%d holds %d events at %s: no model is active yet",
+                     self._topic, self._partition, held, where)
 
     def next_awake(self) -> datetime | None:
         return self._wake

@@ -82,9 +82,10 @@ class ScorerProcess:
             time.sleep(0.3)
         raise AssertionError(f"scorer not healthy after {timeout}s:\n{self.log()}")
 
-    def log(self) -> str:
-        """The scorer's output so far (last 8000 characters)."""
-        return self.log_path.read_text(errors="replace")[-8000:] if self.log_path else ""
+    def log(self, tail: int | None = 8000) -> str:
+        """The scorer's output so far (the last ``tail`` characters; None for all of it)."""
+        text = self.log_path.read_text(errors="replace") if self.log_path else ""
+        return text if tail is None else text[-tail:]
 
     def stop(self) -> int | None:
         """SIGTERM the scorer and wait for it."""

@@ -1,0 +1,22 @@
+"""A trip's prediction does not depend on the batch it is scored in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from model_topic.artifact import load_saved_model, signature_of
+from model_topic.serving import LoadedModel, bind_inputs
+from trainer.generator import generate_trips
+
+
+def test_prediction_is_independent_of_batch_size(trained_model_dir: Path) -> None:
+    function = load_saved_model(trained_model_dir / "saved_model")
+    model = LoadedModel(record=None, manifest=None, function=function,  # type: ignore[arg-type]
+                        bindings=bind_inputs(signature_of(function)), output_name="duration_s")
+    trips = [g.pickup for g in generate_trips(1000, seed=5)]
+    whole = model.predict(trips)
+    for size in (1, 3, 7, 333):
+        parts = np.concatenate([model.predict(trips[i:i + size]) for i in range(0, len(trips), size)])
+        assert np.array_equal(parts, whole), f"batches of {size} changed {np.sum(parts != whole)} predictions"
