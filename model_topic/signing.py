@@ -8,6 +8,7 @@ artifact. The record carries the artifact's sha256, so the signature covers the 
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -30,7 +31,7 @@ class SignatureInvalid(Exception):
         self.reason = reason
 
 
-class KeyError_(OperatorError):
+class SigningKeyError(OperatorError):
     """A signing or verification key that cannot be read."""
 
 
@@ -43,9 +44,9 @@ def _private_key(pem: bytes) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as e:
-        raise KeyError_(f"signing key is not an unencrypted PEM private key: {e}") from None
+        raise SigningKeyError(f"signing key is not an unencrypted PEM private key: {e}") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyError_(f"signing key is {type(key).__name__}, expected an ed25519 key")
+        raise SigningKeyError(f"signing key is {type(key).__name__}, expected an ed25519 key")
     return key
 
 
@@ -53,9 +54,9 @@ def _public_key(pem: bytes) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError) as e:
-        raise KeyError_(f"model public key is not a PEM public key: {e}") from None
+        raise SigningKeyError(f"model public key is not a PEM public key: {e}") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyError_(f"model public key is {type(key).__name__}, expected an ed25519 key")
+        raise SigningKeyError(f"model public key is {type(key).__name__}, expected an ed25519 key")
     return key
 
 
@@ -87,7 +88,7 @@ def read_key(value: str | Path | bytes) -> bytes:
     try:
         return Path(text).expanduser().read_bytes()
     except OSError as e:
-        raise KeyError_(f"cannot read key file {text}: {e.strerror or e}") from None
+        raise SigningKeyError(f"cannot read key file {text}: {e.strerror or e}") from None
 
 
 def generate_keys(out_dir: Path) -> tuple[Path, Path]:
@@ -96,7 +97,7 @@ def generate_keys(out_dir: Path) -> tuple[Path, Path]:
     private_path, public_path = out_dir / PRIVATE_KEY_FILE, out_dir / PUBLIC_KEY_FILE
     for path in (private_path, public_path):
         if path.exists():
-            raise KeyError_(f"{path} exists; refusing to overwrite a key")
+            raise SigningKeyError(f"{path} exists; refusing to overwrite a key")
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -104,8 +105,6 @@ def generate_keys(out_dir: Path) -> tuple[Path, Path]:
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    import os
-
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(private_pem)
