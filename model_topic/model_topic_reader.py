@@ -8,10 +8,7 @@ older records are still on the topic; they make up a name's history.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
-
-from confluent_kafka import KafkaError, KafkaException
 
 from edml.config import Settings
 from edml.kafka.reading import Message, read_to_end
@@ -20,26 +17,9 @@ from schemas.serde import DecodeError, model_record_serde, model_status_serde
 
 log = logging.getLogger(__name__)
 
-# a topic created a moment ago may not have a leader yet; these clear up within seconds
-_TRANSIENT = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError._TIMED_OUT,
-}
-
-
-def read_topic(settings: Settings, topic: str, attempts: int = 10) -> list[Message]:
-    """``read_to_end``, retried while the partitions' leadership settles."""
-    for attempt in range(attempts):
-        try:
-            return read_to_end(settings, topic)
-        except KafkaException as e:
-            error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
-            if error is None or error.code() not in _TRANSIENT or attempt == attempts - 1:
-                raise
-            time.sleep(0.5)
-    raise AssertionError("unreachable")
+def read_topic(settings: Settings, topic: str) -> list[Message]:
+    """Every message of ``topic`` (``read_to_end``, which retries while leadership settles)."""
+    return read_to_end(settings, topic)
 
 
 @dataclass(frozen=True)

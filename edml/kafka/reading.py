@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from edml.config import Settings
 from edml.kafka.clients import make_consumer
@@ -23,8 +23,32 @@ class Message:
     timestamp_ms: int
 
 
-def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list[Message]:
-    """Every message of ``topic``, from its first offset to the high watermark at call time."""
+# a topic created a moment ago may not have a leader yet; these clear up within seconds
+_TRANSIENT = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TIMED_OUT,
+}
+
+
+def read_to_end(settings: Settings, topic: str, timeout: float = 30.0, attempts: int = 10) -> list[Message]:
+    """Every message of ``topic``, from its first offset to the high watermark at call time.
+
+    Retried while a new topic's partitions get their leaders.
+    """
+    for attempt in range(attempts):
+        try:
+            return _read_to_end(settings, topic, timeout)
+        except KafkaException as e:
+            error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+            if error is None or error.code() not in _TRANSIENT or attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+def _read_to_end(settings: Settings, topic: str, timeout: float) -> list[Message]:
     consumer = make_consumer(settings)
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
