@@ -23,7 +23,7 @@ def record(
     stop_at_end: Annotated[bool, typer.Option(help="Stop once every partition reached its end as of the start.")]
     = False,
     duration: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
-    max_segment_mb: Annotated[float, typer.Option(min=0.01, help="Roll a segment at this size (MiB).")] = 64.0,
+    max_segment_mb: Annotated[float, typer.Option(min=0.001, help="Roll a segment at this size (MiB).")] = 64.0,
     max_segment_age: Annotated[float, typer.Option(min=0.1, help="Roll a segment after this many seconds.")]
     = 3600.0,
     generate: Annotated[int | None, typer.Option(min=1, help="Instead of Kafka: archive N generated trips.")]
