@@ -109,8 +109,8 @@ tf-check: ## tofu fmt -check and validate terraform/ offline (OpenTofu + provide
 tofu: ## Build (or reuse) OpenTofu from its Go module source into tools/bin/tofu
 	tools/tf-check.sh tofu
 
-demo: topics ## The main job end to end on the local broker
-	@echo "kafka is up at $$EDML_BOOTSTRAP_SERVERS; topics:"; $(BIN)/edml topics list
+demo: topics ## The main job end to end: train, publish, serve, stream, swap models, evaluate
+	$(BIN)/edml demo
 
 clean: ## Remove the venv, jars and local state
 	rm -rf $(VENV) kafka/lib .edml

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "edml.commands.publish",
     "edml.commands.replay",
     "edml.commands.evaluate",
+    "edml.commands.demo",
 ]
 
 for _name in COMMAND_MODULES:
