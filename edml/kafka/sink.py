@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import time
 from dataclasses import dataclass
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import KafkaError, KafkaException
 
 from edml.config import Settings
 from edml.kafka.clients import make_producer
+from schemas.records import DeadLetter
+from schemas.serde import dead_letter_serde
+
+log = logging.getLogger("edml.sink")
+# What a too-large message keeps of its key and value when it becomes a dead letter
+KEPT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,23 +31,81 @@ class OutgoingMessage:
 
 class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
     def __init__(self, settings: Settings, producer_overrides: dict) -> None:
+        self._settings, self._overrides = settings, producer_overrides
         self._producer = make_producer(settings, **producer_overrides)
+        self._dead_letter_topic = settings.topics.dead_letter
+        self._failed: list[tuple[OutgoingMessage, KafkaError]] = []
+
+    def _on_delivery(self, err: KafkaError | None, msg: object) -> None:
+        if err is not None:
+            self._failed.append((OutgoingMessage(msg.topic(), msg.key(), msg.value()), err))
+
+    def _produce(self, m: OutgoingMessage) -> None:
+        while True:
+            try:
+                self._producer.produce(m.topic, m.value, m.key, on_delivery=self._on_delivery)
+                return
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self._producer.poll(0.5)
+            except KafkaException as e:
+                if e.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise
+                # one oversized output must not stop the dataflow (it would again after a restart)
+                m = too_large_dead_letter(m, self._dead_letter_topic, e.args[0].str())
 
     def write_batch(self, items: list[list[OutgoingMessage]]) -> None:
-        produce = self._producer.produce
         for messages in items:
             for m in messages:
-                try:
-                    produce(m.topic, m.value, m.key)
-                except BufferError:  # local queue full: let deliveries drain, then retry
-                    self._producer.poll(0.5)
-                    produce(m.topic, m.value, m.key)
+                self._produce(m)
             self._producer.poll(0)
         # Delivered before Bytewax may snapshot past these events: output is at-least-once.
         self._producer.flush()
+        self._redeliver()
+
+    def _redeliver(self) -> None:
+        """Produce again what the broker did not take (timed out, broker gone) until it is delivered."""
+        attempt = 0
+        while self._failed:
+            failed, self._failed = self._failed, []
+            attempt += 1
+            log.warning("%d messages not delivered (%s); attempt %d to produce them again",
+                        len(failed), failed[0][1].str(), attempt)
+            if any(err.code() == KafkaError._FATAL for _, err in failed):
+                self._producer = make_producer(self._settings, **self._overrides)
+            time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)) if attempt > 1 else 0)
+            for m, err in failed:
+                if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    m = too_large_dead_letter(m, self._dead_letter_topic, err.str())
+                self._produce(m)
+            self._producer.flush()
 
     def close(self) -> None:
         self._producer.flush()
+
+
+def too_large_dead_letter(m: OutgoingMessage, dead_letter_topic: str, reason: str) -> OutgoingMessage:
+    """A dead letter in place of ``m``, which Kafka refused as too large; keeps KEPT_BYTES of its bytes.
+
+    A dead letter that is itself too large keeps its origin and reason with a truncated value.
+    """
+    serde = dead_letter_serde()
+    size = len(m.key or b"") + len(m.value or b"")
+    if m.topic == dead_letter_topic:
+        letter = serde.decode(m.value)
+        letter = dataclasses.replace(
+            letter, key=None if letter.key is None else letter.key[:KEPT_BYTES],
+            value=None if letter.value is None else letter.value[:KEPT_BYTES],
+            message=f"{letter.message} [value truncated to {KEPT_BYTES} bytes of {len(letter.value or b'')}: "
+                    f"too large for Kafka ({reason})]")
+    else:
+        letter = DeadLetter(source_topic=m.topic, partition=-1, offset=-1,
+                            key=None if m.key is None else m.key[:KEPT_BYTES], value=None,
+                            error_kind="output-too-large",
+                            message=f"a {size}-byte message for {m.topic} was not produced: {reason}",
+                            time=int(time.time() * 1000))
+    log.warning("%s message of %d bytes is too large for Kafka; sent to %s instead", m.topic, size,
+                dead_letter_topic)
+    return OutgoingMessage(dead_letter_topic, letter.key, serde.encode(letter))
 
 
 class KafkaMessageSink(DynamicSink[list[OutgoingMessage]]):
