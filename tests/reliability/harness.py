@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +75,15 @@ def running(scorer: ScorerProcess) -> Iterator[ScorerProcess]:
         yield scorer
     finally:
         scorer.stop()
+
+
+def wait_for(condition: Callable[[], object], timeout: float, scorer: ScorerProcess, what: str = "") -> None:
+    """``wait_until`` that shows the scorer's log (read at the failure, not before) when time runs out."""
+    try:
+        wait_until(condition, timeout)
+    except AssertionError:
+        log = scorer.log()
+        raise AssertionError(f"{what or 'condition'} not met within {timeout:.0f}s; scorer log:\n{log}") from None
 
 
 def metric(text: str, name: str) -> float:

@@ -15,8 +15,8 @@ import pytest
 from edml.config import Settings, Topics
 from edml.kafka.local_broker import LocalBroker, free_port
 from edml.kafka.topics import create_topics
-from tests.integration.scorer_process import ScorerProcess, predictions, wait_until
-from tests.reliability.harness import BackgroundTrips, TinyModels, metric, publish, running
+from tests.integration.scorer_process import ScorerProcess, predictions
+from tests.reliability.harness import BackgroundTrips, TinyModels, metric, publish, running, wait_for
 from tests.reliability.tally import Tally
 from trainer.generator import generate_trips
 
@@ -45,7 +45,7 @@ def test_broker_kill_9_and_restart_mid_stream(own_broker: LocalBroker, tmp_path:
         scorer.wait_healthy(120)
         pid = scorer.proc.pid
         trips = BackgroundTrips(settings, generate_trips(2000, seed=21), rate=100).start()
-        wait_until(lambda: len(predictions(settings)) >= 300, 60, message=scorer.log())
+        wait_for(lambda: len(predictions(settings)) >= 300, 60, scorer)
         own_broker.kill()
         killed_at = time.monotonic()
         time.sleep(OUTAGE_S)
@@ -56,8 +56,7 @@ def test_broker_kill_9_and_restart_mid_stream(own_broker: LocalBroker, tmp_path:
               f"scorer alive during the outage={alive_during_outage}; events read before the restart="
               f"{events_during_outage:.0f}")
         trips.join()
-        wait_until(lambda: len({p.trip_id for p in predictions(settings)}) >= len(trips.ids), 180,
-                   message=scorer.log())
+        wait_for(lambda: len({p.trip_id for p in predictions(settings)}) >= len(trips.ids), 180, scorer)
         assert scorer.proc.poll() is None and scorer.proc.pid == pid, "the scorer must reconnect, not restart"
         log = scorer.log()
     tally = Tally.read("broker restart", settings, trips.ids).print()

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from edml.config import Settings
-from tests.integration.scorer_process import ScorerProcess, predictions, wait_until
-from tests.reliability.harness import BackgroundTrips, TinyModels, publish, running
+from tests.integration.scorer_process import ScorerProcess, predictions
+from tests.reliability.harness import BackgroundTrips, TinyModels, publish, running, wait_for
 from tests.reliability.tally import Tally
 from trainer.generator import generate_trips
 
@@ -55,8 +55,7 @@ def test_kill_9_at_random_moments_loses_nothing(settings: Settings, tiny_models:
         assert exited_by_itself is None, f"the scorer exited by itself ({exited_by_itself}):\n{scorer.log()}"
     trips.join()
     with running(ScorerProcess(settings)) as scorer:
-        wait_until(lambda: len({p.trip_id for p in predictions(settings)}) >= len(trips.ids), 180,
-                   message=scorer.log())
+        wait_for(lambda: len({p.trip_id for p in predictions(settings)}) >= len(trips.ids), 180, scorer)
     tally = Tally.read("crash", settings, trips.ids).print()
     tally.assert_nothing_lost()
     assert not tally.dead, [d.message for d in tally.dead[:3]]

@@ -19,8 +19,8 @@ from model_topic.artifact import pack_artifact
 from model_topic.publisher import publish_record, record_from_manifest
 from model_topic.stores import open_store
 from tests.helpers.gcs import GcsEmulator
-from tests.integration.scorer_process import ScorerProcess, predictions, statuses, wait_until
-from tests.reliability.harness import NAME, BackgroundTrips, TinyModels, publish, running, wait_status
+from tests.integration.scorer_process import ScorerProcess, predictions, statuses
+from tests.reliability.harness import NAME, BackgroundTrips, TinyModels, publish, running, wait_for, wait_status
 from tests.reliability.tally import Tally
 from trainer.generator import generate_trips
 
@@ -55,8 +55,7 @@ def test_store_outage_during_swap_keeps_old_model_then_activates_new(
             print(f"\n[store outage] store down for {time.monotonic() - down_at:.1f}s")
             wait_status(settings, "v2", "active", 60, scorer.log())
             trips.join()
-            wait_until(lambda: len({p.trip_id for p in predictions(settings)}) >= len(trips.ids), 120,
-                       message=scorer.log())
+            wait_for(lambda: len({p.trip_id for p in predictions(settings)}) >= len(trips.ids), 120, scorer)
     finally:
         gcs.down()
     tally = Tally.read("store outage", settings, trips.ids).print()
