@@ -6,6 +6,7 @@ Prediction records, so that the evaluation is tested on its own. Every test prin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -321,6 +322,47 @@ def test_v2_trained_on_recent_data_beats_v1_after_drift_and_is_promoted(
     forced = runner.invoke(app, ["promote", NAME, "--challenger", "v1", "--windows", "3", "--force"], env=env)
     assert forced.exit_code == 0 and "forced" in forced.output
     assert desired_records(settings)[NAME].version == "v1"
+
+
+def test_shadow_challenger_is_scored_live_beside_the_champion_and_evaluated(
+    settings: Settings, trained_model_dir: Path, drifted_model_dir: Path
+) -> None:
+    """`edml serve` with v1 champion and v2 in shadow: v2 never reaches the predictions topic; both are evaluated."""
+    from model_topic.publisher import desired_records, publish_model, publish_record
+    from tests.integration.scorer_process import ScorerProcess, predictions, wait_until
+
+    t = settings.topics
+    publish_model(settings, drifted_model_dir, NAME, version="v2", force=True)
+    publish_model(settings, trained_model_dir, NAME, version="v1", force=True)
+    v1 = desired_records(settings)[NAME]
+    publish_record(settings, dataclasses.replace(v1, challengers=["v2"], signature_ed25519=None))
+
+    trips = generate_columns(300, seed=41, start_ms=T0, span_days=0.5).trips()
+    scorer = ScorerProcess(settings).start()
+    try:
+        scorer.wait_healthy()
+        produce(settings, t.trips, [g.pickup for g in trips], trip_serde())
+        produce(settings, t.dropoffs, [g.dropoff for g in trips], dropoff_serde())
+        wait_until(lambda: len(read_to_end(settings, t.shadow_predictions)) >= len(trips), timeout=90,
+                   message=f"challenger predictions missing; scorer log:\n{scorer.log()}")
+        wait_until(lambda: len(read_to_end(settings, t.predictions)) >= len(trips), timeout=30)
+    finally:
+        scorer.stop()
+    main, shadow = predictions(settings), predictions(settings, t.shadow_predictions)
+    ids = {g.pickup.trip_id for g in trips}
+    assert {(p.model_version, p.role) for p in main} == {("v1", "champion")}  # never a challenger's
+    assert {(p.model_version, p.role) for p in shadow} == {("v2", "challenger")}
+    assert {p.trip_id for p in main} == {p.trip_id for p in shadow} == ids
+
+    run_to_end(settings, EvaluationConfig(window_ms=4 * H))
+    windows = read_score_windows(settings, NAME)
+    trips_per_version = {v: sum(w.count for w in windows if w.model_version == v) for v in ("v1", "v2")}
+    mae = {v: sum(w.mae * w.count for w in windows if w.model_version == v) / trips_per_version[v]
+           for v in ("v1", "v2")}
+    print(f"[shadow] {len(main)} champion and {len(shadow)} shadow predictions; evaluated {trips_per_version}; "
+          f"MAE v1={mae['v1']:.1f}s v2={mae['v2']:.1f}s (no drift: v1 fits this traffic)")
+    assert trips_per_version == {"v1": len(trips), "v2": len(trips)}
+    assert mae["v1"] < mae["v2"]
 
 
 # --- drift --------------------------------------------------------------------------------------
