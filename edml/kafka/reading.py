@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from edml.config import Settings
 from edml.kafka.clients import make_consumer
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A Kafka message as read back: where it was, its key, value and timestamp."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
-
+from schemas.validation import SourceMessage as Message
 
 # a topic created a moment ago may not have a leader yet; these clear up within seconds
 _TRANSIENT = {
