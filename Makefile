@@ -81,6 +81,24 @@ publish: $(STAMP) ## Gate and publish MODEL_DIR (default: the newest in models/)
 	@test -n "$(MODEL_DIR)" || { echo "make: no trained model in models/: run make data train (or pass MODEL_DIR=...)"; exit 2; }
 	$(BIN)/edml publish --model-dir $(MODEL_DIR) --name $(MODEL_NAME) $(PUBLISH_ARGS)
 
+# the replay gate: MODEL_DIR against the champion (default: the model topic's desired version) on
+# REPLAY_ARCHIVE, a folder from `edml record`; without one, on trips generated after the training window
+REPLAY_ARCHIVE ?=
+REPLAY_TRIPS ?= 20000
+REPLAY_AGAINST ?=
+REPLAY_TOLERANCE ?= 0.05
+REPLAY_OUT ?= out/replay-gate
+
+.PHONY: replay-gate
+
+replay-gate: $(STAMP) ## Replay REPLAY_ARCHIVE (default: generated trips) through MODEL_DIR vs the champion; fail if worse
+	@test -n "$(MODEL_DIR)" || { echo "make: no trained model in models/: run make data train (or pass MODEL_DIR=...)"; exit 2; }
+	@if [ -z "$(REPLAY_ARCHIVE)" ]; then rm -rf .edml/replay/generated && \
+		$(BIN)/edml record --generate $(REPLAY_TRIPS) --out .edml/replay/generated; fi
+	$(BIN)/edml replay --input $(or $(REPLAY_ARCHIVE),.edml/replay/generated) --model $(MODEL_DIR) \
+		--model-name $(MODEL_NAME) --out $(REPLAY_OUT) --gate --tolerance $(REPLAY_TOLERANCE) \
+		$(if $(REPLAY_AGAINST),--against $(REPLAY_AGAINST))
+
 wheel: $(STAMP) ## Build the edml wheel into dist/
 	rm -rf build  # setuptools builds in-tree: stale files in build/lib would end up in the wheel
 	$(BIN)/pip wheel --no-deps --no-build-isolation -q -w dist .
