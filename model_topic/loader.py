@@ -7,27 +7,15 @@ swaps only after every check passed, so a bad model never replaces a good one.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from model_topic.artifact import ArtifactError, Manifest, load_saved_model, safe_unpack, signature_of, verify_sha256
+from model_topic.gate import GOLDEN_ATOL, GOLDEN_RTOL, signature_problems
 from model_topic.serving import LoadedModel, bind_inputs
-from schemas.records import ModelRecord, ModelSignature, TripPickup
-
-# Which SavedModel dtypes can carry each TripPickup field
-_FIELD_DTYPES: dict[str, set[str]] = {
-    "pickup_time": {"int64"},
-    "pickup_zone": {"int64", "int32"},
-    "dropoff_zone": {"int64", "int32"},
-    "pickup_borough": {"string"},
-    "passenger_count": {"int64", "int32", "float32", "float64"},
-    "trip_distance_km": {"float32", "float64"},
-}
-_TRIP_FIELDS = {f.name for f in dataclasses.fields(TripPickup)}
-GOLDEN_RTOL = 1e-3
+from schemas.records import ModelRecord, ModelSignature
 
 
 class ModelRejected(Exception):
@@ -39,21 +27,11 @@ class ModelRejected(Exception):
 
 
 def check_signature(signature: ModelSignature) -> str:
-    """The output name when ``signature`` fits the trip schema; raises ModelRejected otherwise."""
-    for spec in signature.inputs:
-        if spec.name not in _TRIP_FIELDS or spec.name == "trip_id":
-            raise ModelRejected(f"signature input {spec.name!r} is not a TripPickup field")
-        if spec.dtype not in _FIELD_DTYPES[spec.name]:
-            raise ModelRejected(f"signature input {spec.name!r} has dtype {spec.dtype}, "
-                                f"expected one of {sorted(_FIELD_DTYPES[spec.name])}")
-        if len(spec.shape) != 1:
-            raise ModelRejected(f"signature input {spec.name!r} has shape {spec.shape}, expected a batch [-1]")
-    if not signature.inputs:
-        raise ModelRejected("signature has no inputs")
-    floats = [s for s in signature.outputs if s.dtype in ("float32", "float64")]
-    if len(floats) != 1:
-        raise ModelRejected(f"signature must have exactly one float output, has {[s.name for s in signature.outputs]}")
-    return floats[0].name
+    """The output name when ``signature`` fits the trip schema (the publish gate's rules)."""
+    problems = signature_problems(signature)
+    if problems:
+        raise ModelRejected("signature does not fit the trip schema: " + "; ".join(problems))
+    return signature.outputs[0].name
 
 
 def warm_up(model: LoadedModel) -> None:
@@ -71,7 +49,7 @@ def warm_up(model: LoadedModel) -> None:
     expected = np.asarray(model.manifest.golden_outputs, dtype=np.float64)
     if expected.shape != outputs.shape:
         raise ModelRejected(f"golden rows give {outputs.shape[0]} outputs, the manifest expects {expected.shape[0]}")
-    if not np.allclose(outputs, expected, rtol=GOLDEN_RTOL, atol=1e-3):
+    if not np.allclose(outputs, expected, rtol=GOLDEN_RTOL, atol=GOLDEN_ATOL):
         worst = int(np.argmax(np.abs(outputs - expected)))
         raise ModelRejected(f"golden row {worst} gives {outputs[worst]:.3f}, "
                             f"the manifest expects {expected[worst]:.3f}")
