@@ -26,6 +26,7 @@ EXPIRED_TOTAL = Counter(
 )
 DROPPED_LATE_TOTAL = Counter("edml_eval_dropped_late", "Items older than the window retention, not counted", ["step"])
 INVALID_TOTAL = Counter("edml_eval_invalid", "Input messages that could not be decoded or validated", ["topic"])
+SOURCE_ERRORS_TOTAL = Counter("edml_eval_source_errors", "Consumer errors reported by the Kafka source", ["topic"])
 PSI = Gauge("edml_drift_psi", "Population stability index of the newest complete window", ["feature"])
 ALERTS_TOTAL = Counter("edml_drift_alerts", "Drift alerts raised", ["feature"])
 

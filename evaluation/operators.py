@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
 
 from edml.config import Settings
@@ -31,6 +32,7 @@ from schemas.records import DeadLetter, DriftAlert, Evaluation, Prediction, Scor
 from schemas.serde import AvroSerde, DecodeError
 
 Check = Callable[[Any], str | None]
+log = logging.getLogger("edml.evaluation")
 
 
 def _client_props(config: dict[str, Any]) -> dict[str, str]:
@@ -71,8 +73,13 @@ class Records:
     dead: Stream[DeadLetter]
 
 
-def _decoder(serde: AvroSerde[Any], check: Check) -> Callable[[KafkaSourceMessage], Any]:
-    def decode(msg: KafkaSourceMessage) -> Any:
+def _decoder(serde: AvroSerde[Any], check: Check) -> Callable[[KafkaSourceMessage | KafkaError], Any]:
+    def decode(msg: KafkaSourceMessage | KafkaError) -> Any:
+        if isinstance(msg, KafkaError):
+            # a consumer error on one partition (broker restarting, ...): librdkafka retries by itself
+            log.warning("kafka source %s[%s]: %s", msg.msg.topic, msg.msg.partition, msg.err)
+            metrics.SOURCE_ERRORS_TOTAL.labels(msg.msg.topic or "").inc()
+            return None
         try:
             record = serde.decode(msg.value)
             reason = check(record)
@@ -94,8 +101,10 @@ def kafka_records(
     tail: bool = True,
 ) -> Records:
     """Every partition of ``topics`` from the beginning (or the recovered offsets), decoded."""
-    source = KafkaSource(_brokers(settings), topics, tail=tail, add_config=_client_props(base_config(settings)))
-    decoded = op.map("decode", op.input("kafka", flow, source), _decoder(serde, check))
+    # a recovered offset that retention already deleted resumes at the oldest record still there
+    config = {**_client_props(base_config(settings)), "auto.offset.reset": "earliest"}
+    source = KafkaSource(_brokers(settings), topics, tail=tail, add_config=config, raise_on_errors=False)
+    decoded = op.filter_map("decode", op.input("kafka", flow, source), _decoder(serde, check))
     split = op.branch("ok", decoded, lambda r: not isinstance(r, DeadLetter))
     return Records(split.trues, split.falses)
 

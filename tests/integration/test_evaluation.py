@@ -39,6 +39,7 @@ from evaluation.join import EVALUATED, NO_PREDICTION
 from evaluation.scores import read_score_windows
 from schemas.records import DriftAlert, Evaluation, ModelRecord, ModelSignature, Prediction, TripDropoff
 from schemas.serde import (
+    dead_letter_serde,
     drift_alert_serde,
     dropoff_serde,
     evaluation_serde,
@@ -203,8 +204,14 @@ def test_dropoff_first_three_hours_late_and_orphan_across_a_restart(settings: Se
     produce(settings, t.dropoffs, [dropoff("A", T0 + 600_000, 600.0), dropoff("C", T0 + 1_200_000, 900.0), *bg_drops],
             dropoff_serde())
 
+    junk = make_producer(settings)
+    junk.produce(t.dropoffs, key=b"junk", value=b"not a drop-off")
+    junk.flush(10)
+
     first = evaluator(*args, "--stop-at-end")  # a bounded run: it stops by itself at the end of the input
     assert first.wait() == 0
+    [dead] = [dead_letter_serde().decode(m.value) for m in read_to_end(settings, t.dead_letter)]
+    assert (dead.source_topic, dead.key, dead.error_kind) == (t.dropoffs, b"junk", "bad-magic")
     before = evaluations(settings)
     assert {e.trip_id for e in before} == {p.trip_id for p in bg_preds}, "A, B and C must still be pending"
     # retention takes the input away: after the restart A and B can only be joined from recovered state
