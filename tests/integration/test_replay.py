@@ -71,9 +71,20 @@ def test_recorder_keeps_an_exact_copy_rolls_and_resumes(settings: Settings, tmp_
     stats = record_topics(settings, archive, stop_at_end=True, max_segment_bytes=6_000)
     assert stats.messages == {"trips": 300, "dropoffs": 300}
 
-    produce_trips(settings, more, with_dropoffs=True)
-    resumed = record_topics(settings, archive, stop_at_end=True, max_segment_bytes=6_000)
-    assert resumed.messages == {"trips": 200, "dropoffs": 200}, "only the new messages"
+    # `edml record` as an operator runs it: until SIGTERM; segments roll by age meanwhile
+    recorder = subprocess.Popen([sys.executable, "-m", "edml.cli", "record", "--out", str(archive),
+                                 "--max-segment-age", "0.5"], env=scorer_env(settings), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        produce_trips(settings, more, with_dropoffs=True)
+        wait_until(lambda: _archived(archive) == {"trips": 500, "dropoffs": 500}, 60,
+                   message="the recorder did not archive the new trips")
+    finally:
+        recorder.terminate()
+        out, err = recorder.communicate(timeout=30)
+    print(out)
+    assert recorder.returncode == 0, err[-3000:]
+    assert "archived 200 trips, 200 dropoffs" in out, "only the new messages"
 
     reader = ArchiveReader(archive)
     print(f"[recorder] {len(reader.segments)} segments: "
@@ -88,3 +99,8 @@ def test_recorder_keeps_an_exact_copy_rolls_and_resumes(settings: Settings, tmp_
         archived = [(m.partition, m.offset, m.key, m.value, m.timestamp_ms) for m in reader.messages(role)]
         assert archived == on_kafka, f"{role}: the archive is an exact copy, in (partition, offset) order"
         assert len(archived) == 500
+
+
+def _archived(archive: Path) -> dict[str, int]:
+    reader = ArchiveReader(archive)
+    return {role: reader.count(role) for role in reader.roles()}
