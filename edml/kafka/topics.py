@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -74,7 +75,16 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
                 if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
                 result[name] = "exists"
+        _wait_visible(settings, {t.topic for t in missing}, timeout)
     return result
+
+
+def _wait_visible(settings: Settings, names: set[str], timeout: float) -> None:
+    # The broker publishes new topics to its metadata cache a moment after the controller
+    # commits them; callers expect to use them right away.
+    deadline = time.monotonic() + timeout
+    while not names <= existing_topics(settings) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def topic_config(settings: Settings, topic: str, timeout: float = 10.0) -> dict[str, str]:

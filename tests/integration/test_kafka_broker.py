@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -55,3 +56,44 @@ def test_unreachable_broker_is_one_line(tmp_path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "make kafka-up" in proc.stderr
+
+
+def _produce_trips(settings: Settings, n: int) -> list[str]:
+    from schemas.serde import trip_serde
+    from trainer.generator import generate_trips
+
+    serde, producer = trip_serde(), make_producer(settings)
+    trips = [g.pickup for g in generate_trips(n, seed=3)]
+    for trip in trips:
+        producer.produce(settings.topics.trips, key=trip.trip_id.encode(), value=serde.encode(trip))
+    assert producer.flush(10) == 0
+    return [t.trip_id for t in trips]
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed (apt-get install kcat)")
+def test_kcat_lists_the_topics_and_reads_the_trips(settings: Settings) -> None:
+    trip_ids = _produce_trips(settings, 20)
+    listing = subprocess.run(["kcat", "-b", settings.bootstrap_servers, "-L"], capture_output=True, text=True,
+                             check=True, timeout=30).stdout
+    for topic in settings.topics.names().values():
+        assert f'topic "{topic}"' in listing
+    keys = subprocess.run(["kcat", "-b", settings.bootstrap_servers, "-C", "-t", settings.topics.trips, "-e",
+                           "-f", "%k\\n"], capture_output=True, text=True, check=True, timeout=30).stdout
+    assert sorted(keys.split()) == sorted(trip_ids)
+    values = subprocess.run(["kcat", "-b", settings.bootstrap_servers, "-C", "-t", settings.topics.trips, "-e",
+                             "-f", "%s"], capture_output=True, check=True, timeout=30).stdout
+    assert values.count(b"\xc3\x01") >= len(trip_ids)  # one Avro single-object header per trip
+
+
+def test_kafka_console_consumer_reads_what_edml_writes(settings: Settings) -> None:
+    from edml.kafka.local_broker import LIB_DIR
+
+    trip_ids = _produce_trips(settings, 15)
+    out = subprocess.run(
+        ["java", "-cp", f"{LIB_DIR}/*", "org.apache.kafka.tools.consumer.ConsoleConsumer",
+         "--bootstrap-server", settings.bootstrap_servers, "--topic", settings.topics.trips, "--from-beginning",
+         "--max-messages", str(len(trip_ids)), "--property", "print.key=true", "--property", "print.value=false"],
+        capture_output=True, text=True, timeout=90,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert sorted(out.stdout.split()) == sorted(trip_ids)
