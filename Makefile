@@ -121,7 +121,7 @@ ci-deploy: ## CI stage deploy-app: tofu apply with scorer_image=IMAGE_REF (state
 
 .PHONY: tf-check tofu
 
-tf-check: ## tofu fmt -check and validate terraform/ offline (OpenTofu + providers built from Go sources, cached)
+tf-check: ## tofu fmt -check, validate and test terraform/ offline (OpenTofu + providers built from Go sources, cached)
 	tools/tf-check.sh
 
 tofu: ## Build (or reuse) OpenTofu from its Go module source into tools/bin/tofu

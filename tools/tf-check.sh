@@ -3,6 +3,7 @@
 # their Go module sources (no Terraform registry, no GitHub releases: only the Go module proxy).
 #
 #   tools/tf-check.sh            build what is missing, then `tofu fmt -check`, `tofu init`, `tofu validate`
+#                                and `tofu test` (terraform/tests: the deployment against mocked providers)
 #   tools/tf-check.sh tofu       only build (or reuse) tools/bin/tofu
 #   tools/tf-check.sh providers  only build (or reuse) the providers in tools/providers/
 #   tools/tf-check.sh fmt        only `tofu fmt -check -recursive` (needs no provider)
@@ -108,7 +109,7 @@ tofu_fmt() {
   "$BIN_DIR/tofu" fmt -check -recursive -diff "$TF_DIR"
 }
 
-# init + validate the root module (and any examples/), offline. It runs in a copy of terraform/
+# init + validate (+ test) the root module (and any examples/), offline. It runs in a copy of terraform/
 # so the checkout gets no .terraform/ and no lock file: a lock file of these source-built providers
 # would carry hashes that differ from the registry's releases and break a user's `init`.
 tofu_validate() {
@@ -123,6 +124,10 @@ tofu_validate() {
       || { cat "$WORK/init.log" >&2; exit 1; }
     grep -E "^- (Installed|Using)" "$WORK/init.log" >&2 || true
     (cd "$root" && "$BIN_DIR/tofu" validate -no-color)
+    if ls "$root"/tests/*.tftest.hcl >/dev/null 2>&1; then
+      log "tofu test in terraform${root#"$tree"} (mocked providers: plan and apply without a cloud)"
+      (cd "$root" && "$BIN_DIR/tofu" test -no-color)
+    fi
   done
 }
 

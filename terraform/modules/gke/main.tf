@@ -39,6 +39,13 @@ resource "google_container_cluster" "main" {
     }
   }
 
+  # No client certificate: access goes through Google IAM only.
+  master_auth {
+    client_certificate_config {
+      issue_client_certificate = false
+    }
+  }
+
   workload_identity_config {
     workload_pool = "${var.project_id}.svc.id.goog"
   }

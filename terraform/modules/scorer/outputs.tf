@@ -17,3 +17,8 @@ output "metrics_service" {
   description = "Service in front of the scorers' /metrics endpoints."
   value       = "${kubernetes_service_v1.metrics.metadata[0].name}.${var.namespace}.svc.cluster.local:${var.metrics_port}"
 }
+
+output "environment" {
+  description = "The scorer's environment (the ConfigMap): EDML_* settings, no secrets."
+  value       = kubernetes_config_map_v1.scorer.data
+}
