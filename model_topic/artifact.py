@@ -493,6 +493,10 @@ def _unpack(data: bytes, dest: Path, max_total_bytes: int, max_members: int) -> 
                     continue
                 if key == SAVED_MODEL_DIR:
                     raise ArtifactError(f"artifact member {SAVED_MODEL_DIR} is a file, not a folder")
+                # a tar member's content is exactly its declared size: refuse before writing a byte
+                if total + member.size > max_total_bytes:
+                    raise ArtifactError(f"artifact unpacks to more than {max_total_bytes} bytes "
+                                        f"(member {key!r} declares {member.size})")
                 source = tar.extractfile(member)
                 if source is None:  # pragma: no cover - regular members always have a file object
                     raise ArtifactError(f"artifact member {key!r} has no content")
