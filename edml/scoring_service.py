@@ -44,13 +44,18 @@ def configure_logging(level: int = logging.INFO) -> None:
                         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
 
 
-def recovery_config(settings: Settings, name: str):  # noqa: ANN201 - bytewax type
-    """Bytewax recovery under the state folder, initialised when missing."""
+def recovery_config(settings: Settings, name: str, process_id: int | None = None):  # noqa: ANN201 - bytewax type
+    """Bytewax recovery under the state folder, initialised when missing.
+
+    The cluster must hold each recovery partition once: only process 0 (or a lone process)
+    creates it. Processes sharing one folder (``--processes`` on one host) find it there; on
+    hosts with a volume each (a StatefulSet), the others start with an empty folder.
+    """
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
     db_dir = settings.state_dir / "recovery" / name
-    if not db_dir.is_dir() or not any(db_dir.iterdir()):
-        db_dir.mkdir(parents=True, exist_ok=True)
+    db_dir.mkdir(parents=True, exist_ok=True)
+    if not process_id and not any(db_dir.iterdir()):
         init_db_dir(db_dir, 1)
         log.info("initialised Bytewax recovery in %s", db_dir)
     return RecoveryConfig(db_dir)
@@ -94,7 +99,7 @@ def run_scorer(settings: Settings, options: ScorerOptions) -> None:
     index = options.process_id or 0
     active, subscriber = start_models(settings, index, options.keep_versions)
     if options.metrics_port:
-        port = options.metrics_port + index
+        port = options.metrics_port
         try:
             serve_metrics(port, active.ready)
         except OSError as e:
@@ -109,7 +114,7 @@ def run_scorer(settings: Settings, options: ScorerOptions) -> None:
     try:
         cli_main(flow, workers_per_process=options.workers, process_id=options.process_id,
                  addresses=options.addresses, epoch_interval=timedelta(seconds=options.epoch_interval_s),
-                 recovery_config=recovery_config(settings, "scoring") if options.recovery else None)
+                 recovery_config=recovery_config(settings, "scoring", options.process_id) if options.recovery else None)
         log.info("stopped")
     finally:
         subscriber.stop()
@@ -122,12 +127,16 @@ def _stop(signum: int, frame: object) -> None:
     STOP.set()
 
 
-def launch_processes(argv: list[str], processes: int, base_port: int) -> int:
-    """Start ``processes`` copies of ``edml serve`` as one Bytewax cluster; wait for them."""
+def launch_processes(argv: list[str], processes: int, base_port: int, metrics_port: int | None) -> int:
+    """Start ``processes`` copies of ``edml serve`` as one Bytewax cluster; wait for them.
+
+    Process i listens for metrics on ``metrics_port + i`` (one host, one port each).
+    """
     addresses = ";".join(f"127.0.0.1:{base_port + i}" for i in range(processes))
     children = [
         subprocess.Popen([sys.executable, "-m", "edml.cli", "serve", *argv, "--process-id", str(i),
-                          "--addresses", addresses], env=os.environ.copy())
+                          "--addresses", addresses, "--metrics-port", str(metrics_port + i if metrics_port else 0)],
+                         env=os.environ.copy())
         for i in range(processes)
     ]
 

@@ -81,7 +81,7 @@ def evaluate(
     addresses: Annotated[str | None, typer.Option("--addresses", "-a", help="host:port of every process, "
                                                                             "';'-separated.")] = None,
     metrics_port: Annotated[int, typer.Option(envvar="EDML_EVAL_METRICS_PORT",
-                                              help="Prometheus port (+ process id); 0 turns it off.")] = 9101,
+                                              help="Prometheus port; 0 turns it off.")] = 9101,
     recovery: Annotated[bool, typer.Option(help="Bytewax recovery under the state folder.")] = True,
     epoch_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between recovery snapshots.")] = 5.0,
     stop_at_end: Annotated[bool, typer.Option(help="Stop at the end of the input topics instead of tailing.")]
@@ -124,7 +124,7 @@ def evaluate(
     if metrics_port:
         from edml.metrics import serve_metrics
 
-        port = metrics_port + (process_id or 0)
+        port = metrics_port
         try:
             serve_metrics(port, lambda: True)
         except OSError as e:
@@ -133,7 +133,7 @@ def evaluate(
     recovery_cfg = None
     if recovery:
         state_dir_writable(settings.state_dir)
-        recovery_cfg = recovery_config(settings, "evaluation")
+        recovery_cfg = recovery_config(settings, "evaluation", process_id)
     flow = build_flow(settings, eval_config, drift_reference, tail=not stop_at_end)
     signal.signal(signal.SIGTERM, _interrupt)
     try:

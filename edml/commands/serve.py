@@ -23,8 +23,8 @@ def serve(
     = None,
     cluster_port: Annotated[int, typer.Option(help="First port of the local cluster (with --processes).")] = 2101,
     batch_size: Annotated[int, typer.Option(min=1, help="Most trips polled and scored at once.")] = 1000,
-    metrics_port: Annotated[int, typer.Option(envvar="EDML_METRICS_PORT",
-                                              help="Prometheus port (+ process id); 0 turns it off.")] = 9100,
+    metrics_port: Annotated[int, typer.Option(envvar="EDML_METRICS_PORT", help="Prometheus port (with "
+                                              "--processes, + process index); 0 turns it off.")] = 9100,
     recovery: Annotated[bool, typer.Option(help="Bytewax recovery under the state folder.")] = True,
     epoch_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between recovery snapshots.")] = 5.0,
     keep_versions: Annotated[int, typer.Option(min=1, help="Model versions kept in the model store.")] = 3,
@@ -51,8 +51,8 @@ def serve(
         if process_id is not None or addresses:
             raise OperatorError("use either --processes (one host) or --process-id/--addresses (a cluster)")
         argv = [a for a in sys.argv[2:]]
-        argv = _without_flag(argv, ("--processes", "-p"))
-        raise typer.Exit(launch_processes(argv, processes, cluster_port))
+        argv = _without_flag(argv, ("--processes", "-p", "--metrics-port"))
+        raise typer.Exit(launch_processes(argv, processes, cluster_port, metrics_port or None))
     if (process_id is None) != (addresses is None):
         raise OperatorError("--process-id and --addresses go together (Bytewax -i/-a)")
     address_list = addresses.split(";") if addresses else None
