@@ -16,7 +16,8 @@ Resolution order (later wins): built-in defaults -> ``edml.toml`` (or the file n
 
 Environment: ``EDML_BOOTSTRAP_SERVERS``, ``EDML_STATE_DIR``, ``EDML_ARTIFACT_STORE``,
 ``EDML_PARTITIONS``, ``EDML_TOPIC_<NAME>`` (e.g. ``EDML_TOPIC_TRIPS``), ``EDML_TOPIC_PREFIX``,
-``EDML_SCHEMA_REGISTRY_URL``, ``EDML_MODEL_PUBLIC_KEY``, and ``EDML_KAFKA_<PROPERTY>`` for
+``EDML_SCHEMA_REGISTRY_URL``, ``EDML_MODEL_PUBLIC_KEY``, ``EDML_GOOGLE_KAFKA_AUTH`` (1: SASL/OAUTHBEARER
+with Google credentials, for Managed Kafka), and ``EDML_KAFKA_<PROPERTY>`` for
 client properties (``EDML_KAFKA_SECURITY_PROTOCOL`` -> ``security.protocol``).
 """
 
@@ -77,6 +78,7 @@ class Settings:
     model_name: str = "trip-duration"
     schema_registry_url: str = ""
     model_public_key: str = ""
+    google_kafka_auth: bool = False
     kafka: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -90,6 +92,17 @@ class Settings:
         if "state_dir" in given:
             given["state_dir"] = Path(given["state_dir"])
         return dataclasses.replace(self, **given)
+
+
+def boolean(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(text)
 
 
 def _env_kafka_properties(env: dict[str, str]) -> dict[str, str]:
@@ -138,6 +151,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         "model_name": str,
         "schema_registry_url": str,
         "model_public_key": str,
+        "google_kafka_auth": boolean,
     }
     values: dict[str, Any] = {}
     for name, cast in simple.items():

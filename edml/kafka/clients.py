@@ -15,8 +15,16 @@ from edml.config import Settings
 
 
 def base_config(settings: Settings) -> dict[str, Any]:
-    """The settings every client shares: bootstrap servers and ``[kafka]`` properties."""
-    return {"bootstrap.servers": settings.bootstrap_servers, **settings.kafka}
+    """The settings every client shares: bootstrap servers, ``[kafka]`` properties, and with
+    ``google_kafka_auth`` the OAUTHBEARER token callback for Google Managed Kafka."""
+    config: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers, **settings.kafka}
+    if settings.google_kafka_auth:
+        from edml.kafka.google_auth import oauth_callback
+
+        config.setdefault("security.protocol", "SASL_SSL")
+        config.setdefault("sasl.mechanism", "OAUTHBEARER")
+        config["oauth_cb"] = oauth_callback()
+    return config
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
