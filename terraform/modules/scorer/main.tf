@@ -21,6 +21,8 @@ locals {
       EDML_STATE_DIR         = var.state_dir
       EDML_ARTIFACT_STORE    = var.artifact_store
       EDML_METRICS_PORT      = tostring(var.metrics_port)
+      # OAUTHBEARER tokens from the pod's Workload Identity (edml/kafka/google_auth.py)
+      EDML_GOOGLE_KAFKA_AUTH = "1"
     },
     { for role, topic in var.topics : "EDML_TOPIC_${upper(role)}" => topic },
     { for property, value in var.kafka_properties : "EDML_KAFKA_${upper(replace(property, ".", "_"))}" => value },
