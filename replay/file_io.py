@@ -5,8 +5,8 @@
   ``batch_size`` in offset order: the same items the live Kafka source emits.
 * :class:`PredictionFileSink` -- takes the scoring dataflow's outgoing messages and, when the
   dataflow ends, writes ``predictions.csv`` (sorted by trip id, then role and version) and
-  ``dead_letters.jsonl`` (sorted by source position), each atomically. Sorting makes the files
-  independent of how partitions interleaved.
+  ``dead_letters.jsonl`` (sorted by source position), staged, then published by the caller.
+  Sorting makes the files independent of how partitions interleaved.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from edml.config import Topics
 from edml.errors import OperatorError
 from edml.kafka.sink import OutgoingMessage
-from replay.archive import ArchiveReader
+from replay.archive import ArchiveError, ArchiveReader
 from schemas.records import DeadLetter, Prediction
 from schemas.serde import dead_letter_serde, prediction_serde
 from schemas.validation import SourceMessage
@@ -47,18 +47,28 @@ class PredictionFileError(OperatorError):
 
 
 class _ArchivePartition(StatefulSourcePartition[list[SourceMessage], int]):
-    def __init__(self, messages: Iterator[SourceMessage], batch_size: int, skip: int,
-                 on_batch: Callable[[int], None] | None) -> None:
+    def __init__(self, source: ArchiveSource, messages: Iterator[SourceMessage], skip: int) -> None:
+        self._source = source
         self._messages = messages
-        self._batch_size = batch_size
-        self._on_batch = on_batch
+        self._batch_size = source.batch_size
+        self._on_batch = source.on_batch
         self._emitted = skip
-        if skip:
-            for _ in islice(messages, skip):
-                pass
+        self._skip = skip
 
     def next_batch(self) -> list[list[SourceMessage]]:
-        batch = list(islice(self._messages, self._batch_size))
+        if self._source.error is not None:  # another partition hit damage: the replay is void
+            raise StopIteration()
+        try:
+            if self._skip:
+                for _ in islice(self._messages, self._skip):
+                    pass
+                self._skip = 0
+            batch = list(islice(self._messages, self._batch_size))
+        except ArchiveError as e:
+            # Ending the partition (not raising through Bytewax, which would panic) lets the
+            # dataflow stop cleanly; the caller raises the error and discards the output.
+            self._source.error = e
+            raise StopIteration() from None
         if not batch:
             raise StopIteration()
         self._emitted += len(batch)
@@ -73,7 +83,8 @@ class _ArchivePartition(StatefulSourcePartition[list[SourceMessage], int]):
 class ArchiveSource(FixedPartitionedSource[list[SourceMessage], int]):
     """The ``role`` messages of an archive in batches, one Bytewax partition per archived Kafka partition.
 
-    ``on_batch(n)`` is called with the size of every emitted batch (progress reporting).
+    ``on_batch(n)`` is called with the size of every emitted batch (progress reporting). A damaged
+    segment ends every partition; ``error`` then holds the ArchiveError for the caller to raise.
     """
 
     def __init__(self, archive: ArchiveReader, role: str = "trips", batch_size: int = DEFAULT_BATCH_SIZE,
@@ -81,6 +92,7 @@ class ArchiveSource(FixedPartitionedSource[list[SourceMessage], int]):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.archive, self.role, self.batch_size, self.on_batch = archive, role, batch_size, on_batch
+        self.error: ArchiveError | None = None
 
     def list_parts(self) -> list[str]:
         """One part per archived partition of the role."""
@@ -88,8 +100,7 @@ class ArchiveSource(FixedPartitionedSource[list[SourceMessage], int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ArchivePartition:
         """Read the partition's segments in order, skipping the messages a resumed run already emitted."""
-        messages = self.archive.messages(self.role, int(for_part))
-        return _ArchivePartition(messages, self.batch_size, resume_state or 0, self.on_batch)
+        return _ArchivePartition(self, self.archive.messages(self.role, int(for_part)), resume_state or 0)
 
 
 # --- sink -------------------------------------------------------------------------------------
@@ -97,13 +108,32 @@ class ArchiveSource(FixedPartitionedSource[list[SourceMessage], int]):
 
 @dataclass
 class ReplayOutput:
-    """What the sink wrote, filled in when the dataflow ends."""
+    """What the sink wrote, filled in when the dataflow ends.
+
+    The sink writes staged files; :meth:`publish` moves them into place once the caller knows
+    the whole archive was read, :meth:`discard` removes them: a failed replay leaves no partial file.
+    """
 
     predictions_path: Path
     dead_letters_path: Path
     predictions: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
     closed: bool = False
+
+    @staticmethod
+    def staged(path: Path) -> Path:
+        """Where the sink writes ``path`` before it is published."""
+        return path.with_name(f".{path.name}.staged")
+
+    def publish(self) -> None:
+        """Move the staged files into place (each rename is atomic)."""
+        for path in (self.predictions_path, self.dead_letters_path):
+            os.replace(self.staged(path), path)
+
+    def discard(self) -> None:
+        """Remove the staged files."""
+        for path in (self.predictions_path, self.dead_letters_path):
+            self.staged(path).unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -196,8 +226,9 @@ class _FilePartition(StatelessSinkPartition[list[OutgoingMessage]]):
                     raise ValueError(f"the scoring dataflow emitted a message for unexpected topic {m.topic!r}")
 
     def close(self) -> None:
-        _atomic_write(self._output.predictions_path, predictions_csv(self._predictions))
-        _atomic_write(self._output.dead_letters_path, dead_letters_jsonl(self._output.dead_letters))
+        out = self._output
+        _atomic_write(out.staged(out.predictions_path), predictions_csv(self._predictions))
+        _atomic_write(out.staged(out.dead_letters_path), dead_letters_jsonl(out.dead_letters))
         self._output.predictions = len(self._predictions)
         self._output.closed = True
 

@@ -242,7 +242,7 @@ def _facts(report: ReplayReport) -> list[str]:
     kinds = ", ".join(f"{k}: {n}" for k, n in report.dead_letter_kinds.items())
     facts = [
         f"archive: {report.archive}",
-        f"trips replayed: {report.events} in {report.seconds:.2f} s ({report.events_per_s:,.0f} events/s)",
+        f"trip events replayed: {report.events} in {report.seconds:.2f} s ({report.events_per_s:,.0f} events/s)",
         f"dead letters: {report.dead_letters}" + (f" ({kinds})" if kinds else ""),
         f"drop-offs (actual durations) in the archive: {report.dropoffs}",
     ]

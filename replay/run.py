@@ -92,15 +92,19 @@ def replay_archive(
     source = ArchiveSource(reader, TRIPS, batch_size=batch_size, on_batch=counted)
     sink = PredictionFileSink(out_dir, topics)
     flow = build_replay_flow(source, BatchScorer(active, topics, event_clock=True), sink)
+    output = sink.output
     started = time.perf_counter()
     try:
         run_main(flow)
+        seconds = time.perf_counter() - started
+        if source.error is not None:
+            raise source.error
+        if not output.closed:
+            raise RuntimeError("the replay dataflow ended without closing its sink")
+        output.publish()
     except Exception as e:
+        output.discard()
         raise _unwrap(e) from None
-    seconds = time.perf_counter() - started
-    output = sink.output
-    if not output.closed:
-        raise RuntimeError("the replay dataflow ended without closing its sink")
     kinds: dict[str, int] = {}
     for d in output.dead_letters:
         kinds[d.error_kind] = kinds.get(d.error_kind, 0) + 1

@@ -135,7 +135,7 @@ def replay(
     summary = build_report(result, predictions, actuals, diff_threshold)
     report_path = write_report(summary, predictions, actuals, out, report)
 
-    print(f"replayed {result.events} trips from {archive} in {result.seconds:.2f} s: "
+    print(f"replayed {result.events} trip events from {archive} in {result.seconds:.2f} s: "
           f"{result.events_per_s:,.0f} events/s")
     kinds = ", ".join(f"{k}: {n}" for k, n in result.dead_letter_kinds.items())
     print(f"dead letters: {result.dead_letters}" + (f" ({kinds}) -> {result.dead_letters_path}" if kinds else ""))

@@ -36,7 +36,7 @@ def test_gate_refuses_a_worse_candidate_with_exit_1_and_one_line(tmp_path: Path)
     refusal = errors(proc)
     assert len(refusal) == 1 and refusal[0].startswith("replay gate refused: candidate slow-model MAE")
     assert "vs champion fixture-v1 MAE" in refusal[0]
-    assert "replayed 303 trips" in proc.stdout and "events/s" in proc.stdout
+    assert "replayed 303 trip events" in proc.stdout and "events/s" in proc.stdout
     assert "dead letters: 3 (bad-magic: 1, null-value: 1, out-of-range: 1)" in proc.stdout
     assert "slow-model vs fixture-v1:" in proc.stdout and "differ by more than 10%" in proc.stdout
     for name in ("predictions.csv", "dead_letters.jsonl", "report.md", "summary.json", "mae_by_hour.png"):

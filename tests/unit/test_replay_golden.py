@@ -108,6 +108,14 @@ def test_unknown_versions_and_damaged_archives_are_operator_errors(fixture_model
     archive = tmp_path / "archive"
     shutil.copytree(ARCHIVE, archive)
     segment = archive / "trips" / "p1" / "000000.avro"
-    segment.write_bytes(segment.read_bytes()[:3000])
+    intact = segment.read_bytes()
+    segment.write_bytes(intact[:3000])
     with pytest.raises(ArchiveError, match=rf"{segment}: truncated at byte 3000"):
         replay_archive(archive, fixture_model, tmp_path / "out")
+    # damage found only while reading: the replay fails cleanly and leaves no partial output
+    damaged = bytearray(intact)
+    damaged[4000:4040] = b"\xff" * 40
+    segment.write_bytes(bytes(damaged))
+    with pytest.raises(ArchiveError, match=rf"{segment}: damaged at byte \d+"):
+        replay_archive(archive, fixture_model, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
