@@ -11,7 +11,6 @@ from edml import metrics
 from edml.config import Topics
 from edml.kafka.sink import OutgoingMessage
 from model_topic.serving import ActiveModels, LoadedModel
-from schemas.records import Prediction
 from schemas.serde import dead_letter_serde, prediction_serde
 from schemas.validation import TripBatch
 
@@ -78,17 +77,19 @@ class BatchScorer:
 
     def _encode(self, model: LoadedModel, batch: TripBatch, values: np.ndarray, topic: str,
                 role: str) -> list[OutgoingMessage]:
-        now_ms = int(time.time() * 1000)
-        event_clock = self.event_clock
-        encode = self._prediction_serde.encode
-        name, version = model.name, model.version
-        out = []
-        for trip, ts, value in zip(batch.trips, batch.timestamps_ms, values.tolist(), strict=True):
-            scored_at = ts if event_clock else now_ms
-            prediction = Prediction(
-                trip_id=trip.trip_id, predicted_duration_s=value, model_name=name, model_version=version,
-                event_time=trip.pickup_time, scored_at=scored_at, latency_ms=float(scored_at - ts), role=role,
-            )
-            out.append(OutgoingMessage(topic, trip.trip_id.encode(), encode(prediction)))
+        # column by column for the whole batch: per-record Prediction objects and fastavro calls
+        # were the largest cost of the hot path
+        trips = batch.trips
+        n = len(trips)
+        trip_ids = [t.trip_id for t in trips]
+        ts = np.fromiter(batch.timestamps_ms, dtype=np.int64, count=n)
+        scored_at = ts if self.event_clock else int(time.time() * 1000)
+        encoded = self._prediction_serde.encode_columns({
+            "trip_id": trip_ids, "predicted_duration_s": np.asarray(values, dtype=np.float64),
+            "model_name": model.name, "model_version": model.version,
+            "event_time": np.fromiter((t.pickup_time for t in trips), dtype=np.int64, count=n),
+            "scored_at": scored_at, "latency_ms": (scored_at - ts).astype(np.float64), "role": role,
+        }, n)
+        out = [OutgoingMessage(topic, tid.encode(), v) for tid, v in zip(trip_ids, encoded, strict=True)]
         metrics.PREDICTIONS_OUT.labels(role).inc(len(out))
         return out

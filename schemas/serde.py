@@ -35,10 +35,12 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import fastavro
+import numpy as np
 from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from schemas import records
+from schemas.columnar import columnar_writer
 
 SCHEMA_DIR = Path(__file__).parent / "avro"
 HISTORY_SUBDIR = "history"
@@ -187,6 +189,7 @@ class AvroSerde(Generic[T]):
         self._build: Callable[[dict[str, Any]], T] = (
             (lambda d: record_type(**d)) if self._simple else _record_builder(record_type)
         )
+        self._columnar = columnar_writer(schema_json, self._header)
 
     @property
     def writer_fingerprints(self) -> list[bytes]:
@@ -212,6 +215,21 @@ class AvroSerde(Generic[T]):
         buf.write(self._header)
         fastavro.schemaless_writer(buf, self.schema, self.to_dict(record))
         return buf.getvalue()
+
+    def encode_columns(self, columns: dict[str, Any], n: int) -> list[bytes]:
+        """Single-object encodings of ``n`` records given by column; a non-sequence value is every record's.
+
+        Byte-identical to :meth:`encode` of each record; flat schemas are written for the whole
+        batch at once (``schemas.columnar``), ~10x faster than record by record.
+        """
+        if self._columnar is not None:
+            return self._columnar.write(columns, n)
+        names = self._field_names
+        per_record = {k: isinstance(v, list | tuple | np.ndarray) for k, v in columns.items()}
+        return [
+            self.encode(self.record_type(**{k: (columns[k][i] if per_record[k] else columns[k]) for k in names}))
+            for i in range(n)
+        ]
 
     def encode_body(self, record: T) -> bytes:
         """The Avro binary body alone (no header), e.g. for the Confluent wire format."""
