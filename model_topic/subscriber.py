@@ -29,7 +29,14 @@ from model_topic.loader import ModelRejected, load_model
 from model_topic.model_store import ModelStore
 from model_topic.serving import ActiveModels, LoadedModel, ServingSet
 from model_topic.status import StatusReporter
-from model_topic.stores import ArtifactMissing, StoreError, StoreUnavailable, fetch_artifact
+from model_topic.stores import (
+    ArtifactMissing,
+    FileStore,
+    StoreError,
+    StoreUnavailable,
+    fetch_artifact,
+    open_store,
+)
 from schemas.records import ModelRecord
 from schemas.serde import DecodeError, model_record_serde
 
@@ -258,6 +265,9 @@ class ModelSubscriber:
         archive = self.store.archive(record.model_name, record.version)
         from_store = archive is None
         if archive is None:
+            outside = outside_store(record.artifact_uri, self.settings.artifact_store_uri)
+            if outside:
+                raise ModelRejected(outside)
             try:
                 archive = fetch_artifact(record.artifact_uri)
             except ArtifactMissing as e:
@@ -272,3 +282,21 @@ class ModelSubscriber:
         log.info("loaded %s %s from %s in %.2fs", record.model_name, record.version,
                  "the artifact store" if from_store else "the model store", time.monotonic() - started)
         return model
+
+
+def outside_store(uri: str, store_uri: str) -> str | None:
+    """Why ``uri`` is not an artifact in the store at ``store_uri``, or None when it is.
+
+    A record names its artifact by URI; reading any URI would let a record make the scorer read
+    any local file (``file:///dev/zero`` never ends) or any bucket, so only the configured
+    store is read.
+    """
+    try:
+        store = open_store(store_uri)
+    except StoreError as e:
+        return f"artifact store {store_uri}: {e.reason}"
+    if isinstance(store, FileStore) and uri.startswith("file://"):
+        inside = Path(uri.removeprefix("file://")).resolve().is_relative_to(store.root)
+    else:
+        inside = uri.startswith(store.uri.rstrip("/") + "/")
+    return None if inside else f"artifact {uri} is outside the artifact store {store.uri} this scorer reads"
