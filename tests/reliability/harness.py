@@ -36,14 +36,14 @@ def publish(settings: Settings, model_dir: Path, version: str, signing_key: byte
 
 
 class BackgroundTrips:
-    """Produces trips at a steady rate from a thread while a test does other things."""
+    """Produces trips at a steady rate (None: as fast as it can) from a thread while a test does other things."""
 
-    def __init__(self, settings: Settings, trips: Sequence[GeneratedTrip], rate: float) -> None:
+    def __init__(self, settings: Settings, trips: Sequence[GeneratedTrip], rate: float | None) -> None:
         self.trips = trips
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(settings, rate), daemon=True)
 
-    def _run(self, settings: Settings, rate: float) -> None:
+    def _run(self, settings: Settings, rate: float | None) -> None:
         try:
             produce_trips(settings, self.trips, rate=rate)
         except BaseException as e:  # reported by join()
