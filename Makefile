@@ -132,3 +132,12 @@ demo: topics ## The main job end to end: train, publish, serve, stream, swap mod
 
 clean: ## Remove the venv, jars and local state
 	rm -rf $(VENV) kafka/lib .edml
+
+# --- benchmarks: one dedicated local broker, every pipeline on the same trips (bench/run.py) -------
+.PHONY: bench bench-quick
+
+bench: $(STAMP) kafka-jars ## Throughput, latency and model-swap figures beside the ceiling and a Quix peer (<= 15 min)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP) kafka-jars ## A smaller bench run: fewer trips and variants (<= 3 min)
+	$(BIN)/python -m bench.run --quick

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "edml.commands.publish",
     "edml.commands.replay",
     "edml.commands.evaluate",
+    "edml.commands.bench",
     "edml.commands.demo",
 ]
 
