@@ -102,9 +102,12 @@ def replay_archive(
         if not output.closed:
             raise RuntimeError("the replay dataflow ended without closing its sink")
         output.publish()
-    except Exception as e:
+    except BaseException as e:
         output.discard()
-        raise _unwrap(e) from None
+        cause = _unwrap(e)
+        if cause is e:
+            raise
+        raise cause from None  # the operator's error, without Bytewax's wrapping
     kinds: dict[str, int] = {}
     for d in output.dead_letters:
         kinds[d.error_kind] = kinds.get(d.error_kind, 0) + 1
