@@ -20,7 +20,9 @@ log = logging.getLogger("edml.sink")
 KEPT_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per prediction, and a frozen dataclass's __init__ (object.__setattr__
+# per field) costs 4x a plain one's (1.6 us vs 0.4 us); nothing mutates one after it is built.
+@dataclass(slots=True)
 class OutgoingMessage:
     """One message to produce: topic, key and encoded value."""
 
@@ -54,9 +56,13 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
                 m = too_large_dead_letter(m, self._dead_letter_topic, e.args[0].str())
 
     def write_batch(self, items: list[list[OutgoingMessage]]) -> None:
+        produce, on_delivery = self._producer.produce, self._on_delivery
         for messages in items:
             for m in messages:
-                self._produce(m)
+                try:  # the common case inline: one method call less per message
+                    produce(m.topic, m.value, m.key, on_delivery=on_delivery)
+                except (BufferError, KafkaException):
+                    self._produce(m)  # waits for room, or turns a too-large message into a dead letter
             self._producer.poll(0)
         # Delivered before Bytewax may snapshot past these events: output is at-least-once.
         self._producer.flush()
@@ -113,8 +119,11 @@ class KafkaMessageSink(DynamicSink[list[OutgoingMessage]]):
 
     def __init__(self, settings: Settings, **producer_overrides: object) -> None:
         self.settings = settings
+        # delivery reports only for failures (the only ones _on_delivery keeps): no Python callback
+        # per delivered message
         self.producer_overrides = {"linger.ms": 2, "batch.num.messages": 10000,
-                                   "queue.buffering.max.messages": 500000, **producer_overrides}
+                                   "queue.buffering.max.messages": 500000, "delivery.report.only.error": True,
+                                   **producer_overrides}
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
         """A producer for this worker."""
