@@ -31,7 +31,6 @@ from evaluation.operators import (
     score_windows,
     to_kafka,
 )
-from schemas import serde
 
 
 def build_flow(
@@ -40,24 +39,24 @@ def build_flow(
     """The evaluation dataflow; ``tail=False`` stops at the end of the input topics (tests, backfills)."""
     t = settings.topics
     flow = Dataflow("edml-evaluation")
-    predictions = kafka_records("predictions", flow, settings, [t.predictions, t.shadow_predictions],
-                                serde.prediction_serde(), check_prediction, tail)
-    dropoffs = kafka_records("dropoffs", flow, settings, [t.dropoffs], serde.dropoff_serde(), check_dropoff, tail)
+    predictions = kafka_records("predictions", flow, settings, [t.predictions, t.shadow_predictions], "Prediction",
+                                check_prediction, tail)
+    dropoffs = kafka_records("dropoffs", flow, settings, [t.dropoffs], "TripDropoff", check_dropoff, tail)
     dead = op.merge("bad_inputs", predictions.dead, dropoffs.dead)
-    to_kafka("dead_letters", dead, settings, t.dead_letter, serde.dead_letter_serde(),
+    to_kafka("dead_letters", dead, settings, t.dead_letter, "DeadLetter",
              key=lambda d: f"{d.source_topic}/{d.partition}/{d.offset}")
 
     outcomes = join_trips("join", predictions.oks, dropoffs.oks, config)
-    to_kafka("evaluations", outcomes, settings, t.evaluations, serde.evaluation_serde(), key=lambda e: e.trip_id)
+    to_kafka("evaluations", outcomes, settings, t.evaluations, "Evaluation", key=lambda e: e.trip_id)
 
     scores = score_windows("score_windows", outcomes, config)
-    to_kafka("scores", scores, settings, t.scores, serde.score_window_serde(), key=lambda w: w.model_name)
+    to_kafka("scores", scores, settings, t.scores, "ScoreWindow", key=lambda w: w.model_name)
 
     if reference is not None:
         # Undecodable trips are the scorer's to dead-letter; here they are only counted.
-        trips = kafka_records("trips", flow, settings, [t.trips], serde.trip_serde(), lambda _t: None, tail)
+        trips = kafka_records("trips", flow, settings, [t.trips], "TripPickup", lambda _t: None, tail)
         alerts = drift_alerts("drift", trips.oks, dropoffs.oks, reference, config)
-        to_kafka("alerts", alerts, settings, t.alerts, serde.drift_alert_serde(), key=lambda a: a.feature)
+        to_kafka("alerts", alerts, settings, t.alerts, "DriftAlert", key=lambda a: a.feature)
     return flow
 
 

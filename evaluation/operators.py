@@ -29,7 +29,8 @@ from evaluation.drift import DriftAccumulator, DriftReading, Reference, alert_fo
 from evaluation.join import EVALUATED, TripJoin, shard_of
 from evaluation.windows import ErrorAccumulator, TumblingWindows, WindowSpec, emit_score_window, score_key
 from schemas.records import DeadLetter, DriftAlert, Evaluation, Prediction, ScoreWindow, TripDropoff, TripPickup
-from schemas.serde import AvroSerde, DecodeError
+from schemas.serde import DecodeError
+from schemas.wire import RecordSerde, serde_for_topic
 
 Check = Callable[[Any], str | None]
 log = logging.getLogger("edml.evaluation")
@@ -73,7 +74,7 @@ class Records:
     dead: Stream[DeadLetter]
 
 
-def _decoder(serde: AvroSerde[Any], check: Check) -> Callable[[KafkaSourceMessage | KafkaError], Any]:
+def _decoder(serdes: dict[str, RecordSerde[Any]], check: Check) -> Callable[[KafkaSourceMessage | KafkaError], Any]:
     def decode(msg: KafkaSourceMessage | KafkaError) -> Any:
         if isinstance(msg, KafkaError):
             # a consumer error on one partition (broker restarting, ...): librdkafka retries by itself
@@ -81,7 +82,7 @@ def _decoder(serde: AvroSerde[Any], check: Check) -> Callable[[KafkaSourceMessag
             metrics.SOURCE_ERRORS_TOTAL.labels(msg.msg.topic or "").inc()
             return None
         try:
-            record = serde.decode(msg.value)
+            record = serdes[msg.topic].decode(msg.value)
             reason = check(record)
             kind = "invalid"
         except DecodeError as e:
@@ -97,14 +98,15 @@ def _decoder(serde: AvroSerde[Any], check: Check) -> Callable[[KafkaSourceMessag
 
 @operator
 def kafka_records(
-    step_id: str, flow: Dataflow, settings: Settings, topics: list[str], serde: AvroSerde[Any], check: Check,
+    step_id: str, flow: Dataflow, settings: Settings, topics: list[str], record_name: str, check: Check,
     tail: bool = True,
 ) -> Records:
-    """Every partition of ``topics`` from the beginning (or the recovered offsets), decoded."""
+    """Every partition of ``topics`` from the beginning (or the recovered offsets), decoded as ``record_name``."""
+    serdes = {topic: serde_for_topic(settings, record_name, topic) for topic in topics}
     # a recovered offset that retention already deleted resumes at the oldest record still there
     config = {**_client_props(base_config(settings)), "auto.offset.reset": "earliest"}
     source = KafkaSource(_brokers(settings), topics, tail=tail, add_config=config, raise_on_errors=False)
-    decoded = op.filter_map("decode", op.input("kafka", flow, source), _decoder(serde, check))
+    decoded = op.filter_map("decode", op.input("kafka", flow, source), _decoder(serdes, check))
     split = op.branch("ok", decoded, lambda r: not isinstance(r, DeadLetter))
     return Records(split.trues, split.falses)
 
@@ -174,9 +176,10 @@ def drift_alerts(
 
 @operator
 def to_kafka(
-    step_id: str, up: Stream[Any], settings: Settings, topic: str, serde: AvroSerde[Any], key: Callable[[Any], str]
+    step_id: str, up: Stream[Any], settings: Settings, topic: str, record_name: str, key: Callable[[Any], str]
 ) -> None:
-    """Encode ``up`` with ``serde`` and produce it to ``topic`` (idempotent producer, all acks)."""
+    """Encode ``up`` as ``record_name`` values and produce it to ``topic`` (idempotent producer, all acks)."""
+    serde = serde_for_topic(settings, record_name, topic)
     messages = op.map("encode", up, lambda r: KafkaSinkMessage(key(r).encode(), serde.encode(r)))
     sink = KafkaSink(_brokers(settings), topic, add_config=_client_props(producer_config(settings)))
     op.output("kafka", messages, sink)

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from edml.config import Settings
 from edml.kafka.reading import read_to_end
 from schemas.records import ScoreWindow
-from schemas.serde import DecodeError, score_window_serde
+from schemas.serde import DecodeError
+from schemas.wire import serde_for_topic
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def latest_revisions(windows: list[ScoreWindow]) -> list[ScoreWindow]:
 
 def read_score_windows(settings: Settings, model_name: str | None = None) -> list[ScoreWindow]:
     """Every window on the scores topic (latest revisions), optionally of one model name."""
-    serde = score_window_serde()
+    serde = serde_for_topic(settings, "ScoreWindow", settings.topics.scores)
     out = []
     for msg in read_to_end(settings, settings.topics.scores):
         try:

@@ -138,6 +138,10 @@ class Evaluator:
         assert self.proc is not None
         return self.proc.wait(timeout)
 
+    def output(self) -> str:
+        """The end of the log of every run so far."""
+        return self.log.read_text(errors="replace")[-4000:]
+
     def stop(self, timeout: float = 30) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
@@ -209,11 +213,11 @@ def test_dropoff_first_three_hours_late_and_orphan_across_a_restart(settings: Se
     junk.flush(10)
 
     first = evaluator(*args, "--stop-at-end")  # a bounded run: it stops by itself at the end of the input
-    assert first.wait() == 0
-    [dead] = [dead_letter_serde().decode(m.value) for m in read_to_end(settings, t.dead_letter)]
-    assert (dead.source_topic, dead.key, dead.error_kind) == (t.dropoffs, b"junk", "bad-magic")
+    assert first.wait() == 0, first.output()
+    dead = [dead_letter_serde().decode(m.value) for m in read_to_end(settings, t.dead_letter)]
+    assert [(d.source_topic, d.key, d.error_kind) for d in dead] == [(t.dropoffs, b"junk", "bad-magic")], dead
     before = evaluations(settings)
-    assert {e.trip_id for e in before} == {p.trip_id for p in bg_preds}, "A, B and C must still be pending"
+    assert {e.trip_id for e in before} == {p.trip_id for p in bg_preds}, ("A, B and C must still be pending", before)
     # retention takes the input away: after the restart A and B can only be joined from recovered state
     delete_all_records(settings, [t.predictions, t.dropoffs])
 
@@ -227,7 +231,7 @@ def test_dropoff_first_three_hours_late_and_orphan_across_a_restart(settings: Se
     second = evaluator(*args)  # tails the topics until stopped
     expired_dropoffs = second.metric('edml_eval_expired_total{side="dropoff"}')
     found = wait_for_count(settings, t.evaluations, 43, timeout=60)
-    assert second.stop() == 0  # SIGTERM
+    assert second.stop() == 0, second.output()  # SIGTERM
     outcomes = {}
     for e in (evaluation_serde().decode(m.value) for m in found):
         outcomes.setdefault(e.trip_id, set()).add(e.outcome)
