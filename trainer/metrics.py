@@ -70,7 +70,8 @@ def reference_distributions(columns: TripColumns) -> dict[str, dict[str, Any]]:
     Numeric: ``{"kind": "numeric", "edges": [inner decile cut points], "fractions": [len(edges)+1]}``
     where bin i is ``edges[i-1] < x <= edges[i]``. Categorical: ``{"kind": "categorical", "values":
     [top values..., "other"], "fractions": [...]}``. ``pickup_time`` itself always moves on, so it is
-    described by ``pickup_hour`` (its hour of day, 0..23, categorical).
+    described by ``pickup_hour`` (its hour of day, 0..23, categorical). ``duration_s`` (the target)
+    is there too: slower traffic changes no input, only the durations that drop-offs report.
     """
     hour = ((columns.pickup_time % 86_400_000) // 3_600_000).astype(np.int64)
     return {
@@ -80,4 +81,5 @@ def reference_distributions(columns: TripColumns) -> dict[str, dict[str, Any]]:
         "passenger_count": _numeric_reference(columns.passenger_count.astype(np.float64)),
         "trip_distance_km": _numeric_reference(columns.trip_distance_km.astype(np.float64)),
         "pickup_hour": _categorical_reference(hour.tolist()),
+        "duration_s": _numeric_reference(columns.duration_s.astype(np.float64)),
     }
