@@ -50,13 +50,13 @@ class BatchScorer:
         if self.per_event:
             values = np.concatenate([model.predict([t]) for t in batch.trips])
         else:
-            values = model.predict(batch.trips)
+            values = model.predict_columns(batch.columns.as_dict())
         metrics.MODEL_CALL.observe(time.perf_counter() - started)
         return values
 
     def score(self, batch: TripBatch) -> list[OutgoingMessage]:
         """Predictions for every trip of the batch, by the champion and each challenger."""
-        if not batch.trips:
+        if not len(batch):
             return []
         serving = self.active.current
         if serving is None:
@@ -79,15 +79,15 @@ class BatchScorer:
                 role: str) -> list[OutgoingMessage]:
         # column by column for the whole batch: per-record Prediction objects and fastavro calls
         # were the largest cost of the hot path
-        trips = batch.trips
-        n = len(trips)
-        trip_ids = [t.trip_id for t in trips]
+        columns = batch.columns
+        n = len(columns)
+        trip_ids = columns.trip_id
         ts = np.fromiter(batch.timestamps_ms, dtype=np.int64, count=n)
         scored_at = ts if self.event_clock else int(time.time() * 1000)
         encoded = self._prediction_serde.encode_columns({
             "trip_id": trip_ids, "predicted_duration_s": np.asarray(values, dtype=np.float64),
             "model_name": model.name, "model_version": model.version,
-            "event_time": np.fromiter((t.pickup_time for t in trips), dtype=np.int64, count=n),
+            "event_time": columns.pickup_time,
             "scored_at": scored_at, "latency_ms": (scored_at - ts).astype(np.float64), "role": role,
         }, n)
         out = [OutgoingMessage(topic, tid.encode(), v) for tid, v in zip(trip_ids, encoded, strict=True)]

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+import numpy as np
+
+from schemas.columnar import ColumnarReader, columnar_reader
 from schemas.records import DeadLetter, TripPickup
-from schemas.serde import AvroSerde, DecodeError, trip_serde
+from schemas.serde import SINGLE_OBJECT_MAGIC, AvroSerde, DecodeError, trip_serde
 
 ZONE_IDS = range(1, 266)  # NYC TLC taxi zones 1..265 (1 = EWR)
 BOROUGHS = frozenset({"Manhattan", "Brooklyn", "Queens", "Bronx", "Staten Island", "EWR"})
@@ -34,15 +39,84 @@ class SourceMessage:
 
 
 @dataclass(slots=True)
-class TripBatch:
-    """The valid trips of one source batch, with their Kafka timestamps, and the dead letters."""
+class TripColumns:
+    """Valid trips as columns (one entry per trip, in source order): what the model and the encoder read."""
 
-    trips: list[TripPickup] = field(default_factory=list)
-    timestamps_ms: list[int] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
+    trip_id: list[str]
+    pickup_time: np.ndarray  # int64 epoch millis
+    pickup_zone: np.ndarray  # int64
+    dropoff_zone: np.ndarray  # int64
+    pickup_borough: list[str]
+    passenger_count: np.ndarray  # int64
+    trip_distance_km: np.ndarray  # float64
 
     def __len__(self) -> int:
-        return len(self.trips)
+        return len(self.trip_id)
+
+    @classmethod
+    def from_trips(cls, trips: list[TripPickup]) -> TripColumns:
+        """Columns of ``trips``."""
+        n = len(trips)
+        return cls(
+            trip_id=[t.trip_id for t in trips],
+            pickup_time=np.fromiter((t.pickup_time for t in trips), dtype=np.int64, count=n),
+            pickup_zone=np.fromiter((t.pickup_zone for t in trips), dtype=np.int64, count=n),
+            dropoff_zone=np.fromiter((t.dropoff_zone for t in trips), dtype=np.int64, count=n),
+            pickup_borough=[t.pickup_borough for t in trips],
+            passenger_count=np.fromiter((t.passenger_count for t in trips), dtype=np.int64, count=n),
+            trip_distance_km=np.fromiter((t.trip_distance_km for t in trips), dtype=np.float64, count=n),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Field name -> column, for the model's signature-driven inputs."""
+        return {name: getattr(self, name) for name in _TRIP_FIELDS}
+
+    def to_trips(self) -> list[TripPickup]:
+        """The trips as records."""
+        return [TripPickup(*row) for row in zip(self.trip_id, self.pickup_time.tolist(), self.pickup_zone.tolist(),
+                                                self.dropoff_zone.tolist(), self.pickup_borough,
+                                                self.passenger_count.tolist(), self.trip_distance_km.tolist(),
+                                                strict=True)]
+
+
+_TRIP_FIELDS = tuple(f.name for f in fields(TripPickup))
+
+
+class TripBatch:
+    """The valid trips of one source batch, with their Kafka timestamps, and the dead letters.
+
+    The trips are held as records (``trips``) or as columns (``columns``), whichever the batch
+    was built from; the other view is built on first use.
+    """
+
+    __slots__ = ("_trips", "_columns", "timestamps_ms", "dead_letters")
+
+    def __init__(self, trips: list[TripPickup] | None = None, timestamps_ms: list[int] | None = None,
+                 dead_letters: list[DeadLetter] | None = None, columns: TripColumns | None = None) -> None:
+        self._trips = trips if trips is not None or columns is not None else []
+        self._columns = columns
+        self.timestamps_ms: list[int] = timestamps_ms if timestamps_ms is not None else []
+        self.dead_letters: list[DeadLetter] = dead_letters if dead_letters is not None else []
+
+    @property
+    def trips(self) -> list[TripPickup]:
+        """The valid trips as records."""
+        if self._trips is None:
+            self._trips = self._columns.to_trips()
+        return self._trips
+
+    @property
+    def columns(self) -> TripColumns:
+        """The valid trips as columns."""
+        if self._columns is None or (self._trips is not None and len(self._trips) != len(self._columns)):
+            self._columns = TripColumns.from_trips(self._trips)
+        return self._columns
+
+    def __len__(self) -> int:
+        return len(self._trips) if self._trips is not None else len(self._columns)
+
+    def __repr__(self) -> str:
+        return f"TripBatch({len(self)} trips, {len(self.dead_letters)} dead letters)"
 
 
 def check_trip(trip: TripPickup) -> str | None:
@@ -73,6 +147,7 @@ class TripDecoder:
 
     def __init__(self, serde: AvroSerde[TripPickup] | None = None) -> None:
         self.serde = serde or trip_serde()
+        self._reader = _trip_reader(self.serde)
 
     def dead_letter(self, msg: SourceMessage, kind: str, message: str) -> DeadLetter:
         """A dead letter for ``msg`` with the reason."""
@@ -82,19 +157,85 @@ class TripDecoder:
         )
 
     def decode_batch(self, messages: list[SourceMessage]) -> TripBatch:
-        """Decode and range-check every message; never raises for bad data."""
-        batch = TripBatch()
+        """Decode and range-check every message; never raises for bad data.
+
+        Payloads written with this serde's own schema are decoded and checked column by column
+        (``schemas.columnar``); any payload that is not read there or fails a range check is
+        decoded on its own, so its dead letter is exactly the one the per-record path gives.
+        """
+        read = None if self._reader is None else self._reader.read([m.value for m in messages])
+        if read is None or not len(read.rows):
+            each = self._decode_each(messages, range(len(messages)))
+            return TripBatch(trips=each.trips, timestamps_ms=each.timestamps_ms, dead_letters=each.dead_letters)
+        c = read.columns
+        distance = c["trip_distance_km"]
+        lo, hi = PICKUP_TIME_RANGE_MS
+        zone_lo, zone_hi = ZONE_IDS[0], ZONE_IDS[-1]
+        valid = ((np.fromiter(map(len, c["trip_id"]), dtype=np.int64, count=len(read.rows)) > 0)
+                 & (c["pickup_zone"] >= zone_lo) & (c["pickup_zone"] <= zone_hi)
+                 & (c["dropoff_zone"] >= zone_lo) & (c["dropoff_zone"] <= zone_hi)
+                 & (c["passenger_count"] >= PASSENGERS[0]) & (c["passenger_count"] <= PASSENGERS[-1])
+                 & np.isfinite(distance) & (distance >= 0) & (distance <= MAX_DISTANCE_KM)
+                 & (c["pickup_time"] >= lo) & (c["pickup_time"] <= hi)
+                 & np.fromiter((b in BOROUGHS for b in c["pickup_borough"]), dtype=bool, count=len(read.rows)))
+        fast = read.rows[valid]
+        if len(fast) == len(messages):  # the common case: every trip read and in range
+            return TripBatch(columns=_select(c, valid), timestamps_ms=[m.timestamp_ms for m in messages])
+        rest = np.ones(len(messages), dtype=bool)
+        rest[fast] = False
+        slow = self._decode_each(messages, np.flatnonzero(rest).tolist())
+        if not slow.trips:
+            return TripBatch(columns=_select(c, valid), timestamps_ms=[messages[i].timestamp_ms for i in fast.tolist()],
+                             dead_letters=slow.dead_letters)
+        # trips from both paths: back in source order
+        trips = dict(zip(fast.tolist(), _select(c, valid).to_trips(), strict=True))
+        trips.update(zip(slow.indices, slow.trips, strict=True))
+        order = sorted(trips)
+        return TripBatch(trips=[trips[i] for i in order], timestamps_ms=[messages[i].timestamp_ms for i in order],
+                         dead_letters=slow.dead_letters)
+
+    def _decode_each(self, messages: list[SourceMessage], indices: Iterable[int]) -> _Decoded:
+        """The per-record path: decode, range-check, dead-letter with the reason."""
+        out = _Decoded()
         decode = self.serde.decode
-        for msg in messages:
+        for i in indices:
+            msg = messages[i]
             try:
                 trip = decode(msg.value)
             except DecodeError as e:
-                batch.dead_letters.append(self.dead_letter(msg, e.kind, e.message))
+                out.dead_letters.append(self.dead_letter(msg, e.kind, e.message))
                 continue
             reason = check_trip(trip)
             if reason is not None:
-                batch.dead_letters.append(self.dead_letter(msg, "out-of-range", reason))
+                out.dead_letters.append(self.dead_letter(msg, "out-of-range", reason))
                 continue
-            batch.trips.append(trip)
-            batch.timestamps_ms.append(msg.timestamp_ms)
-        return batch
+            out.trips.append(trip)
+            out.indices.append(i)
+            out.timestamps_ms.append(msg.timestamp_ms)
+        return out
+
+
+@dataclass(slots=True)
+class _Decoded:
+    trips: list[TripPickup] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    timestamps_ms: list[int] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def _trip_reader(serde: AvroSerde[TripPickup]) -> ColumnarReader | None:
+    """The column-wise reader of payloads written with ``serde``'s own schema, when its fields are TripPickup's."""
+    reader = columnar_reader(serde.schema_json, SINGLE_OBJECT_MAGIC + serde.fingerprint)
+    if reader is None or tuple(name for name, _ in reader.fields) != _TRIP_FIELDS:
+        return None
+    return reader
+
+
+def _select(columns: dict[str, Any], keep: np.ndarray) -> TripColumns:
+    """The rows ``keep`` (a mask) of the reader's columns."""
+    out = {}
+    for name in _TRIP_FIELDS:
+        values = columns[name]
+        out[name] = values[keep] if isinstance(values, np.ndarray) else [v for v, k in zip(values, keep.tolist(),
+                                                                                           strict=True) if k]
+    return TripColumns(**out)
