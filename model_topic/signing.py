@@ -60,6 +60,11 @@ def _public_key(pem: bytes) -> Ed25519PublicKey:
     return key
 
 
+def check_public_key(public_key_pem: bytes) -> None:
+    """Return if ``public_key_pem`` is an ed25519 public key in PEM; else SigningKeyError (one line)."""
+    _public_key(public_key_pem)
+
+
 def sign_record(record: ModelRecord, private_key_pem: bytes) -> ModelRecord:
     """A copy of ``record`` with ``signature_ed25519`` set over :func:`signed_bytes`."""
     signature = _private_key(private_key_pem).sign(signed_bytes(record))

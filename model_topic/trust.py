@@ -13,9 +13,11 @@ def record_check(settings: Settings) -> Callable[[ModelRecord], None] | None:
     if not settings.model_public_key:
         return None
     from model_topic.loader import ModelRejected
-    from model_topic.signing import SignatureInvalid, read_key, verify_record
+    from model_topic.signing import SignatureInvalid, check_public_key, read_key, verify_record
 
     public_key = read_key(settings.model_public_key)
+    # a key that does not parse is the operator's mistake: say so at start, not once per record
+    check_public_key(public_key)
 
     def check(record: ModelRecord) -> None:
         try:
