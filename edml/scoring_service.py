@@ -73,7 +73,14 @@ def start_models(settings: Settings, process_index: int, keep_versions: int):  #
 
     active = ActiveModels()
     # One RocksDB per process: RocksDB allows one writer per folder.
-    store = ModelStore(settings.state_dir / "model-store" / f"process-{process_index}", keep=keep_versions)
+    path = settings.state_dir / "model-store" / f"process-{process_index}"
+    try:
+        store = ModelStore(path, keep=keep_versions)
+    except Exception as e:  # rocksdict raises a bare Exception
+        if "lock" not in str(e).lower():
+            raise
+        raise OperatorError(f"model store {path} is in use by another scorer process: give each its own "
+                            "--state-dir") from None
     subscriber = ModelSubscriber(settings, active, store, StatusReporter(settings),
                                  workdir=settings.state_dir / "models" / f"process-{process_index}",
                                  check_record=record_check(settings))
@@ -86,12 +93,18 @@ def run_scorer(settings: Settings, options: ScorerOptions) -> None:
     from bytewax.run import cli_main
 
     from dataflows.scoring import build_flow
+    from edml.kafka.security import check_client_settings, describe
     from edml.kafka.sink import KafkaMessageSink
     from edml.kafka.source import HeldKafkaSource
     from edml.kafka.topics import existing_topics
     from edml.metrics import serve_metrics
     from model_topic.scorer import BatchScorer
+    from model_topic.stores import open_store
 
+    # configuration mistakes stop here with one line, not later inside a thread or the dataflow
+    check_client_settings(settings)
+    open_store(settings.artifact_store_uri)
+    log.info("kafka: %s", describe(settings))
     missing = {settings.topics.trips, settings.topics.models} - existing_topics(settings)
     if missing:
         raise OperatorError(f"topics {sorted(missing)} do not exist on {settings.bootstrap_servers}: "
