@@ -93,35 +93,45 @@ def start_broker(home: Path) -> LocalBroker:
     return broker
 
 
+class TripProducer:
+    """One producer for pre-encoded (key, value) pairs, kept across phases.
+
+    Reusing it matters for latency: a new idempotent producer first connects and acquires its
+    producer id, and trips produced meanwhile carry a timestamp from before they could be sent.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.producer = make_producer(settings, **{"linger.ms": 1, "queue.buffering.max.messages": 1_000_000})
+
+    def send(self, topic: str, messages: list[tuple[bytes, bytes]], rate: float | None = None) -> tuple[float, float]:
+        """Produce at ``rate`` a second or as fast as possible; the wall-clock (start, end) of producing."""
+        produce, poll = self.producer.produce, self.producer.poll
+        started = time.time()
+        t0 = time.monotonic()
+        step = 200 if rate and rate > 2000 else 20
+        for i, (key, value) in enumerate(messages):
+            if rate and i % step == 0:
+                due = t0 + i / rate
+                while (now := time.monotonic()) < due:
+                    poll(0)
+                    time.sleep(min(due - now, 0.002))
+            while True:
+                try:
+                    produce(topic, value, key)
+                    break
+                except BufferError:
+                    poll(0.05)
+            if i % 5000 == 0:
+                poll(0)
+        if self.producer.flush(120):
+            raise KafkaException(f"trips not delivered to {topic}")
+        return started, time.time()
+
+
 def produce_encoded(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]],
                     rate: float | None = None) -> tuple[float, float]:
-    """Produce pre-encoded (key, value) pairs, at ``rate`` a second or as fast as possible.
-
-    Returns the wall-clock (start, end) of producing. Encoding happens before, so the producer
-    keeps its rate even on a busy machine.
-    """
-    producer = make_producer(settings, **{"linger.ms": 1, "queue.buffering.max.messages": 1_000_000})
-    produce, poll = producer.produce, producer.poll
-    started = time.time()
-    t0 = time.monotonic()
-    step = 200 if rate and rate > 2000 else 20
-    for i, (key, value) in enumerate(messages):
-        if rate and i % step == 0:
-            due = t0 + i / rate
-            while (now := time.monotonic()) < due:
-                poll(0)
-                time.sleep(min(due - now, 0.002))
-        while True:
-            try:
-                produce(topic, value, key)
-                break
-            except BufferError:
-                poll(0.05)
-        if i % 5000 == 0:
-            poll(0)
-    if producer.flush(120):
-        raise KafkaException(f"trips not delivered to {topic}")
-    return started, time.time()
+    """Produce pre-encoded (key, value) pairs with a new producer; see :class:`TripProducer`."""
+    return TripProducer(settings).send(topic, messages, rate)
 
 
 def output_messages(settings: Settings, topic: str) -> list[Message]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import latency, report, swap
-from bench.common import REPO, WORK, produce_encoded, start_broker, variant_settings, wait_for_messages
+from bench.common import REPO, WORK, TripProducer, produce_encoded, start_broker, variant_settings, wait_for_messages
 from bench.pipelines import PEER_VENV, RunFigures, Scorer, peer_available, run_ceiling, run_peer, run_serve
 from edml.config import Settings
 
@@ -222,15 +222,16 @@ def _latency(plan: Plan, base: Settings, settings_for, processes: int, max_rate:
     try:
         scorer.wait_healthy()
         # warm-up: the first batches pay for the model's first calls and the fetch ramp-up
+        producer = TripProducer(s)  # connected by the warm-up, reused: see TripProducer
         warm = encoded_trips(2000, seed=50)
-        produce_encoded(s, s.topics.trips, warm)
+        producer.send(s.topics.trips, warm)
         wait_for_messages(s, s.topics.predictions, len(warm), timeout=120)
         seen = len(warm)
         for i, rate in enumerate(rates):
             n = int(rate * plan.latency_seconds)
             batch = encoded_trips(n, seed=60 + i)  # unique trip ids: latency joins on them
             log.info("latency at %.0f trips/s (%d trips, %d process(es))", rate, n, processes)
-            out.append(latency.measure(s, batch, rate, seen))
+            out.append(latency.measure(s, producer, batch, rate, seen))
             seen += n
             latency.settle()
     finally:
