@@ -1,6 +1,8 @@
 """The broker dies (kill -9) mid-stream and comes back on the same data: the scorer rides it out.
 
-A dedicated broker (not the session's), so killing it disturbs no other test.
+A dedicated broker (not the session's), so killing it disturbs no other test. Every client
+reaches it over SASL_SSL (SCRAM-SHA-512, a private CA) only, so the run also proves that the
+``[kafka]`` settings reach every client the scorer, the publisher and the producers create.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from edml.config import Settings, Topics
-from edml.kafka.local_broker import LocalBroker, free_port
+from edml.kafka.local_broker import free_port
 from edml.kafka.reading import read_to_end
 from edml.kafka.sink import KafkaMessageSink, OutgoingMessage
 from edml.kafka.topics import create_topics
 from tests.integration.scorer_process import ScorerProcess, predictions, wait_until
 from tests.reliability.harness import BackgroundTrips, TinyModels, metric, publish, running, wait_for
+from tests.reliability.secure_broker import SaslSslBroker
 from tests.reliability.tally import Tally
 from trainer.generator import generate_trips
 from trainer.producing import produce_trips
@@ -31,9 +34,9 @@ DELIVERY_TIMEOUT_MS = "4000"
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    """A broker of this test alone."""
-    broker = LocalBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
+def own_broker(tmp_path: Path) -> Iterator[SaslSslBroker]:
+    """A broker of this test alone, with a SASL_SSL listener."""
+    broker = SaslSslBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
     broker.up()
     try:
         yield broker
@@ -41,16 +44,19 @@ def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
         broker.down()
 
 
-def test_broker_kill_9_and_restart_mid_stream(own_broker: LocalBroker, tmp_path: Path,
-                                              tiny_models: TinyModels) -> None:
-    settings = Settings(bootstrap_servers=own_broker.bootstrap_servers, partitions=2,
-                        topics=Topics().with_prefix(f"b{uuid.uuid4().hex[:6]}-"), state_dir=tmp_path / "state")
+def test_broker_kill_9_and_restart_mid_stream_over_sasl_ssl(own_broker: SaslSslBroker, tmp_path: Path,
+                                                            tiny_models: TinyModels) -> None:
+    settings = Settings(bootstrap_servers=own_broker.secure_bootstrap_servers, partitions=2,
+                        topics=Topics().with_prefix(f"b{uuid.uuid4().hex[:6]}-"), state_dir=tmp_path / "state",
+                        kafka=own_broker.client_settings())
+    env = {"EDML_KAFKA_MESSAGE_TIMEOUT_MS": DELIVERY_TIMEOUT_MS}
+    env.update({"EDML_KAFKA_" + k.upper().replace(".", "_"): v for k, v in settings.kafka.items()})
     create_topics(settings)
     # The scorer starts without a model and holds the trips topic while its consumers fetch a
     # backlog ahead; the broker dies right when v1 activates, so the backlog's predictions are
     # in flight (or not yet produced) when it goes. More trips keep coming through the outage.
     backlog = generate_trips(15_000, seed=21)
-    with running(ScorerProcess(settings, env={"EDML_KAFKA_MESSAGE_TIMEOUT_MS": DELIVERY_TIMEOUT_MS})) as scorer:
+    with running(ScorerProcess(settings, env=env)) as scorer:
         wait_for(lambda: _held(scorer), 120, scorer, "partitions held")
         pid = scorer.proc.pid
         produce_trips(settings, backlog)
@@ -89,6 +95,11 @@ def test_broker_kill_9_and_restart_mid_stream(own_broker: LocalBroker, tmp_path:
     print(f"[broker restart] sink batch written during the outage: {len(sink_batch)} messages, "
           f"{len({m.key for m in probe})} on the topic after the restart")
     assert sink_done and {m.key for m in probe} == {m.key for m in sink_batch}
+    print(f"[broker restart] every client over {settings.kafka['security.protocol']} "
+          f"{settings.kafka['sasl.mechanism']} as {settings.kafka['sasl.username']} with CA file "
+          f"{Path(settings.kafka['ssl.ca.location']).name}")
+    assert "kafka: security.protocol=SASL_SSL sasl.mechanism=SCRAM-SHA-512" in log
+    assert settings.kafka["sasl.password"] not in log, "the password must not reach the log"
     refused = sum("Connection refused" in line for line in log.splitlines())
     assert refused > 0, "the scorer's clients saw the broker go"
     redelivered = [line.split("WARNING ", 1)[1] for line in log.splitlines() if "not delivered" in line]
