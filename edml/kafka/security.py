@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from edml.config import ConfigError, Settings
-from edml.kafka.clients import base_config
+from edml.kafka.clients import make_admin
 
 # Properties whose values must never reach a log line or an error message
 _SECRET_MARKERS = ("password", "secret", "jaas", "key.pem", "keystore", "token", "credentials")
@@ -50,10 +50,9 @@ def check_client_settings(settings: Settings) -> None:
     Unknown property names, bad values and an unreadable CA file fail here, at start.
     """
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
 
     try:
-        AdminClient({**base_config(settings), "log_level": 0})
+        make_admin(settings, quiet=True)
     except KafkaException as e:
         error = e.args[0]
         reason = error.str() if hasattr(error, "str") else str(error)
