@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
@@ -36,6 +37,23 @@ class BatchScorer:
         self.wait_for_model_s = wait_for_model_s
         self._prediction_serde = prediction_serde()
         self._dead_letter_serde = dead_letter_serde()
+        self._heap_frozen_for: object | None = None
+
+    def _freeze_heap(self, serving: object) -> None:
+        """Take what is alive now (TensorFlow, the models) out of the cyclic GC's full collections.
+
+        With TensorFlow and a SavedModel loaded a process holds ~330k tracked objects, and a
+        full collection, which the per-batch garbage triggers every few seconds, walks them all:
+        a 200 ms stall that every trip in flight waits for (the p95/p99 latency). Frozen objects
+        are skipped. On a model change the old set is collected once (freeing the old model) and
+        the new heap frozen.
+        """
+        if serving is self._heap_frozen_for:
+            return
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        self._heap_frozen_for = serving
 
     def dead_letters(self, batch: TripBatch) -> list[OutgoingMessage]:
         """The batch's dead letters, encoded for the dead-letter topic."""
@@ -66,6 +84,7 @@ class BatchScorer:
             serving = self.active.wait_ready(self.wait_for_model_s)
             if serving is None:
                 raise RuntimeError("no model became active in time; restart resumes from the last snapshot")
+        self._freeze_heap(serving)
         out = self._encode(serving.champion, batch, self._predict(serving.champion, batch),
                            self.topics.predictions, "champion")
         for challenger in serving.challengers:

@@ -28,6 +28,11 @@ Gate = Callable[[], bool]
 # (snapshot + sink flush) and the dataflow returns, instead of an interrupt inside a callback.
 STOP = threading.Event()
 _HELD_POLL = timedelta(milliseconds=200)
+# How long one poll waits for a full batch. A worker polls its partitions one after another, so
+# every partition's wait adds to every trip's latency: at 5,000 trips/s over 2 partitions a 50 ms
+# wait gave a p99 over 100 ms. Under load a batch fills from librdkafka's prefetched queue at
+# once, so a short wait costs no throughput.
+_POLL_TIMEOUT_S = 0.005
 _HELD_LOG_EVERY_S = 10.0
 
 
@@ -57,7 +62,7 @@ class _HeldPartition(StatefulSourcePartition[list[SourceMessage], int]):
             self._held_gauge.set(0)
         self._wake = None
         batch = []
-        for msg in self._consumer.consume(self._batch_size, 0.05):
+        for msg in self._consumer.consume(self._batch_size, _POLL_TIMEOUT_S):
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
