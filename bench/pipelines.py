@@ -98,9 +98,16 @@ def serve_command(processes: int, batch_size: int, per_event: bool = False, stop
 
 
 def run_serve(settings: Settings, variant: str, processes: int, events: int, log_dir: Path, batch_size: int = 1000,
-              per_event: bool = False, timeout: float = 600) -> RunFigures:
-    """``edml serve --stop-at-end`` over the pre-filled trips topic (model v1 already on the model topic)."""
+              per_event: bool = False, timeout: float = 600, profile: Path | None = None) -> RunFigures:
+    """``edml serve --stop-at-end`` over the pre-filled trips topic (model v1 already on the model topic).
+
+    ``profile``: run it under py-spy, collapsed stacks to that file (figures then include its overhead).
+    """
     cmd = serve_command(processes, batch_size, per_event)
+    if profile is not None:
+        from bench.profile import wrap
+
+        cmd = wrap(cmd, profile)
     wall, peak = _run([cmd], edml_env(settings), log_dir / f"{variant}-p{processes}-b{batch_size}.log", timeout)
     return _figures(variant, settings, settings.topics.predictions, processes, events, wall, peak)
 

@@ -83,6 +83,12 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", "| target | measured | limit | met |", "|---|---|---|---|"]
         for t in results["targets"]:
             lines.append(f"| {t['name']} | {t['measured']} | {t['limit']} | {'yes' if t['met'] else '**no**'} |")
+    prof = results.get("profile")
+    if prof and prof.get("self"):
+        lines += ["", f"Profile of `edml serve` (1 process, py-spy at 100 Hz, {prof.get('samples', 0)} samples inside "
+                      f"the dataflow; {_fmt(prof['events_per_s_under_py_spy'])} events/s while sampled). "
+                      "Where the time goes (self):", ""]
+        lines += [f"- {share:.1%} {frame}" for frame, share in prof["self"][:10]]
     if results.get("notes"):
         lines += [""] + [f"- {n}" for n in results["notes"]]
     return "\n".join(lines) + "\n"

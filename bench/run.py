@@ -11,6 +11,7 @@ two offered rates and a model swap under load. Results go to bench/results/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import shutil
 import subprocess
@@ -45,13 +46,14 @@ class Plan:
     latency_seconds: float
     half_max_latency: bool
     swap_seconds: float
+    profile: bool
     batch_size: int = 1000
 
 
 FULL = Plan("full", fast_trips=300_000, slow_trips=10_000, processes=(1, 2), ceiling_io=("edml", "bytewax"),
-            peer=True, replay=True, latency_seconds=10.0, half_max_latency=True, swap_seconds=8.0)
+            peer=True, replay=True, latency_seconds=10.0, half_max_latency=True, swap_seconds=8.0, profile=True)
 QUICK = Plan("quick", fast_trips=60_000, slow_trips=2_000, processes=(1,), ceiling_io=("edml",), peer=False,
-             replay=False, latency_seconds=4.0, half_max_latency=False, swap_seconds=6.0)
+             replay=False, latency_seconds=4.0, half_max_latency=False, swap_seconds=6.0, profile=False)
 
 
 def ensure_models(work: Path) -> tuple[Path, Path]:
@@ -191,7 +193,17 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
     best_p = max(edml, key=edml.get)
     lat_rows = _latency(plan, base, settings_for, best_p, edml[best_p], logs)
     swap_figures, swap_rss = _swap(plan, base, v1, v2_dir, best_p, logs)
-    return {"throughput": rows, "ceiling": ceiling, "edml": edml, "best_processes": best_p, "peer": peer_rate,
+    profile = None
+    if plan.profile:
+        from bench.profile import summarise
+
+        log.info("profile: edml serve, 1 process, under py-spy (not a measured run)")
+        stacks = logs.parent / "profile-edml-p1.txt"
+        f = run_serve(settings_for("edml-profiled"), "edml-profiled", 1, len(trips), logs, batch_size=plan.batch_size,
+                      profile=stacks)
+        profile = {"events_per_s_under_py_spy": f.events_per_s, **summarise(stacks)} if stacks.exists() else None
+    return {"profile": profile, "throughput": rows, "ceiling": ceiling, "edml": edml, "best_processes": best_p,
+            "peer": peer_rate,
             "latency": [asdict(x) for x in lat_rows[0]], "latency_peak_rss_mb": lat_rows[1],
             "swap": asdict(swap_figures), "swap_peak_rss_mb": swap_rss}
 
@@ -290,9 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer trips and variants (about 3 minutes)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--trips", type=int, help="trips for the fast pipelines (default: the plan's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    results = run(QUICK if args.quick else FULL, args.out)
+    plan = QUICK if args.quick else FULL
+    if args.trips:
+        plan = dataclasses.replace(plan, fast_trips=args.trips, slow_trips=min(plan.slow_trips, args.trips))
+    results = run(plan, args.out)
     print(report.markdown(results))
     return 0
 
