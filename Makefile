@@ -141,3 +141,10 @@ bench: $(STAMP) kafka-jars ## Throughput, latency and model-swap figures beside 
 
 bench-quick: $(STAMP) kafka-jars ## A smaller bench run: fewer trips and variants (<= 3 min)
 	$(BIN)/python -m bench.run --quick
+
+# --- soak: a long run with model swaps; RSS and open files must stay flat (bench/soak.py) --------
+.PHONY: soak
+SOAK_MINUTES ?= 30
+
+soak: $(STAMP) kafka-jars ## serve for SOAK_MINUTES (30) at a steady rate, a model swap every 3 min; RSS, fds, losses (not in CI)
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m bench.soak
