@@ -59,13 +59,25 @@ def topics_for(name: str, trips: str) -> Topics:
     return dataclasses.replace(own, trips=trips)
 
 
-def variant_settings(base: Settings, name: str, trips: str, models: str | None = None) -> Settings:
-    """Settings of one variant: own topics (created), own state folder, the shared artifact store."""
-    topics = topics_for(name, trips)
-    if models is not None:
-        topics = dataclasses.replace(topics, models=models)
-    settings = dataclasses.replace(base, topics=topics, state_dir=base.state_dir / name)
+def variant_settings(base: Settings, name: str, trips: str, append_time: bool = False) -> Settings:
+    """Settings of one variant: own topics (created), own state folder, the shared artifact store.
+
+    ``append_time``: the predictions topic stamps messages with the broker's append time, so a
+    throughput run is measured the same way whatever timestamp its producer sets (Quix Streams
+    copies the input's timestamp onto its output).
+    """
+    settings = dataclasses.replace(base, topics=topics_for(name, trips), state_dir=base.state_dir / name)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if append_time:
+        from confluent_kafka.admin import NewTopic
+
+        from edml.kafka.clients import make_admin
+
+        topic = NewTopic(settings.topics.predictions, num_partitions=settings.partitions, replication_factor=1,
+                         config={"message.timestamp.type": "LogAppendTime"})
+        admin = make_admin(settings)
+        for future in admin.create_topics([topic], operation_timeout=30).values():
+            future.result()
     create_topics(settings)
     return settings
 

@@ -30,6 +30,7 @@ from edml.config import Settings
 
 log = logging.getLogger("edml.bench")
 MODEL_NAME = "trip-duration"
+MAX_LATENCY_TRIPS = 300_000  # a latency phase at a high rate is shorter than latency_seconds
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class Plan:
     batch_size: int = 1000
 
 
-FULL = Plan("full", fast_trips=300_000, slow_trips=10_000, processes=(1, 2), ceiling_io=("edml", "bytewax"),
+FULL = Plan("full", fast_trips=500_000, slow_trips=10_000, processes=(1, 2), ceiling_io=("edml", "bytewax"),
             peer=True, replay=True, latency_seconds=10.0, half_max_latency=True, swap_seconds=8.0, profile=True)
 QUICK = Plan("quick", fast_trips=60_000, slow_trips=2_000, processes=(1,), ceiling_io=("edml",), peer=False,
              replay=False, latency_seconds=4.0, half_max_latency=False, swap_seconds=6.0, profile=False)
@@ -147,8 +148,8 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
     produce_encoded(shared, slow_topic, trips[: plan.slow_trips])
     v1 = publish_model(shared, v1_dir, MODEL_NAME, version="v1", force=True)
 
-    def settings_for(name: str, trips_topic: str = fast_topic) -> Settings:
-        s = variant_settings(base, name, trips_topic)
+    def settings_for(name: str, trips_topic: str = fast_topic, append_time: bool = True) -> Settings:
+        s = variant_settings(base, name, trips_topic, append_time=append_time)
         publish_record(s, v1)
         return s
 
@@ -157,7 +158,8 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
     for p in plan.processes:
         for io in plan.ceiling_io:
             log.info("ceiling (%s I/O), %d process(es)", io, p)
-            f = run_ceiling(variant_settings(base, f"ceiling-{io}-p{p}", fast_topic), io, p, len(trips), logs)
+            s = variant_settings(base, f"ceiling-{io}-p{p}", fast_topic, append_time=True)
+            f = run_ceiling(s, io, p, len(trips), logs)
             rows.append(_throughput_row(f"ceiling ({io} I/O)", f))
             ceiling[p] = max(ceiling.get(p, 0.0), f.events_per_s)
     edml: dict[int, float] = {}
@@ -177,7 +179,7 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
         from schemas.serde import prediction_serde
 
         log.info("peer: Quix Streams")
-        s = variant_settings(base, "peer", slow_topic)
+        s = variant_settings(base, "peer", slow_topic, append_time=True)
         header = b"\xc3\x01" + prediction_serde().fingerprint
         f = run_peer(s, v1_dir / "saved_model", header, plan.slow_trips, logs)
         rows.append(_throughput_row("peer: Quix Streams (model call per message)", f))
@@ -227,7 +229,7 @@ def _replay(plan: Plan, shared: Settings, v1_dir: Path) -> dict[str, Any]:
 
 def _latency(plan: Plan, base: Settings, settings_for, processes: int, max_rate: float,  # noqa: ANN001
              logs: Path) -> tuple[list[latency.LatencyFigures], float]:
-    s = settings_for("latency", "bench-latency-trips")
+    s = settings_for("latency", "bench-latency-trips", append_time=False)
     rates = [5000.0] + ([round(max_rate / 2, -2)] if plan.half_max_latency else [])
     scorer = Scorer(s, processes, plan.batch_size, logs / "latency-serve.log")
     out = []
@@ -240,7 +242,7 @@ def _latency(plan: Plan, base: Settings, settings_for, processes: int, max_rate:
         wait_for_messages(s, s.topics.predictions, len(warm), timeout=120)
         seen = len(warm)
         for i, rate in enumerate(rates):
-            n = int(rate * plan.latency_seconds)
+            n = min(int(rate * plan.latency_seconds), MAX_LATENCY_TRIPS)
             batch = encoded_trips(n, seed=60 + i)  # unique trip ids: latency joins on them
             log.info("latency at %.0f trips/s (%d trips, %d process(es))", rate, n, processes)
             out.append(latency.measure(s, producer, batch, rate, seen))
