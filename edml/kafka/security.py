@@ -34,13 +34,17 @@ def redacted(config: dict[str, Any]) -> dict[str, Any]:
 
 def describe(settings: Settings) -> str:
     """One line saying how clients reach Kafka: protocol, mechanism, user, CA file; other names, no values."""
-    props = settings.kafka
+    props = dict(settings.kafka)
+    if settings.google_kafka_auth:  # the defaults clients.base_config adds for Google Managed Kafka
+        props = {"security.protocol": "SASL_SSL", "sasl.mechanism": "OAUTHBEARER", **props}
     shown = ("security.protocol", "sasl.mechanism", "sasl.username", "ssl.ca.location")
     parts = [f"security.protocol={props.get('security.protocol', 'PLAINTEXT')}"]
     parts += [f"{name}={props[name]}" for name in shown[1:] if name in props]
     others = sorted(k for k in props if k not in shown)
     if others:
         parts.append(f"(also set: {', '.join(others)})")
+    if settings.google_kafka_auth:
+        parts.append("with the OAUTHBEARER token from Google credentials")
     return " ".join(parts)
 
 
