@@ -13,14 +13,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
-TRIP_INPUTS: dict[str, tf.DType] = {
-    "pickup_time": tf.int64,
-    "pickup_zone": tf.int64,
-    "dropoff_zone": tf.int64,
-    "pickup_borough": tf.string,
-    "passenger_count": tf.int64,
-    "trip_distance_km": tf.float32,
-}
+from trainer.features import INPUT_SPECS
+
+# the trainer's serving signature: the TripPickup fields but trip_id, with their dtypes
+TRIP_INPUTS: dict[str, tf.DType] = INPUT_SPECS
 
 GOLDEN_INPUTS: dict[str, list] = {
     "pickup_time": [1_700_000_000_000, 1_700_000_600_000, 1_700_001_200_000],
