@@ -45,13 +45,14 @@ class BatchScorer:
         With TensorFlow and a SavedModel loaded a process holds ~330k tracked objects, and a
         full collection, which the per-batch garbage triggers every few seconds, walks them all:
         a 200 ms stall that every trip in flight waits for (the p95/p99 latency). Frozen objects
-        are skipped. On a model change the old set is collected once (freeing the old model) and
-        the new heap frozen.
+        are skipped. On a later model change the heap is collected once (a stall of that size,
+        freeing the old model) and frozen again.
         """
         if serving is self._heap_frozen_for:
             return
-        gc.unfreeze()
-        gc.collect()
+        if self._heap_frozen_for is not None:  # the first time there is no old model to free
+            gc.unfreeze()
+            gc.collect()
         gc.freeze()
         self._heap_frozen_for = serving
 
