@@ -14,7 +14,9 @@ the end of the trips topic. Settings come from the environment like ``edml serve
 from __future__ import annotations
 
 import argparse
+import time
 from datetime import timedelta
+from pathlib import Path
 
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow
@@ -63,7 +65,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("-i", "--process-id", type=int)
     parser.add_argument("-a", "--addresses")
+    parser.add_argument("--sync-dir", type=Path, help="say ready there, then wait for its go file")
     args = parser.parse_args()
+    if args.sync_dir:  # every process starts copying at the same moment (see bench/pipelines.py)
+        (args.sync_dir / f"ready-{args.process_id or 0}").touch()
+        while not (args.sync_dir / "go").exists():
+            time.sleep(0.02)
     build = edml_io_flow if args.io == "edml" else bytewax_io_flow
     flow = build(args.trips, args.out, args.batch_size)
     cli_main(flow, workers_per_process=1, process_id=args.process_id,

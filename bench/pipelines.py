@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,13 @@ def _cluster_addresses(processes: int) -> str:
     return ";".join(f"127.0.0.1:{base + i}" for i in range(processes))
 
 
-def _run(cmds: list[list[str]], env: dict[str, str], log_path: Path, timeout: float) -> tuple[float, float]:
-    """Run ``cmds`` side by side to their end; (wall seconds, largest peak RSS of one process in MB)."""
+def _run(cmds: list[list[str]], env: dict[str, str], log_path: Path, timeout: float,
+         ready: Callable[[], bool] | None = None, go: Callable[[], None] | None = None) -> tuple[float, float]:
+    """Run ``cmds`` side by side to their end; (wall seconds, largest peak RSS of one process in MB).
+
+    With ``ready`` and ``go``: once ``ready()`` (every process started and waiting), ``go()`` lets
+    them all start at once, so no process works alone while another still loads.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(log_path, "wb") as log:
@@ -47,6 +53,13 @@ def _run(cmds: list[list[str]], env: dict[str, str], log_path: Path, timeout: fl
         samplers = [RssSampler(p.pid).start() for p in procs]
         deadline = time.monotonic() + timeout
         try:
+            if ready is not None:
+                while not ready():
+                    if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                        raise RuntimeError(f"{' '.join(cmds[0][:5])} never got ready; see {log_path}")
+                    time.sleep(0.2)
+            if go is not None:
+                go()
             for p in procs:
                 code = p.wait(max(1.0, deadline - time.monotonic()))
                 if code != 0:
@@ -71,17 +84,21 @@ def _figures(variant: str, settings: Settings, out_topic: str, processes: int, e
     return RunFigures(variant, processes, events, len(outputs), rate.events_per_s, rate.seconds, peak, wall)
 
 
-def run_ceiling(settings: Settings, io: str, processes: int, events: int, log_dir: Path,
+def run_ceiling(settings: Settings, io: str, processes: int, events: int, log_dir: Path, batch_size: int = 1000,
                 timeout: float = 300) -> RunFigures:
     """The Bytewax passthrough over the trips topic into its own output topic."""
     out = settings.topics.predictions
-    base = [python(), "-m", "bench.ceiling", "--io", io, "--trips", settings.topics.trips, "--out", out]
+    sync = settings.state_dir / "sync"
+    sync.mkdir(parents=True, exist_ok=True)
+    base = [python(), "-m", "bench.ceiling", "--io", io, "--trips", settings.topics.trips, "--out", out,
+            "--sync-dir", str(sync), "--batch-size", str(batch_size)]
     if processes == 1:
         cmds = [base]
     else:
         addresses = _cluster_addresses(processes)
         cmds = [[*base, "-i", str(i), "-a", addresses] for i in range(processes)]
-    wall, peak = _run(cmds, edml_env(settings), log_dir / f"ceiling-{io}-p{processes}.log", timeout)
+    wall, peak = _run(cmds, edml_env(settings), log_dir / f"ceiling-{io}-p{processes}.log", timeout,
+                      ready=lambda: len(list(sync.glob("ready-*"))) >= processes, go=(sync / "go").touch)
     return _figures(f"ceiling-{io}", settings, out, processes, events, wall, peak)
 
 
@@ -97,19 +114,32 @@ def serve_command(processes: int, batch_size: int, per_event: bool = False, stop
     return cmd
 
 
-def run_serve(settings: Settings, variant: str, processes: int, events: int, log_dir: Path, batch_size: int = 1000,
-              per_event: bool = False, timeout: float = 600, profile: Path | None = None) -> RunFigures:
-    """``edml serve --stop-at-end`` over the pre-filled trips topic (model v1 already on the model topic).
+def run_serve(settings: Settings, variant: str, processes: int, events: int, log_dir: Path,
+              publish: Callable[[], None], batch_size: int = 1000, per_event: bool = False, timeout: float = 600,
+              profile: Path | None = None) -> RunFigures:
+    """``edml serve --stop-at-end`` over the pre-filled trips topic.
 
+    Every process starts with no model (holding its partitions); once all of them answer on
+    their metrics port, ``publish()`` puts the model on the model topic and they start together.
     ``profile``: run it under py-spy, collapsed stacks to that file (figures then include its overhead).
     """
-    cmd = serve_command(processes, batch_size, per_event)
+    port = free_port()
+    cmd = serve_command(processes, batch_size, per_event, metrics_port=port)
     if profile is not None:
         from bench.profile import wrap
 
         cmd = wrap(cmd, profile)
-    wall, peak = _run([cmd], edml_env(settings), log_dir / f"{variant}-p{processes}-b{batch_size}.log", timeout)
+    wall, peak = _run([cmd], edml_env(settings), log_dir / f"{variant}-p{processes}-b{batch_size}.log", timeout,
+                      ready=lambda: all(_answers(port + i) for i in range(processes)), go=publish)
     return _figures(variant, settings, settings.topics.predictions, processes, events, wall, peak)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
 
 
 def peer_available() -> bool:

@@ -6,6 +6,7 @@ import collections
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def py_spy() -> str | None:
@@ -28,17 +29,22 @@ def _short(frame: str) -> str:
     return f"{name} ({Path(where.split(':')[0]).name})" if where else name
 
 
-def summarise(path: Path, top: int = 15, within: str = "run_scorer") -> dict[str, list[tuple[str, float]]]:
-    """Self and inclusive shares of the top frames, over the samples whose stack holds ``within``.
+# Python frames Bytewax calls into while the dataflow runs (the roots of its work)
+DATAFLOW_FRAMES = ("next_batch (", "write_batch (", "decode_batch (", "BatchScorer.score (",
+                   "BatchScorer.dead_letters (", "snapshot (")
 
-    Only samples inside the dataflow count: start-up (imports, model load) is left out.
+
+def summarise(path: Path, top: int = 15, within: tuple[str, ...] = DATAFLOW_FRAMES) -> dict[str, Any]:
+    """Self and inclusive shares of the top frames, over the samples with one of ``within`` on the stack.
+
+    Only samples inside the dataflow's steps count: start-up (imports, model load) is left out.
     """
     self_c: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, n = line.rpartition(" ")
-        if not n.isdigit() or within not in stack:
+        if not n.isdigit() or not any(w in stack for w in within):
             continue
         count = int(n)
         frames = [_short(f) for f in stack.split(";")]

@@ -149,9 +149,10 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
     v1 = publish_model(shared, v1_dir, MODEL_NAME, version="v1", force=True)
 
     def settings_for(name: str, trips_topic: str = fast_topic, append_time: bool = True) -> Settings:
-        s = variant_settings(base, name, trips_topic, append_time=append_time)
-        publish_record(s, v1)
-        return s
+        return variant_settings(base, name, trips_topic, append_time=append_time)
+
+    def publisher(s: Settings):  # noqa: ANN202
+        return lambda: publish_record(s, v1)
 
     rows: list[dict[str, Any]] = []
     ceiling: dict[int, float] = {}
@@ -165,14 +166,15 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
     edml: dict[int, float] = {}
     for p in plan.processes:
         log.info("edml serve, %d process(es), batch %d", p, plan.batch_size)
-        f = run_serve(settings_for(f"edml-p{p}"), "edml", p, len(trips), logs, batch_size=plan.batch_size)
+        s = settings_for(f"edml-p{p}")
+        f = run_serve(s, "edml", p, len(trips), logs, publisher(s), batch_size=plan.batch_size)
         rows.append(_throughput_row("edml serve", f))
         edml[p] = f.events_per_s
     log.info("inline: one model call per trip")
     # batches of 100: the model is called per trip anyway; smaller batches spread the outputs'
     # timestamps so that the steady-state rate can be measured over 10k trips
-    f = run_serve(settings_for("inline", slow_topic), "inline", 1, plan.slow_trips, logs, batch_size=100,
-                  per_event=True)
+    s = settings_for("inline", slow_topic)
+    f = run_serve(s, "inline", 1, plan.slow_trips, logs, publisher(s), batch_size=100, per_event=True)
     rows.append(_throughput_row("inline (model call per trip)", f))
     peer_rate = None
     if peer:
@@ -189,11 +191,12 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
         rows.append(replay_row)
     for row in rows:
         c = ceiling.get(row["processes"])
-        row["vs_ceiling"] = row["events_per_s"] / c if c and not row["label"].startswith("ceiling") else None
+        kafka_to_kafka = not row["label"].startswith(("ceiling", "edml replay"))
+        row["vs_ceiling"] = row["events_per_s"] / c if c and kafka_to_kafka else None
         row["vs_peer"] = row["events_per_s"] / peer_rate if peer_rate else None
 
     best_p = max(edml, key=edml.get)
-    lat_rows = _latency(plan, base, settings_for, best_p, edml[best_p], logs)
+    lat_rows = _latency(plan, base, settings_for, v1, best_p, edml[best_p], logs)
     swap_figures, swap_rss = _swap(plan, base, v1, v2_dir, best_p, logs)
     profile = None
     if plan.profile:
@@ -201,7 +204,8 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
 
         log.info("profile: edml serve, 1 process, under py-spy (not a measured run)")
         stacks = logs.parent / "profile-edml-p1.txt"
-        f = run_serve(settings_for("edml-profiled"), "edml-profiled", 1, len(trips), logs, batch_size=plan.batch_size,
+        s = settings_for("edml-profiled")
+        f = run_serve(s, "edml-profiled", 1, len(trips), logs, publisher(s), batch_size=plan.batch_size,
                       profile=stacks)
         profile = {"events_per_s_under_py_spy": f.events_per_s, **summarise(stacks)} if stacks.exists() else None
     return {"profile": profile, "throughput": rows, "ceiling": ceiling, "edml": edml, "best_processes": best_p,
@@ -227,9 +231,12 @@ def _replay(plan: Plan, shared: Settings, v1_dir: Path) -> dict[str, Any]:
             "peak_rss_mb": None, "wall_seconds": result.seconds}
 
 
-def _latency(plan: Plan, base: Settings, settings_for, processes: int, max_rate: float,  # noqa: ANN001
+def _latency(plan: Plan, base: Settings, settings_for, v1, processes: int, max_rate: float,  # noqa: ANN001
              logs: Path) -> tuple[list[latency.LatencyFigures], float]:
+    from model_topic.publisher import publish_record
+
     s = settings_for("latency", "bench-latency-trips", append_time=False)
+    publish_record(s, v1)
     rates = [5000.0] + ([round(max_rate / 2, -2)] if plan.half_max_latency else [])
     scorer = Scorer(s, processes, plan.batch_size, logs / "latency-serve.log")
     out = []
