@@ -98,9 +98,32 @@ def edml_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+_TAKEN: set[int] = set()
+
+
+def free_ports(n: int) -> int:
+    """The first of ``n`` consecutive free loopback ports, none handed out before by this run."""
+    import socket
+
+    for _ in range(200):
+        base = free_port()
+        ports = range(base, base + n)
+        if any(p in _TAKEN for p in ports):
+            continue
+        try:
+            for p in ports:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        _TAKEN.update(ports)
+        return base
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
 def start_broker(home: Path) -> LocalBroker:
     """A dedicated broker for the whole run, on free ports."""
-    broker = LocalBroker(home, port=free_port(), controller_port=free_port(), heap="1g")
+    broker = LocalBroker(home, port=free_ports(1), controller_port=free_ports(1), heap="1g")
     broker.up(timeout=120)
     return broker
 

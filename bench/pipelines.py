@@ -11,9 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import REPO, WORK, RssSampler, edml_env, python, steady_rate
+from bench.common import REPO, WORK, RssSampler, edml_env, free_ports, python, steady_rate
 from edml.config import Settings
-from edml.kafka.local_broker import free_port
 from edml.kafka.reading import read_to_end
 
 PEER_VENV = WORK / "peer-venv"
@@ -34,7 +33,7 @@ class RunFigures:
 
 
 def _cluster_addresses(processes: int) -> str:
-    base = free_port()
+    base = free_ports(processes)
     return ";".join(f"127.0.0.1:{base + i}" for i in range(processes))
 
 
@@ -54,8 +53,9 @@ def _run(cmds: list[list[str]], env: dict[str, str], log_path: Path, timeout: fl
         deadline = time.monotonic() + timeout
         try:
             if ready is not None:
+                ready_by = time.monotonic() + 180
                 while not ready():
-                    if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                    if any(p.poll() is not None for p in procs) or time.monotonic() > ready_by:
                         raise RuntimeError(f"{' '.join(cmds[0][:5])} never got ready; see {log_path}")
                     time.sleep(0.2)
             if go is not None:
@@ -106,7 +106,8 @@ def serve_command(processes: int, batch_size: int, per_event: bool = False, stop
                   metrics_port: int | None = None) -> list[str]:
     """``edml serve`` with the bench's options."""
     cmd = [python(), "-m", "edml.cli", "serve", "--processes", str(processes), "--batch-size", str(batch_size),
-           "--metrics-port", str(metrics_port or free_port()), "--cluster-port", str(free_port())]
+           "--metrics-port", str(metrics_port or free_ports(processes)),
+           "--cluster-port", str(free_ports(processes))]
     if per_event:
         cmd.append("--per-event")
     if stop_at_end:
@@ -123,7 +124,7 @@ def run_serve(settings: Settings, variant: str, processes: int, events: int, log
     their metrics port, ``publish()`` puts the model on the model topic and they start together.
     ``profile``: run it under py-spy, collapsed stacks to that file (figures then include its overhead).
     """
-    port = free_port()
+    port = free_ports(processes)
     cmd = serve_command(processes, batch_size, per_event, metrics_port=port)
     if profile is not None:
         from bench.profile import wrap
@@ -166,7 +167,7 @@ class Scorer:
     """A tailing ``edml serve`` for latency and swap runs, with its peak RSS sampled."""
 
     def __init__(self, settings: Settings, processes: int, batch_size: int, log_path: Path) -> None:
-        self.metrics_port = free_port()
+        self.metrics_port = free_ports(processes)
         self.processes = processes
         cmd = serve_command(processes, batch_size, stop_at_end=False, metrics_port=self.metrics_port)
         log_path.parent.mkdir(parents=True, exist_ok=True)
