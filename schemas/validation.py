@@ -21,6 +21,9 @@ from schemas.serde import SINGLE_OBJECT_MAGIC, AvroSerde, DecodeError, trip_serd
 ZONE_IDS = range(1, 266)  # NYC TLC taxi zones 1..265 (1 = EWR)
 BOROUGHS = frozenset({"Manhattan", "Brooklyn", "Queens", "Bronx", "Staten Island", "EWR"})
 PASSENGERS = range(1, 7)
+# a UUID is 36; the id is the key of every prediction, so an unbounded one is refused here
+# rather than by the broker when its prediction is produced
+MAX_TRIP_ID_CHARS = 64
 MAX_DISTANCE_KM = 250.0  # farther than any trip inside the five boroughs and EWR
 # 2000-01-01 .. 2100-01-01: anything outside is a unit mistake (seconds vs millis) or garbage
 PICKUP_TIME_RANGE_MS = (946_684_800_000, 4_102_444_800_000)
@@ -121,8 +124,8 @@ class TripBatch:
 
 def check_trip(trip: TripPickup) -> str | None:
     """The reason ``trip`` must not reach the model, or None when it is in range."""
-    if not trip.trip_id:
-        return "trip_id is empty"
+    if not 0 < len(trip.trip_id) <= MAX_TRIP_ID_CHARS:
+        return f"trip_id has {len(trip.trip_id)} characters, expected 1..{MAX_TRIP_ID_CHARS}"
     if trip.pickup_zone not in ZONE_IDS:
         return f"pickup_zone {trip.pickup_zone} is not a taxi zone (1..265)"
     if trip.dropoff_zone not in ZONE_IDS:
@@ -171,7 +174,8 @@ class TripDecoder:
         distance = c["trip_distance_km"]
         lo, hi = PICKUP_TIME_RANGE_MS
         zone_lo, zone_hi = ZONE_IDS[0], ZONE_IDS[-1]
-        valid = ((np.fromiter(map(len, c["trip_id"]), dtype=np.int64, count=len(read.rows)) > 0)
+        id_chars = np.fromiter(map(len, c["trip_id"]), dtype=np.int64, count=len(read.rows))
+        valid = ((id_chars > 0) & (id_chars <= MAX_TRIP_ID_CHARS)
                  & (c["pickup_zone"] >= zone_lo) & (c["pickup_zone"] <= zone_hi)
                  & (c["dropoff_zone"] >= zone_lo) & (c["dropoff_zone"] <= zone_hi)
                  & (c["passenger_count"] >= PASSENGERS[0]) & (c["passenger_count"] <= PASSENGERS[-1])
