@@ -181,6 +181,11 @@ class ColumnarReader:
         self.header = header
 
     def _varints(self, buf: np.ndarray, pos: np.ndarray, end: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        first = buf[pos].astype(np.int64)
+        if (first < 0x80).all():  # one byte each (zone ids, counts, short strings): no window
+            ok &= pos < end
+            pos += ok
+            return (first >> 1) ^ -(first & 1)
         window = buf[pos[:, None] + _WINDOW[None, :]]
         last = (window & 0x80) == 0
         nbytes = last.argmax(axis=1) + 1
