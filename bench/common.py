@@ -30,6 +30,11 @@ WORK = REPO / "bench" / "work"
 # call, fetch ramp-up) and the tail (the last partition draining alone).
 WARMUP_SHARE = 0.10
 TAIL_SHARE = 0.05
+# TensorFlow's thread pools per process: one thread each. A batch of 1,000 rows is ~1 ms of
+# model work; on 2 cores shared with the broker and another process, TF's default pools (one
+# thread per core, spinning while they wait) took CPU from the Python thread that does the rest.
+# Every TensorFlow process of the run gets it: edml, inline, the peer, the replay.
+MODEL_THREADS_ENV = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ def edml_env(settings: Settings) -> dict[str, str]:
         "EDML_PARTITIONS": str(settings.partitions),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": str(REPO),
+        **MODEL_THREADS_ENV,
     })
     for role, topic in settings.topics.names().items():
         env[f"EDML_TOPIC_{role.upper()}"] = topic

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import REPO, WORK, RssSampler, edml_env, free_ports, python, steady_rate
+from bench.common import MODEL_THREADS_ENV, REPO, WORK, RssSampler, edml_env, free_ports, python, steady_rate
 from edml.config import Settings
 from edml.kafka.reading import read_to_end
 
@@ -158,7 +158,7 @@ def run_peer(settings: Settings, saved_model: Path, header: bytes, events: int, 
            "--prediction-schema", str(REPO / "schemas/avro/Prediction.avsc"), "--prediction-header", header.hex(),
            "--count", str(events), "--state-dir", str(settings.state_dir / "quix")]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", **MODEL_THREADS_ENV})
     wall, peak = _run([cmd], env, log_dir / "peer-quix.log", timeout)
     return _figures("peer-quix", settings, out, 1, events, wall, peak)
 

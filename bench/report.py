@@ -59,12 +59,14 @@ def markdown(results: dict[str, Any]) -> str:
         f"one local Kafka broker on the same machine; load average at start "
         f"{', '.join(f'{x:.1f}' for x in results['load_average_start'])}.",
         "",
-        "| pipeline | processes | trips | events/s | vs ceiling | vs peer | peak RSS/process |",
-        "|---|---|---|---|---|---|---|",
+        "| pipeline | processes | trips | events/s | vs ceiling | vs peer | peak RSS/process | every round |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results["throughput"]:
+        rounds = ", ".join(f"{x:,}" for x in r.get("rounds", [])) or "-"
         lines.append(f"| {r['label']} | {r['processes']} | {r['events']:,} | {_fmt(r['events_per_s'])} | "
-                     f"{_ratio(r.get('vs_ceiling'))} | {_ratio(r.get('vs_peer'))} | {_fmt(r['peak_rss_mb'])} MB |")
+                     f"{_ratio(r.get('vs_ceiling'))} | {_ratio(r.get('vs_peer'))} | {_fmt(r['peak_rss_mb'])} MB | "
+                     f"{rounds} |")
     if results.get("latency"):
         lines += ["", "| latency at offered rate | achieved | trips | p50 | p95 | p99 | max |",
                   "|---|---|---|---|---|---|---|"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from bench import latency, report, swap
-from bench.common import REPO, WORK, TripProducer, produce_encoded, start_broker, variant_settings, wait_for_messages
+from bench.common import (
+    MODEL_THREADS_ENV,
+    REPO,
+    WORK,
+    TripProducer,
+    produce_encoded,
+    start_broker,
+    variant_settings,
+    wait_for_messages,
+)
 from bench.pipelines import PEER_VENV, RunFigures, Scorer, peer_available, run_ceiling, run_peer, run_serve
 from edml.config import Settings
 
@@ -48,13 +58,15 @@ class Plan:
     half_max_latency: bool
     swap_seconds: float
     profile: bool
+    rounds: int
     batch_size: int = 1000
 
 
 FULL = Plan("full", fast_trips=500_000, slow_trips=10_000, processes=(1, 2), ceiling_io=("edml", "bytewax"),
-            peer=True, replay=True, latency_seconds=10.0, half_max_latency=True, swap_seconds=8.0, profile=True)
+            peer=True, replay=True, latency_seconds=10.0, half_max_latency=True, swap_seconds=8.0, profile=True,
+            rounds=2)
 QUICK = Plan("quick", fast_trips=60_000, slow_trips=2_000, processes=(1,), ceiling_io=("edml",), peer=False,
-             replay=False, latency_seconds=4.0, half_max_latency=False, swap_seconds=6.0, profile=False)
+             replay=False, latency_seconds=4.0, half_max_latency=False, swap_seconds=6.0, profile=False, rounds=1)
 
 
 def ensure_models(work: Path) -> tuple[Path, Path]:
@@ -128,7 +140,7 @@ def run(plan: Plan, out_dir: Path) -> dict[str, Any]:
     results.update({
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "mode": plan.mode, "commit": report.git_sha(),
         "seconds": time.monotonic() - t_start, "machine": report.machine(), "load_average_start": load_start,
-        "plan": asdict(plan), "notes": notes,
+        "plan": asdict(plan), "notes": notes, "model_threads_env": MODEL_THREADS_ENV,
     })
     results["targets"] = targets(results)
     report.write(results, out_dir)
@@ -154,22 +166,33 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
     def publisher(s: Settings):  # noqa: ANN202
         return lambda: publish_record(s, v1)
 
+    # Rounds: the ceiling and edml alternate, each configuration runs plan.rounds times and its
+    # best run counts (the run least disturbed by whatever else the machine does); every run's
+    # figure is kept in the results.
+    runs: dict[tuple[str, int], list[RunFigures]] = {}
+    for r in range(plan.rounds):
+        for p in plan.processes:
+            for io in plan.ceiling_io:
+                log.info("round %d: ceiling (%s I/O), %d process(es)", r + 1, io, p)
+                s = variant_settings(base, f"ceiling-{io}-p{p}-r{r}", fast_topic, append_time=True)
+                f = run_ceiling(s, io, p, len(trips), logs, batch_size=plan.batch_size)
+                runs.setdefault((f"ceiling ({io} I/O)", p), []).append(f)
+                _throughput_row(f"ceiling ({io} I/O)", f)
+            log.info("round %d: edml serve, %d process(es), batch %d", r + 1, p, plan.batch_size)
+            s = settings_for(f"edml-p{p}-r{r}")
+            f = run_serve(s, "edml", p, len(trips), logs, publisher(s), batch_size=plan.batch_size)
+            runs.setdefault(("edml serve", p), []).append(f)
+            _throughput_row("edml serve", f)
     rows: list[dict[str, Any]] = []
     ceiling: dict[int, float] = {}
-    for p in plan.processes:
-        for io in plan.ceiling_io:
-            log.info("ceiling (%s I/O), %d process(es)", io, p)
-            s = variant_settings(base, f"ceiling-{io}-p{p}", fast_topic, append_time=True)
-            f = run_ceiling(s, io, p, len(trips), logs)
-            rows.append(_throughput_row(f"ceiling ({io} I/O)", f))
-            ceiling[p] = max(ceiling.get(p, 0.0), f.events_per_s)
     edml: dict[int, float] = {}
-    for p in plan.processes:
-        log.info("edml serve, %d process(es), batch %d", p, plan.batch_size)
-        s = settings_for(f"edml-p{p}")
-        f = run_serve(s, "edml", p, len(trips), logs, publisher(s), batch_size=plan.batch_size)
-        rows.append(_throughput_row("edml serve", f))
-        edml[p] = f.events_per_s
+    for (label, p), figures in sorted(runs.items(), key=lambda kv: (not kv[0][0].startswith("ceiling"), kv[0][1])):
+        best = max(figures, key=lambda f: f.events_per_s)
+        rows.append({"label": label, **asdict(best), "rounds": [round(f.events_per_s) for f in figures]})
+        if label.startswith("ceiling"):
+            ceiling[p] = max(ceiling.get(p, 0.0), best.events_per_s)
+        else:
+            edml[p] = best.events_per_s
     log.info("inline: one model call per trip")
     # batches of 100: the model is called per trip anyway; smaller batches spread the outputs'
     # timestamps so that the steady-state rate can be measured over 10k trips
@@ -314,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trips", type=int, help="trips for the fast pipelines (default: the plan's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    os.environ.update(MODEL_THREADS_ENV)  # before TensorFlow loads here (publish gate, replay)
     plan = QUICK if args.quick else FULL
     if args.trips:
         plan = dataclasses.replace(plan, fast_trips=args.trips, slow_trips=min(plan.slow_trips, args.trips))
