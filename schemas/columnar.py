@@ -27,6 +27,8 @@ def zigzag_varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Avro ``long`` encodings of ``values``: an (n, w) uint8 matrix and each row's length."""
     v = np.asarray(values, dtype=np.int64)
     u = ((v << 1) ^ (v >> 63)).view(np.uint64)
+    if len(u) and u.max() < 0x80:  # one byte each (string lengths, small ints)
+        return u.astype(np.uint8).reshape(-1, 1), np.ones(len(u), dtype=np.int64)
     groups = u[:, None] >> _SHIFTS[None, :]
     lengths = np.maximum(1, np.count_nonzero(groups, axis=1))  # 7-bit groups up to the highest set one
     width = int(lengths.max()) if len(lengths) else 1
