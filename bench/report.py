@@ -59,13 +59,15 @@ def markdown(results: dict[str, Any]) -> str:
         f"one local Kafka broker on the same machine; load average at start "
         f"{', '.join(f'{x:.1f}' for x in results['load_average_start'])}.",
         "",
-        "| pipeline | processes | trips | events/s | vs ceiling | vs peer | peak RSS/process | every round |",
-        "|---|---|---|---|---|---|---|---|",
+        "| pipeline | processes | trips | events/s | vs ceiling | vs bytewax connectors | vs peer | peak RSS/process "
+        "| every round |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["throughput"]:
         rounds = ", ".join(f"{x:,}" for x in r.get("rounds", [])) or "-"
         lines.append(f"| {r['label']} | {r['processes']} | {r['events']:,} | {_fmt(r['events_per_s'])} | "
-                     f"{_ratio(r.get('vs_ceiling'))} | {_ratio(r.get('vs_peer'))} | {_fmt(r['peak_rss_mb'])} MB | "
+                     f"{_ratio(r.get('vs_ceiling'))} | {_ratio(r.get('vs_bytewax_connectors'))} | "
+                     f"{_ratio(r.get('vs_peer'))} | {_fmt(r['peak_rss_mb'])} MB | "
                      f"{rounds} |")
     if results.get("latency"):
         lines += ["", "| latency at offered rate | achieved | trips | p50 | p95 | p99 | max |",
@@ -134,10 +136,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def write(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """latest.json/.md/.png and dated copies in ``out_dir``."""
+    """latest.json/.md/.png (latest-quick.* for a quick run) and dated copies in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = results["started_at"].replace(":", "").replace("-", "")[:15]
-    paths = {"json": out_dir / "latest.json", "md": out_dir / "latest.md", "png": out_dir / "latest.png"}
+    # a quick run never replaces the full run's latest.* (the README's table comes from those)
+    name = "latest" if results["mode"] == "full" else f"latest-{results['mode']}"
+    paths = {kind: out_dir / f"{name}.{kind}" for kind in ("json", "md", "png")}
     paths["json"].write_text(json.dumps(results, indent=2, default=_jsonable) + "\n")
     paths["md"].write_text(markdown(results))
     plot(results, paths["png"])

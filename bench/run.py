@@ -184,13 +184,16 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
             runs.setdefault(("edml serve", p), []).append(f)
             _throughput_row("edml serve", f)
     rows: list[dict[str, Any]] = []
-    ceiling: dict[int, float] = {}
+    ceiling: dict[int, float] = {}  # the faster passthrough per process count: the strict ceiling
+    connectors: dict[int, float] = {}  # the passthrough on Bytewax's own Kafka connectors
     edml: dict[int, float] = {}
     for (label, p), figures in sorted(runs.items(), key=lambda kv: (not kv[0][0].startswith("ceiling"), kv[0][1])):
         best = max(figures, key=lambda f: f.events_per_s)
         rows.append({"label": label, **asdict(best), "rounds": [round(f.events_per_s) for f in figures]})
         if label.startswith("ceiling"):
             ceiling[p] = max(ceiling.get(p, 0.0), best.events_per_s)
+            if "bytewax" in label:
+                connectors[p] = best.events_per_s
         else:
             edml[p] = best.events_per_s
     log.info("inline: one model call per trip")
@@ -216,6 +219,8 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
         c = ceiling.get(row["processes"])
         kafka_to_kafka = not row["label"].startswith(("ceiling", "edml replay"))
         row["vs_ceiling"] = row["events_per_s"] / c if c and kafka_to_kafka else None
+        c = connectors.get(row["processes"])
+        row["vs_bytewax_connectors"] = row["events_per_s"] / c if c and kafka_to_kafka else None
         row["vs_peer"] = row["events_per_s"] / peer_rate if peer_rate else None
 
     best_p = max(edml, key=edml.get)
@@ -231,7 +236,8 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
         f = run_serve(s, "edml-profiled", 1, len(trips), logs, publisher(s), batch_size=plan.batch_size,
                       profile=stacks)
         profile = {"events_per_s_under_py_spy": f.events_per_s, **summarise(stacks)} if stacks.exists() else None
-    return {"profile": profile, "throughput": rows, "ceiling": ceiling, "edml": edml, "best_processes": best_p,
+    return {"profile": profile, "throughput": rows, "ceiling": ceiling, "bytewax_connectors": connectors, "edml": edml,
+            "best_processes": best_p,
             "peer": peer_rate,
             "latency": [asdict(x) for x in lat_rows[0]], "latency_peak_rss_mb": lat_rows[1],
             "swap": asdict(swap_figures), "swap_peak_rss_mb": swap_rss}
@@ -304,10 +310,15 @@ def _swap(plan: Plan, base: Settings, v1, v2_dir: Path, processes: int, logs: Pa
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's "done when" figures, measured against their limits."""
     out = []
-    best = max((r for r in results["throughput"] if r["label"] == "edml serve"), key=lambda r: r["events_per_s"])
-    if best.get("vs_ceiling") is not None:
-        out.append({"name": f"edml best ({best['processes']} process(es)) / ceiling, same processes",
-                    "measured": f"{best['vs_ceiling']:.2f}x", "limit": ">= 0.60x", "met": best["vs_ceiling"] >= 0.6})
+    edml_rows = [r for r in results["throughput"] if r["label"] == "edml serve"]
+    best = max(edml_rows, key=lambda r: r["events_per_s"])
+    for key, which in (("vs_ceiling", "the faster passthrough (edml's source and sink)"),
+                       ("vs_bytewax_connectors", "the passthrough on Bytewax's Kafka connectors")):
+        rated = [r for r in edml_rows if r.get(key) is not None]
+        if rated:
+            top = max(rated, key=lambda r: r[key])
+            out.append({"name": f"edml ({top['processes']} process(es)) / {which}, same processes",
+                        "measured": f"{top[key]:.2f}x", "limit": ">= 0.60x", "met": top[key] >= 0.6})
     if best.get("vs_peer") is not None:
         out.append({"name": "edml best / peer", "measured": f"{best['vs_peer']:.0f}x", "limit": ">= 50x",
                     "met": best["vs_peer"] >= 50})
