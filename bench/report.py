@@ -107,13 +107,16 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
     runs = results["throughput"]
-    labels = [f"{r['label']}\np={r['processes']}" for r in runs]
+    short = {"ceiling (edml I/O)": "ceiling\nedml I/O", "ceiling (bytewax I/O)": "ceiling\nbytewax I/O",
+             "edml serve": "edml", "inline (model call per trip)": "inline",
+             "peer: Quix Streams (model call per message)": "peer\nQuix", "edml replay (archive -> file)": "replay"}
+    labels = [f"{short.get(r['label'], r['label'])}\np={r['processes']}" for r in runs]
     colors = ["#888888" if r["label"].startswith("ceiling") else "#1f77b4" if r["label"].startswith("edml")
               else "#ff7f0e" for r in runs]
     ax = axes[0]
     bars = ax.bar(range(len(runs)), [r["events_per_s"] for r in runs], color=colors)
     ax.set_yscale("log")
-    ax.set_xticks(range(len(runs)), labels, fontsize=7)
+    ax.set_xticks(range(len(runs)), labels, fontsize=8)
     ax.set_ylabel("events/s (log)")
     ax.set_title("Throughput, one broker, same trips")
     for b, r in zip(bars, runs, strict=True):
