@@ -11,7 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import MODEL_THREADS_ENV, REPO, WORK, RssSampler, edml_env, free_ports, python, steady_rate
+from bench.common import (
+    MODEL_THREADS_ENV,
+    REPO,
+    WORK,
+    RssSampler,
+    edml_env,
+    free_ports,
+    python,
+    steady_rate,
+    terminate_group,
+)
 from edml.config import Settings
 from edml.kafka.reading import read_to_end
 
@@ -196,12 +206,6 @@ class Scorer:
 
     def stop(self) -> float:
         """SIGTERM, wait; the largest peak RSS of one process (MB)."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        terminate_group(self.proc)
         self._log.close()
         return self.rss.stop()

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.common import WORK, TripProducer, edml_env, message_count, python, start_broker
+from bench.common import WORK, TripProducer, edml_env, message_count, python, start_broker, terminate_group
 from edml.config import Settings, Topics
 from edml.kafka.local_broker import free_port
 from edml.kafka.reading import read_to_end
@@ -136,13 +135,7 @@ class Scorer:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 60 s."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        terminate_group(self.proc)
 
 
 def train_models(folder: Path) -> list[Path]:
