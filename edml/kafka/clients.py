@@ -6,6 +6,7 @@ Every producer, consumer and admin client is built here so that the settings in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -53,9 +54,12 @@ def consumer_config(settings: Settings, group_id: str | None = None, **overrides
     return config
 
 
-def make_producer(settings: Settings, **overrides: Any) -> Producer:
-    """A producer with ``producer_config``."""
-    return Producer(producer_config(settings, **overrides))
+def make_producer(settings: Settings, on_delivery: Callable[..., None] | None = None, **overrides: Any) -> Producer:
+    """A producer with ``producer_config``; ``on_delivery`` becomes its default delivery callback."""
+    config = producer_config(settings, **overrides)
+    if on_delivery is not None:
+        config["on_delivery"] = on_delivery
+    return Producer(config)
 
 
 def make_consumer(settings: Settings, group_id: str | None = None, **overrides: Any) -> Consumer:

@@ -11,7 +11,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from edml.config import Settings
-from edml.kafka.clients import producer_config
+from edml.kafka.clients import make_producer
 from schemas.records import DeadLetter
 from schemas.serde import dead_letter_serde
 
@@ -41,7 +41,7 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
     def _new_producer(self) -> Producer:
         # The delivery callback is the producer's default rather than a produce() argument: an
         # argument costs ~0.4 us a message (measured: 0.86 vs 0.49 us per produce call).
-        return Producer({**producer_config(self._settings, **self._overrides), "on_delivery": self._on_delivery})
+        return make_producer(self._settings, on_delivery=self._on_delivery, **self._overrides)
 
     def _on_delivery(self, err: KafkaError | None, msg: object) -> None:
         if err is not None:
