@@ -38,6 +38,18 @@ class ScorerOptions:
     tail: bool = True
 
 
+def cluster_addresses(process_id: int | None, addresses: str | None) -> list[str] | None:
+    """The ``-a`` list of a Bytewax cluster, checked against ``-i``; None for a lone process."""
+    if (process_id is None) != (addresses is None):
+        raise OperatorError("--process-id and --addresses go together (Bytewax -i/-a)")
+    if addresses is None:
+        return None
+    address_list = addresses.split(";")
+    if not 0 <= process_id < len(address_list):
+        raise OperatorError(f"--process-id {process_id} is not an index into the {len(address_list)} addresses")
+    return address_list
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Log lines with time, process and logger name to stderr."""
     logging.basicConfig(level=level, stream=sys.stderr,

@@ -92,7 +92,7 @@ def evaluate(
 
     from dataflows.evaluation import build_flow
     from edml.kafka.topics import existing_topics
-    from edml.scoring_service import configure_logging, recovery_config, state_dir_writable
+    from edml.scoring_service import cluster_addresses, configure_logging, recovery_config, state_dir_writable
     from evaluation.config import EvaluationConfig, parse_duration_ms
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, state_dir=state_dir)
@@ -108,8 +108,7 @@ def evaluate(
         psi_threshold=psi_threshold,
         drift_min_per_bin=drift_min_per_bin,
     )
-    if (process_id is None) != (addresses is None):
-        raise OperatorError("--process-id and --addresses go together (Bytewax -i/-a)")
+    address_list = cluster_addresses(process_id, addresses)
     t = settings.topics
     needed = {t.predictions, t.shadow_predictions, t.dropoffs, t.evaluations, t.scores, t.dead_letter}
     drift_reference = _reference(settings, reference, drift)
@@ -138,7 +137,7 @@ def evaluate(
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         cli_main(flow, workers_per_process=workers, process_id=process_id,
-                 addresses=addresses.split(";") if addresses else None,
+                 addresses=address_list,
                  epoch_interval=timedelta(seconds=epoch_interval), recovery_config=recovery_cfg)
     except KeyboardInterrupt:
         log.info("stopping")

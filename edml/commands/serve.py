@@ -38,6 +38,7 @@ def serve(
 
     from edml.scoring_service import (
         ScorerOptions,
+        cluster_addresses,
         configure_logging,
         launch_processes,
         run_scorer,
@@ -53,11 +54,7 @@ def serve(
         argv = [a for a in sys.argv[2:]]
         argv = _without_flag(argv, ("--processes", "-p", "--metrics-port"))
         raise typer.Exit(launch_processes(argv, processes, cluster_port, metrics_port or None))
-    if (process_id is None) != (addresses is None):
-        raise OperatorError("--process-id and --addresses go together (Bytewax -i/-a)")
-    address_list = addresses.split(";") if addresses else None
-    if address_list is not None and not 0 <= process_id < len(address_list):
-        raise OperatorError(f"--process-id {process_id} is not an index into the {len(address_list)} addresses")
+    address_list = cluster_addresses(process_id, addresses)
     run_scorer(settings, ScorerOptions(
         workers=workers, process_id=process_id, addresses=address_list, batch_size=batch_size,
         metrics_port=metrics_port or None, recovery=recovery, epoch_interval_s=epoch_interval,

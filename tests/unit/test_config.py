@@ -37,3 +37,18 @@ def test_bad_config_names_the_problem(tmp_path: Path, text: str, fragment: str) 
     f.write_text(text)
     with pytest.raises(ConfigError, match=fragment):
         load_settings(f, env={})
+
+
+@pytest.mark.parametrize("process_id, addresses, fragment", [
+    (0, None, "go together"),
+    (None, "a:1;b:2", "go together"),
+    (2, "a:1;b:2", "not an index"),
+])
+def test_cluster_flags_are_checked(process_id: int | None, addresses: str | None, fragment: str) -> None:
+    from edml.errors import OperatorError
+    from edml.scoring_service import cluster_addresses
+
+    with pytest.raises(OperatorError, match=fragment):
+        cluster_addresses(process_id, addresses)
+    assert cluster_addresses(1, "a:1;b:2") == ["a:1", "b:2"]
+    assert cluster_addresses(None, None) is None
