@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -180,8 +181,8 @@ def state_dir_writable(path: Path) -> None:
     """OperatorError unless the state folder can be created and written."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-probe"
-        probe.write_text("")
-        probe.unlink()
+        # a probe of its own: processes sharing the folder start at the same moment
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
+            pass
     except OSError as e:
         raise OperatorError(f"state folder {path} is not writable ({e.strerror}): pass --state-dir") from None

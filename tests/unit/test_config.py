@@ -52,3 +52,21 @@ def test_cluster_flags_are_checked(process_id: int | None, addresses: str | None
         cluster_addresses(process_id, addresses)
     assert cluster_addresses(1, "a:1;b:2") == ["a:1", "b:2"]
     assert cluster_addresses(None, None) is None
+
+
+def test_state_dir_check_holds_when_processes_share_the_folder(tmp_path: Path) -> None:
+    """Processes of one host start together on one state folder; none may fail the check."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    state = tmp_path / "state"
+    with ProcessPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(_check_many, [state] * 4))
+    assert results == [None] * 4
+    assert list(state.iterdir()) == []  # no probe left behind
+
+
+def _check_many(path: Path) -> None:
+    from edml.scoring_service import state_dir_writable
+
+    for _ in range(300):
+        state_dir_writable(path)
