@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -173,8 +174,25 @@ def launch_processes(argv: list[str], processes: int, base_port: int, metrics_po
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
+    # A cluster missing a process cannot make progress: when one fails, stop the others.
+    while None in (codes := [child.poll() for child in children]):
+        failed = next((code for code in codes if code), None)
+        if failed is not None:
+            forward(signal.SIGTERM, None)
+            _wait_or_kill(children, grace_s=10)
+            return failed  # the cause, not the signal that stopped the others
+        time.sleep(0.2)
     return max(codes, key=abs)
+
+
+def _wait_or_kill(children: list[subprocess.Popen], grace_s: float) -> None:
+    """Give stopping processes a grace period; kill those still waiting on a missing peer."""
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 def state_dir_writable(path: Path) -> None:

@@ -254,6 +254,29 @@ def test_two_processes_over_four_partitions(kafka_bootstrap: str, tmp_path: Path
     assert all(e > 0 for e in events) and sum(events) == len(trips)
 
 
+def test_one_failed_process_stops_the_local_cluster(kafka_bootstrap: str, tmp_path: Path,
+                                                     trained_model_dir: Path) -> None:
+    """A cluster missing a process cannot score: the launcher stops the rest and exits with the error."""
+    import socket
+
+    settings = Settings(bootstrap_servers=kafka_bootstrap, topics=Topics().with_prefix(f"f{uuid.uuid4().hex[:6]}-"),
+                        partitions=2, state_dir=tmp_path / "state")
+    create_topics(settings)
+    publish(settings, trained_model_dir, "v1")
+    scorer = ScorerProcess(settings, args=["--processes", "2", "--cluster-port", str(free_port())])
+    with socket.socket() as taken:  # process 1's metrics port
+        taken.bind(("0.0.0.0", scorer.metrics_port + 1))
+        taken.listen()
+        scorer.start()
+        try:
+            wait_until(lambda: scorer.proc.poll() is not None, 90, message=scorer.log())
+        finally:
+            scorer.kill()
+    print(f"[one failed process] exit code {scorer.proc.returncode}")
+    assert scorer.proc.returncode == 2
+    assert f"metrics port {scorer.metrics_port + 1} is not free" in scorer.log()
+
+
 def test_kill_9_and_restart_loses_nothing(settings: Settings, trained_model_dir: Path) -> None:
     publish(settings, trained_model_dir, "v1")
     trips = generate_trips(4000, seed=19)
