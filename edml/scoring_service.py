@@ -107,6 +107,7 @@ def run_scorer(settings: Settings, options: ScorerOptions) -> None:
     from bytewax.run import cli_main
 
     from dataflows.scoring import build_flow
+    from edml.emitted import EmittedPredictions
     from edml.kafka.security import check_client_settings, describe
     from edml.kafka.sink import KafkaMessageSink
     from edml.kafka.source import HeldKafkaSource
@@ -132,9 +133,11 @@ def run_scorer(settings: Settings, options: ScorerOptions) -> None:
         except OSError as e:
             raise OperatorError(f"metrics port {port} is not free ({e.strerror}): pass --metrics-port") from None
         log.info("metrics on http://0.0.0.0:%d/metrics, health on /healthz", port)
+    # with recovery, trips re-read after a crash are re-emitted with their first predictions' bytes
+    emitted = EmittedPredictions(settings) if options.recovery else None
     source = HeldKafkaSource(settings, settings.topics.trips, gate=active.ready, batch_size=options.batch_size,
-                             tail=options.tail)
-    flow = build_flow(source, BatchScorer(active, settings.topics, per_event=options.per_event),
+                             tail=options.tail, on_resume=emitted)
+    flow = build_flow(source, BatchScorer(active, settings.topics, per_event=options.per_event, emitted=emitted),
                       KafkaMessageSink(settings))
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

@@ -10,6 +10,7 @@ import numpy as np
 
 from edml import metrics
 from edml.config import Topics
+from edml.emitted import EmittedPredictions
 from edml.kafka.sink import OutgoingMessage
 from model_topic.serving import ActiveModels, LoadedModel
 from schemas.serde import dead_letter_serde, prediction_serde
@@ -25,13 +26,16 @@ class BatchScorer:
     shadow-predictions topic only. ``per_event=True`` calls the model once per trip: it exists
     to measure what batching saves, not to serve. ``event_clock=True`` (replay) stamps each
     prediction with its trip's own Kafka timestamp as ``scored_at`` and a latency of 0 instead
-    of the wall clock, so the output depends on the input alone.
+    of the wall clock, so the output depends on the input alone. With ``emitted``, trips scored
+    again after a restart get the bytes of their first predictions.
     """
 
     def __init__(self, active: ActiveModels, topics: Topics, per_event: bool = False,
-                 wait_for_model_s: float | None = None, event_clock: bool = False) -> None:
+                 wait_for_model_s: float | None = None, event_clock: bool = False,
+                 emitted: EmittedPredictions | None = None) -> None:
         self.active = active
         self.topics = topics
+        self.emitted = emitted
         self.per_event = per_event
         self.event_clock = event_clock
         self.wait_for_model_s = wait_for_model_s
@@ -91,6 +95,8 @@ class BatchScorer:
         for challenger in serving.challengers:
             out += self._encode(challenger, batch, self._predict(challenger, batch),
                                 self.topics.shadow_predictions, "challenger")
+        if self.emitted is not None:
+            self.emitted.reuse(batch.last_message, out)
         metrics.BATCH_SIZE.observe(len(batch))
         metrics.SCORING_LATENCY.observe(max(0.0, time.time() - min(batch.timestamps_ms) / 1000))
         return out

@@ -92,7 +92,7 @@ class TripBatch:
     was built from; the other view is built on first use.
     """
 
-    __slots__ = ("_trips", "_columns", "timestamps_ms", "dead_letters")
+    __slots__ = ("_trips", "_columns", "timestamps_ms", "dead_letters", "last_message")
 
     def __init__(self, trips: list[TripPickup] | None = None, timestamps_ms: list[int] | None = None,
                  dead_letters: list[DeadLetter] | None = None, columns: TripColumns | None = None) -> None:
@@ -100,6 +100,8 @@ class TripBatch:
         self._columns = columns
         self.timestamps_ms: list[int] = timestamps_ms if timestamps_ms is not None else []
         self.dead_letters: list[DeadLetter] = dead_letters if dead_letters is not None else []
+        # (topic, partition, offset) of the source batch's last message
+        self.last_message: tuple[str, int, int] | None = None
 
     @property
     def trips(self) -> list[TripPickup]:
@@ -166,6 +168,13 @@ class TripDecoder:
         (``schemas.columnar``); any payload that is not read there or fails a range check is
         decoded on its own, so its dead letter is exactly the one the per-record path gives.
         """
+        batch = self._decode(messages)
+        if messages:
+            last = messages[-1]
+            batch.last_message = (last.topic, last.partition, last.offset)
+        return batch
+
+    def _decode(self, messages: list[SourceMessage]) -> TripBatch:
         read = None if self._reader is None else self._reader.read([m.value for m in messages])
         if read is None or not len(read.rows):
             each = self._decode_each(messages, range(len(messages)))

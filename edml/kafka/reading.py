@@ -19,14 +19,16 @@ _TRANSIENT = {
 }
 
 
-def read_to_end(settings: Settings, topic: str, timeout: float = 30.0, attempts: int = 10) -> list[Message]:
+def read_to_end(settings: Settings, topic: str, timeout: float = 30.0, attempts: int = 10,
+                since_ms: int | None = None) -> list[Message]:
     """Every message of ``topic``, from its first offset to the high watermark at call time.
 
+    With ``since_ms``, only from each partition's first message timestamped at or after it.
     Retried while a new topic's partitions get their leaders.
     """
     for attempt in range(attempts):
         try:
-            return _read_to_end(settings, topic, timeout)
+            return _read_to_end(settings, topic, timeout, since_ms)
         except KafkaException as e:
             error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
             if error is None or error.code() not in _TRANSIENT or attempt == attempts - 1:
@@ -35,19 +37,26 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 30.0, attempts:
     raise AssertionError("unreachable")
 
 
-def _read_to_end(settings: Settings, topic: str, timeout: float) -> list[Message]:
+def _read_to_end(settings: Settings, topic: str, timeout: float, since_ms: int | None) -> list[Message]:
     consumer = make_consumer(settings)
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
         partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
-        ends = {}
+        starts, ends = {}, {}
         for p in partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             if high > low:
-                ends[p] = high
+                starts[p], ends[p] = low, high
+        if since_ms is not None and starts:
+            found = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in starts], timeout=timeout)
+            for tp in found:
+                if tp.offset < 0:  # nothing that recent in this partition
+                    ends.pop(tp.partition)
+                else:
+                    starts[tp.partition] = tp.offset
         if not ends:
             return []
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
         out: list[Message] = []
         deadline = time.monotonic() + timeout
         while ends and time.monotonic() < deadline:

@@ -12,7 +12,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -36,13 +38,30 @@ _POLL_TIMEOUT_S = 0.005
 _HELD_LOG_EVERY_S = 10.0
 
 
-class _HeldPartition(StatefulSourcePartition[list[SourceMessage], int]):
+@dataclass(frozen=True)
+class PartitionPosition:
+    """A partition's snapshot: the next offset to read, and when the snapshot was taken."""
+
+    offset: int
+    at_ms: int
+
+
+class ResumeListener(Protocol):
+    """Told which partitions re-read events after a restart."""
+
+    def resumed(self, topic: str, partition: int, snapshot_ms: int, end_offset: int) -> None:
+        """``partition`` re-reads up to ``end_offset`` from a snapshot taken at ``snapshot_ms``."""
+
+
+class _HeldPartition(StatefulSourcePartition[list[SourceMessage], PartitionPosition]):
     def __init__(self, config: dict, topic: str, partition: int, offset: int, batch_size: int,
                  gate: Gate, tail: bool) -> None:
         self._consumer = Consumer(config)
         self._consumer.assign([TopicPartition(topic, partition, offset)])
         self._topic, self._partition, self._offset = topic, partition, offset
         self._batch_size, self._gate, self._tail = batch_size, gate, tail
+        self._replay_end: int | None = None
+        self._resumed_at_ms = -1
         self._held_since: float | None = None
         self._last_held_log = 0.0
         self._eof = False
@@ -77,7 +96,18 @@ class _HeldPartition(StatefulSourcePartition[list[SourceMessage], int]):
             return []
         self._offset = batch[-1].offset + 1
         EVENTS_IN.inc(len(batch))
+        if self._replay_end is not None and self._offset >= self._replay_end:
+            self._replay_end = None
         return [batch]
+
+    def report_replay(self, listener: ResumeListener, snapshot_ms: int) -> None:
+        """Tell ``listener`` when this resumed partition re-reads events: up to its current end."""
+        _, end = self._consumer.get_watermark_offsets(TopicPartition(self._topic, self._partition),
+                                                      timeout=30, cached=False)
+        if self._offset >= end:
+            return
+        self._replay_end, self._resumed_at_ms = end, snapshot_ms
+        listener.resumed(self._topic, self._partition, snapshot_ms, end)
 
     def _hold(self) -> None:
         now = time.monotonic()
@@ -100,19 +130,27 @@ class _HeldPartition(StatefulSourcePartition[list[SourceMessage], int]):
     def next_awake(self) -> datetime | None:
         return self._wake
 
-    def snapshot(self) -> int:
-        return self._offset
+    def snapshot(self) -> PartitionPosition:
+        # The time bounds when the events after this offset were first scored. While a resumed
+        # partition re-reads, an earlier run may have scored them: keep the resumed snapshot's time.
+        if self._replay_end is not None:
+            return PartitionPosition(self._offset, self._resumed_at_ms)
+        return PartitionPosition(self._offset, int(time.time() * 1000))
 
     def close(self) -> None:
         self._consumer.close()
 
 
-class HeldKafkaSource(FixedPartitionedSource[list[SourceMessage], int]):
-    """Every partition of ``topic``, polled in batches, held while ``gate()`` is False."""
+class HeldKafkaSource(FixedPartitionedSource[list[SourceMessage], PartitionPosition]):
+    """Every partition of ``topic``, polled in batches, held while ``gate()`` is False.
 
-    def __init__(self, settings: Settings, topic: str, gate: Gate, batch_size: int = 1000, tail: bool = True) -> None:
+    A partition resumed from a snapshot is reported to ``on_resume`` (see ResumeListener).
+    """
+
+    def __init__(self, settings: Settings, topic: str, gate: Gate, batch_size: int = 1000, tail: bool = True,
+                 on_resume: ResumeListener | None = None) -> None:
         self.settings, self.topic, self.gate = settings, topic, gate
-        self.batch_size, self.tail = batch_size, tail
+        self.batch_size, self.tail, self.on_resume = batch_size, tail, on_resume
 
     def list_parts(self) -> list[str]:
         """One Bytewax partition per Kafka partition."""
@@ -123,7 +161,8 @@ class HeldKafkaSource(FixedPartitionedSource[list[SourceMessage], int]):
             raise RuntimeError(f"cannot read topic {self.topic}: {topic.error.str()}")
         return [str(p) for p in sorted(topic.partitions)]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _HeldPartition:
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: PartitionPosition | int | None) -> _HeldPartition:
         """Resume the partition at its snapshotted offset, or start from the beginning."""
         # fetch.queue.backoff.ms: once the prefetch queue holds queued.min.messages, librdkafka
         # waits this long before fetching again (default 1 s): with 20,000 that capped a partition
@@ -131,5 +170,10 @@ class HeldKafkaSource(FixedPartitionedSource[list[SourceMessage], int]):
         config = consumer_config(self.settings, group_id=f"edml-{step_id}",
                                  **{"enable.partition.eof": not self.tail, "fetch.wait.max.ms": 50,
                                     "queued.min.messages": 20000, "fetch.queue.backoff.ms": 10})
-        offset = OFFSET_BEGINNING if resume_state is None else resume_state
-        return _HeldPartition(config, self.topic, int(for_part), offset, self.batch_size, self.gate, self.tail)
+        if isinstance(resume_state, int):  # a snapshot of an earlier version: the offset alone
+            resume_state = PartitionPosition(resume_state, -1)
+        offset = OFFSET_BEGINNING if resume_state is None else resume_state.offset
+        part = _HeldPartition(config, self.topic, int(for_part), offset, self.batch_size, self.gate, self.tail)
+        if self.on_resume is not None and resume_state is not None and resume_state.at_ms >= 0:
+            part.report_replay(self.on_resume, resume_state.at_ms)
+        return part

@@ -10,16 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from edml.config import Settings
+from edml.kafka.reading import read_to_end
 from schemas.records import DeadLetter, Prediction
-from tests.integration.scorer_process import dead_letters, predictions
-
-
-def scored_fields(p: Prediction) -> tuple:
-    """What the model decided for a trip: a repeated prediction must repeat these exactly.
-
-    ``scored_at`` and ``latency_ms`` say when it was scored, so they differ between repeats.
-    """
-    return (p.trip_id, p.predicted_duration_s, p.model_name, p.model_version, p.event_time, p.role)
+from schemas.serde import prediction_serde
+from tests.integration.scorer_process import dead_letters
 
 
 @dataclass
@@ -31,11 +25,15 @@ class Tally:
     bad_sent: int = 0
     predictions: list[Prediction] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)  # each prediction as it is on the topic
 
     @classmethod
     def read(cls, label: str, settings: Settings, trip_ids: Iterable[str], bad_sent: int = 0) -> Tally:
         """Read the predictions and dead-letter topics of ``settings`` now."""
-        return cls(label, set(trip_ids), bad_sent, predictions(settings), dead_letters(settings))
+        serde = prediction_serde()
+        encoded = [m.value for m in read_to_end(settings, settings.topics.predictions)]
+        return cls(label, set(trip_ids), bad_sent, [serde.decode(v) for v in encoded], dead_letters(settings),
+                   encoded)
 
     @property
     def sent(self) -> int:
@@ -67,9 +65,13 @@ class Tally:
 
     @property
     def differing_repeats(self) -> list[str]:
-        """Trip ids whose repeated predictions differ from their first one."""
-        return [trip_id for trip_id, preds in self.by_trip.items()
-                if any(scored_fields(p) != scored_fields(preds[0]) for p in preds[1:])]
+        """Trip ids whose repeated predictions are not byte for byte their first one."""
+        first: dict[str, bytes] = {}
+        differing = set()
+        for p, value in zip(self.predictions, self.encoded, strict=True):
+            if first.setdefault(p.trip_id, value) != value:
+                differing.add(p.trip_id)
+        return sorted(differing)
 
     def line(self) -> str:
         """One line of figures."""
@@ -83,6 +85,6 @@ class Tally:
         return self
 
     def assert_nothing_lost(self) -> None:
-        """Every trip has a prediction and every repeat equals the first."""
+        """Every trip has a prediction and every repeat is byte-identical to the first."""
         assert not self.lost, f"{self.line()}: lost e.g. {sorted(self.lost)[:5]}"
         assert not self.differing_repeats, f"{self.line()}: repeats differ for {self.differing_repeats[:5]}"

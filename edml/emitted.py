@@ -1,0 +1,88 @@
+"""Predictions already emitted before a restart, re-emitted byte for byte when their trips come again.
+
+Output is at-least-once: after a crash, Bytewax resumes each trips partition at its last
+snapshot, and the trips read since then are scored again. Their first predictions may already be
+on the topic, stamped with the wall-clock ``scored_at`` and latency of that first scoring. So
+that a repeat is byte-identical to the first (a compacted or idempotent consumer then cannot
+tell them apart), a resumed process reads the predictions emitted since the oldest snapshot it
+resumed from and sends those bytes again in place of new ones, until each resumed partition has
+been scored up to the end it had at the restart (later trips were never read before).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from edml.config import Settings
+from edml.kafka.reading import read_to_end
+from edml.kafka.sink import OutgoingMessage
+
+log = logging.getLogger("edml.emitted")
+# Snapshot times come from the clock of the process that took them, which may be another host's.
+CLOCK_SKEW_MS = 5_000
+_READ_TIMEOUT_S = 120.0
+
+
+class EmittedPredictions:
+    """Told by the trips source which partitions re-read trips; used by the scorer per batch."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._topics = (settings.topics.predictions, settings.topics.shadow_predictions)
+        self._lock = threading.Lock()
+        self._replay_ends: dict[tuple[str, int], int] = {}  # partition -> its end offset at the restart
+        self._since_ms: int | None = None
+        self._emitted: dict[tuple[str, bytes], bytes] | None = None
+        self._reused = 0
+
+    def resumed(self, topic: str, partition: int, snapshot_ms: int, end_offset: int) -> None:
+        """A trips partition re-reads up to ``end_offset`` from a snapshot taken at ``snapshot_ms``."""
+        with self._lock:
+            self._replay_ends[(topic, partition)] = end_offset
+            if self._since_ms is None or snapshot_ms < self._since_ms:
+                self._since_ms = snapshot_ms
+                self._emitted = None  # (re)read from the older point when first needed
+
+    def reuse(self, last_message: tuple[str, int, int] | None, messages: list[OutgoingMessage]) -> None:
+        """Give each message whose trip was already predicted the bytes first sent for it.
+
+        ``last_message`` is the (topic, partition, offset) of the scored batch's last trip.
+        """
+        if not self._replay_ends or last_message is None:  # the common case: nothing re-read
+            return
+        topic, partition, offset = last_message
+        end = self._replay_ends.get((topic, partition))
+        if end is None:
+            return
+        emitted = self._load()
+        reused = 0
+        for m in messages:
+            first = emitted.get((m.topic, m.key))
+            if first is not None:
+                m.value = first
+                reused += 1
+        with self._lock:
+            self._reused += reused
+            if offset + 1 >= end:
+                self._caught_up(topic, partition)
+
+    def _caught_up(self, topic: str, partition: int) -> None:
+        self._replay_ends.pop((topic, partition), None)
+        if not self._replay_ends:
+            log.info("re-read trips all scored again; %d predictions were re-emitted as first sent", self._reused)
+            self._since_ms, self._emitted, self._reused = None, None, 0
+
+    def _load(self) -> dict[tuple[str, bytes], bytes]:
+        with self._lock:
+            if self._since_ms is None:  # caught up meanwhile
+                return {}
+            if self._emitted is None:
+                since = self._since_ms - CLOCK_SKEW_MS
+                emitted: dict[tuple[str, bytes], bytes] = {}
+                for topic in self._topics:
+                    for m in read_to_end(self._settings, topic, timeout=_READ_TIMEOUT_S, since_ms=since):
+                        emitted.setdefault((topic, m.key), m.value)
+                log.info("read %d predictions emitted since the resumed snapshots", len(emitted))
+                self._emitted = emitted
+            return self._emitted
