@@ -274,7 +274,8 @@ def test_one_failed_process_stops_the_local_cluster(kafka_bootstrap: str, tmp_pa
 def test_kill_9_and_restart_loses_nothing(settings: Settings, trained_model_dir: Path) -> None:
     publish(settings, trained_model_dir, "v1")
     trips = generate_trips(4000, seed=19)
-    scorer = ScorerProcess(settings).start()
+    # 3 s between snapshots: the kill nearly always comes after predictions the restart re-reads
+    scorer = ScorerProcess(settings, args=["--epoch-interval", "3"]).start()
     scorer.wait_healthy()
     producing = threading.Thread(target=produce_trips, args=(settings, trips), kwargs={"rate": 1000})
     producing.start()
