@@ -32,17 +32,26 @@ class EmittedPredictions:
         self._topics = (settings.topics.predictions, settings.topics.shadow_predictions)
         self._lock = threading.Lock()
         self._replay_ends: dict[tuple[str, int], int] = {}  # partition -> its end offset at the restart
+        self._snapshot_ms: list[int] = []
+        self._unsnapshotted_ms: list[int] = []
         self._since_ms: int | None = None
         self._emitted: dict[tuple[str, bytes], bytes] | None = None
         self._reused = 0
 
-    def resumed(self, topic: str, partition: int, snapshot_ms: int, end_offset: int) -> None:
-        """A trips partition re-reads up to ``end_offset`` from a snapshot taken at ``snapshot_ms``."""
+    def resumed(self, topic: str, partition: int, snapshot_ms: int, end_offset: int, snapshotted: bool) -> None:
+        """A trips partition re-reads up to ``end_offset`` from a snapshot taken at ``snapshot_ms``.
+
+        A partition without a snapshot (``snapshotted`` False) comes with the earliest time a run
+        may have read it. When other partitions have snapshots it is a partition the last
+        snapshot did not know yet, which only runs since then can have read: their time counts.
+        """
         with self._lock:
             self._replay_ends[(topic, partition)] = end_offset
-            if self._since_ms is None or snapshot_ms < self._since_ms:
-                self._since_ms = snapshot_ms
-                self._emitted = None  # (re)read from the older point when first needed
+            (self._snapshot_ms if snapshotted else self._unsnapshotted_ms).append(snapshot_ms)
+            since = min(self._snapshot_ms or self._unsnapshotted_ms)
+            if since != self._since_ms:
+                self._since_ms = since
+                self._emitted = None  # (re)read from the new point when first needed
 
     def reuse(self, last_message: tuple[str, int, int] | None, messages: list[OutgoingMessage]) -> None:
         """Give each message whose trip was already predicted the bytes first sent for it.
@@ -72,6 +81,7 @@ class EmittedPredictions:
         if not self._replay_ends:
             log.info("re-read trips all scored again; %d predictions were re-emitted as first sent", self._reused)
             self._since_ms, self._emitted, self._reused = None, None, 0
+            self._snapshot_ms, self._unsnapshotted_ms = [], []
 
     def _load(self) -> dict[tuple[str, bytes], bytes]:
         with self._lock:

@@ -71,8 +71,25 @@ def recovery_config(settings: Settings, name: str, process_id: int | None = None
     db_dir.mkdir(parents=True, exist_ok=True)
     if not process_id and not any(db_dir.iterdir()):
         init_db_dir(db_dir, 1)
+        _created_marker(settings, name).write_text(str(int(time.time() * 1000)))
         log.info("initialised Bytewax recovery in %s", db_dir)
     return RecoveryConfig(db_dir)
+
+
+def recovery_created_ms(settings: Settings, name: str) -> int | None:
+    """When this state folder's recovery was initialised (None before it is, or when unknown).
+
+    A partition without a snapshot in an existing recovery may still have been read by a run
+    that crashed before its first snapshot: that run started after this time.
+    """
+    try:
+        return int(_created_marker(settings, name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _created_marker(settings: Settings, name: str) -> Path:
+    return settings.state_dir / "recovery" / f"{name}.created-ms"
 
 
 def start_models(settings: Settings, process_index: int, keep_versions: int):  # noqa: ANN201
@@ -133,10 +150,14 @@ def run_scorer(settings: Settings, options: ScorerOptions) -> None:
         except OSError as e:
             raise OperatorError(f"metrics port {port} is not free ({e.strerror}): pass --metrics-port") from None
         log.info("metrics on http://0.0.0.0:%d/metrics, health on /healthz", port)
-    # with recovery, trips re-read after a crash are re-emitted with their first predictions' bytes
-    emitted = EmittedPredictions(settings) if options.recovery else None
+    recovery, emitted, created_ms = None, None, None
+    if options.recovery:
+        created_ms = recovery_created_ms(settings, "scoring")  # read before a first start sets it
+        recovery = recovery_config(settings, "scoring", options.process_id)
+        # trips re-read after a crash are re-emitted with their first predictions' bytes
+        emitted = EmittedPredictions(settings)
     source = HeldKafkaSource(settings, settings.topics.trips, gate=active.ready, batch_size=options.batch_size,
-                             tail=options.tail, on_resume=emitted)
+                             tail=options.tail, on_resume=emitted, unsnapshotted_since_ms=created_ms)
     flow = build_flow(source, BatchScorer(active, settings.topics, per_event=options.per_event, emitted=emitted),
                       KafkaMessageSink(settings))
     signal.signal(signal.SIGTERM, _stop)
@@ -144,7 +165,7 @@ def run_scorer(settings: Settings, options: ScorerOptions) -> None:
     try:
         cli_main(flow, workers_per_process=options.workers, process_id=options.process_id,
                  addresses=options.addresses, epoch_interval=timedelta(seconds=options.epoch_interval_s),
-                 recovery_config=recovery_config(settings, "scoring", options.process_id) if options.recovery else None)
+                 recovery_config=recovery)
         log.info("stopped")
     finally:
         subscriber.stop()

@@ -49,8 +49,12 @@ class PartitionPosition:
 class ResumeListener(Protocol):
     """Told which partitions re-read events after a restart."""
 
-    def resumed(self, topic: str, partition: int, snapshot_ms: int, end_offset: int) -> None:
-        """``partition`` re-reads up to ``end_offset`` from a snapshot taken at ``snapshot_ms``."""
+    def resumed(self, topic: str, partition: int, snapshot_ms: int, end_offset: int, snapshotted: bool) -> None:
+        """``partition`` re-reads up to ``end_offset`` from a snapshot taken at ``snapshot_ms``.
+
+        ``snapshotted`` is False for a partition without a snapshot, re-read from its beginning:
+        ``snapshot_ms`` is then the earliest time an earlier run may have read it.
+        """
 
 
 class _HeldPartition(StatefulSourcePartition[list[SourceMessage], PartitionPosition]):
@@ -100,14 +104,14 @@ class _HeldPartition(StatefulSourcePartition[list[SourceMessage], PartitionPosit
             self._replay_end = None
         return [batch]
 
-    def report_replay(self, listener: ResumeListener, snapshot_ms: int) -> None:
+    def report_replay(self, listener: ResumeListener, snapshot_ms: int, snapshotted: bool) -> None:
         """Tell ``listener`` when this resumed partition re-reads events: up to its current end."""
         _, end = self._consumer.get_watermark_offsets(TopicPartition(self._topic, self._partition),
                                                       timeout=30, cached=False)
         if self._offset >= end:
             return
         self._replay_end, self._resumed_at_ms = end, snapshot_ms
-        listener.resumed(self._topic, self._partition, snapshot_ms, end)
+        listener.resumed(self._topic, self._partition, snapshot_ms, end, snapshotted)
 
     def _hold(self) -> None:
         now = time.monotonic()
@@ -144,13 +148,16 @@ class _HeldPartition(StatefulSourcePartition[list[SourceMessage], PartitionPosit
 class HeldKafkaSource(FixedPartitionedSource[list[SourceMessage], PartitionPosition]):
     """Every partition of ``topic``, polled in batches, held while ``gate()`` is False.
 
-    A partition resumed from a snapshot is reported to ``on_resume`` (see ResumeListener).
+    A partition resumed from a snapshot is reported to ``on_resume`` (see ResumeListener), and so
+    is one without a snapshot when ``unsnapshotted_since_ms`` says since when earlier runs may have
+    read it (an existing recovery whose runs all crashed before their first snapshot).
     """
 
     def __init__(self, settings: Settings, topic: str, gate: Gate, batch_size: int = 1000, tail: bool = True,
-                 on_resume: ResumeListener | None = None) -> None:
+                 on_resume: ResumeListener | None = None, unsnapshotted_since_ms: int | None = None) -> None:
         self.settings, self.topic, self.gate = settings, topic, gate
         self.batch_size, self.tail, self.on_resume = batch_size, tail, on_resume
+        self.unsnapshotted_since_ms = unsnapshotted_since_ms
 
     def list_parts(self) -> list[str]:
         """One Bytewax partition per Kafka partition."""
@@ -174,6 +181,10 @@ class HeldKafkaSource(FixedPartitionedSource[list[SourceMessage], PartitionPosit
             resume_state = PartitionPosition(resume_state, -1)
         offset = OFFSET_BEGINNING if resume_state is None else resume_state.offset
         part = _HeldPartition(config, self.topic, int(for_part), offset, self.batch_size, self.gate, self.tail)
-        if self.on_resume is not None and resume_state is not None and resume_state.at_ms >= 0:
-            part.report_replay(self.on_resume, resume_state.at_ms)
+        if self.on_resume is None:
+            return part
+        if resume_state is not None and resume_state.at_ms >= 0:
+            part.report_replay(self.on_resume, resume_state.at_ms, snapshotted=True)
+        elif resume_state is None and self.unsnapshotted_since_ms is not None:
+            part.report_replay(self.on_resume, self.unsnapshotted_since_ms, snapshotted=False)
         return part
