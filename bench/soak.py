@@ -29,13 +29,15 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.common import WORK, TripProducer, edml_env, message_count, python, start_broker, terminate_group
+from bench.common import REPO, WORK, TripProducer, edml_env, message_count, python, start_broker, terminate_group
+from bench.report import git_sha, machine
 from edml.config import Settings, Topics
 from edml.kafka.local_broker import free_port
 from edml.kafka.reading import read_to_end
 from edml.kafka.topics import create_topics
 
 SOAK_DIR = WORK / "soak"
+RESULTS = REPO / "bench" / "results"
 MiB = 1024 * 1024
 CHUNK = 2000  # trips generated and produced at a time
 # what "flat" allows after the warm-up
@@ -199,23 +201,25 @@ def _slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
 
 
-def print_report(report: Report) -> None:
+def report_text(report: Report) -> str:
     """The summary: figures first, then a sample every few minutes."""
-    print(f"\nsoak: {report.minutes:g} min at {report.rate:g} trips/s, a swap every {report.swap_minutes:g} min "
-          f"-> {report.verdict}")
-    print(f"  sent={report.sent} predictions={report.predictions} unique={report.unique_predicted} "
-          f"duplicated={report.duplicated} dead_letters={report.dead_letters} lost={report.lost}")
-    print(f"  swaps={len(report.swaps)} ({', '.join(report.swaps)}); predictions per version {report.versions_seen}; "
-          f"rejected={report.rejected or 'none'}; scorer restarts={report.scorer_restarts}")
-    print(f"  RSS MB (after a {report.warmup_s:.0f}s warm-up): {report.rss_mb}")
-    print(f"  open fds: {report.open_fds}")
+    lines = [
+        f"soak: {report.minutes:g} min at {report.rate:g} trips/s, a swap every {report.swap_minutes:g} min "
+        f"-> {report.verdict}",
+        f"  sent={report.sent} predictions={report.predictions} unique={report.unique_predicted} "
+        f"duplicated={report.duplicated} dead_letters={report.dead_letters} lost={report.lost}",
+        f"  swaps={len(report.swaps)} ({', '.join(report.swaps)}); predictions per version {report.versions_seen}; "
+        f"rejected={report.rejected or 'none'}; scorer restarts={report.scorer_restarts}",
+        f"  RSS MB (after a {report.warmup_s:.0f}s warm-up): {report.rss_mb}",
+        f"  open fds: {report.open_fds}",
+        "  t_s     rss_mb  fds  events_in  predictions  version",
+    ]
     step = max(1, len(report.samples) // 20)
-    print("  t_s     rss_mb  fds  events_in  predictions  version")
     for s in report.samples[::step] + report.samples[-1:]:
-        print(f"  {s.t_s:6.0f} {s.rss_mb:8.1f} {s.open_fds:4d} {s.events_in:10d} {s.predictions_out:12d}  "
-              f"{s.active_version}")
-    for p in report.problems:
-        print(f"  problem: {p}")
+        lines.append(f"  {s.t_s:6.0f} {s.rss_mb:8.1f} {s.open_fds:4d} {s.events_in:10d} {s.predictions_out:12d}  "
+                     f"{s.active_version}")
+    lines += [f"  problem: {p}" for p in report.problems]
+    return "\n".join(lines)
 
 
 def soak(minutes: float, rate: float, swap_minutes: float, sample_s: float) -> Report:
@@ -320,9 +324,16 @@ def main() -> None:
     parser.add_argument("--sample-seconds", type=float, default=float(os.environ.get("SOAK_SAMPLE_SECONDS", 10)))
     args = parser.parse_args()
     report = soak(args.minutes, args.rate, args.swap_minutes, args.sample_seconds)
-    (SOAK_DIR / "report.json").write_text(json.dumps(asdict(report), indent=1))
-    print_report(report)
-    print(f"report: {SOAK_DIR / 'report.json'}; scorer log: {SOAK_DIR / 'serve.log'}")
+    text = report_text(report)
+    print("\n" + text)
+    # the figures are kept beside the benchmark results; the scorer log stays under bench/work
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "soak-latest.json").write_text(json.dumps(asdict(report), indent=1))
+    m = machine()
+    (RESULTS / "soak-latest.md").write_text(
+        f"# Soak\n\nCommit {git_sha()} on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; one local Kafka "
+        f"broker on the same machine.\n\n```\n{text}\n```\n")
+    print(f"report: {RESULTS / 'soak-latest.md'}; scorer log: {SOAK_DIR / 'serve.log'}")
     sys.exit(0 if report.verdict == "PASS" else 1)
 
 
