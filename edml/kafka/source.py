@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from edml.config import Settings
 from edml.kafka.clients import consumer_config, make_admin
@@ -106,8 +106,13 @@ class _HeldPartition(StatefulSourcePartition[list[SourceMessage], PartitionPosit
 
     def report_replay(self, listener: ResumeListener, snapshot_ms: int, snapshotted: bool) -> None:
         """Tell ``listener`` when this resumed partition re-reads events: up to its current end."""
-        _, end = self._consumer.get_watermark_offsets(TopicPartition(self._topic, self._partition),
-                                                      timeout=30, cached=False)
+        try:
+            _, end = self._consumer.get_watermark_offsets(TopicPartition(self._topic, self._partition),
+                                                          timeout=30, cached=False)
+        except KafkaException as e:  # scoring goes on; only the repeats' bytes are at stake
+            log.warning("partition %s-%d: end offset unknown (%s); trips scored again after this restart get "
+                        "new predictions", self._topic, self._partition, e)
+            return
         if self._offset >= end:
             return
         self._replay_end, self._resumed_at_ms = end, snapshot_ms
