@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from confluent_kafka import KafkaException
+
 from edml.config import Settings
 from edml.kafka.reading import read_to_end
 from edml.kafka.sink import OutgoingMessage
@@ -90,9 +92,13 @@ class EmittedPredictions:
             if self._emitted is None:
                 since = self._since_ms - CLOCK_SKEW_MS
                 emitted: dict[tuple[str, bytes], bytes] = {}
-                for topic in self._topics:
-                    for m in read_to_end(self._settings, topic, timeout=_READ_TIMEOUT_S, since_ms=since):
-                        emitted.setdefault((topic, m.key), m.value)
+                try:
+                    for topic in self._topics:
+                        for m in read_to_end(self._settings, topic, timeout=_READ_TIMEOUT_S, since_ms=since):
+                            emitted.setdefault((topic, m.key), m.value)
+                except KafkaException as e:  # scoring goes on; only the repeats' bytes are at stake
+                    log.warning("could not read the predictions emitted before the restart (%s): trips scored "
+                                "again get new predictions", e)
                 log.info("read %d predictions emitted since the resumed snapshots", len(emitted))
                 self._emitted = emitted
             return self._emitted
