@@ -10,7 +10,6 @@ import math
 import threading
 import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from tests.integration.scorer_process import (
     statuses,
     wait_until,
 )
+from tests.reliability.tally import Tally
 from trainer.generator import generate_trips
 from trainer.producing import produce_trips
 
@@ -170,8 +170,6 @@ def test_model_swap_while_trips_flow(settings: Settings, trained_model_dir: Path
     assert versions == {"v1", "v2"}
     assert {p.trip_id for p in preds} == {t.pickup.trip_id for t in trips}
     # per partition of the predictions topic (same key -> same partition as the trip), v1 never follows v2
-    from edml.kafka.reading import read_to_end
-    from schemas.serde import prediction_serde
 
     serde = prediction_serde()
     seen_v2: set[int] = set()
@@ -288,24 +286,17 @@ def test_kill_9_and_restart_loses_nothing(settings: Settings, trained_model_dir:
         wait_until(lambda: len({p.trip_id for p in predictions(settings)}) >= len(trips), 120, message=scorer.log())
     finally:
         scorer.stop()
-    preds = predictions(settings)
-    report(f"kill -9, {epoch_interval}s epochs", len(trips), preds)
-    assert {p.trip_id for p in preds} == {t.pickup.trip_id for t in trips}
     # the restart scored again the trips read since the last snapshot: each repeat must carry the
     # bytes of the first prediction, wall-clock scored_at and latency included
-    sent: dict[bytes, list[bytes]] = defaultdict(list)
-    for m in read_to_end(settings, settings.topics.predictions):
-        sent[m.key].append(m.value)
-    repeated = {key: values for key, values in sent.items() if len(values) > 1}
+    tally = Tally.read(f"kill -9, {epoch_interval}s epochs", settings, (t.pickup.trip_id for t in trips)).print()
     print(f"[kill -9, {epoch_interval}s epochs] predictions before the kill={killed_at} "
-          f"trips predicted again={len(repeated)}")
-    assert all(len(set(values)) == 1 for values in repeated.values()), [
-        [prediction_serde().decode(v) for v in values] for values in repeated.values() if len(set(values)) > 1][:2]
+          f"trips predicted again={tally.repeated_trips}")
+    tally.assert_nothing_lost()
     if epoch_interval == 60:  # no snapshot yet: the restart read every trip again
-        assert len(repeated) == killed_at
+        assert tally.repeated_trips == killed_at
     else:
-        assert len(repeated) < killed_at, "the restart did not resume from a snapshot"
-        if not repeated:
+        assert tally.repeated_trips < killed_at, "the restart did not resume from a snapshot"
+        if not tally.repeated_trips:
             pytest.skip("the kill came right after a snapshot: no trip was scored twice to compare")
 
 

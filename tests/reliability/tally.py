@@ -59,6 +59,11 @@ class Tally:
         return len(self.predictions) - self.unique
 
     @property
+    def repeated_trips(self) -> int:
+        """Trips with more than one prediction."""
+        return sum(len(preds) > 1 for preds in self.by_trip.values())
+
+    @property
     def lost(self) -> set[str]:
         """Trip ids sent that have no prediction."""
         return self.trip_ids - set(self.by_trip)
