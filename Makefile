@@ -19,7 +19,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null || { echo "make: $(PY) not found: install Python 3.11 (or pass PY=/path/to/python3.11)"; exit 2; }
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip 'setuptools==80.9.0' 'wheel==0.45.1'
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
@@ -40,8 +40,10 @@ kafka-status: $(STAMP) ## Is the local broker running?
 topics: kafka-up ## Create the topics (idempotent)
 	$(BIN)/edml topics create
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, the import layers (import-linter) and mypy
 	$(BIN)/ruff check .
+	$(BIN)/python tools/check_package.py layers
+	$(BIN)/python tools/check_package.py types
 
 fmt: $(STAMP) ## ruff --fix and format
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .

@@ -24,7 +24,7 @@ from bytewax.dataflow import Dataflow
 
 def edml_io_flow(trips: str, out: str, batch_size: int) -> Dataflow:
     """trips --HeldKafkaSource--> identity --KafkaMessageSink--> out."""
-    from edml.config import load_settings
+    from edml.core.config import load_settings
     from edml.kafka.sink import KafkaMessageSink, OutgoingMessage
     from edml.kafka.source import HeldKafkaSource
 
@@ -41,7 +41,7 @@ def bytewax_io_flow(trips: str, out: str, batch_size: int) -> Dataflow:
     """trips --bytewax KafkaSource--> to KafkaSinkMessage --bytewax KafkaSink--> out."""
     from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
 
-    from edml.config import load_settings
+    from edml.core.config import load_settings
 
     settings = load_settings()
     brokers = [settings.bootstrap_servers]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 
-from edml.config import Settings, Topics
+from edml.core.config import Settings, Topics
 from edml.kafka.clients import make_producer
 from edml.kafka.local_broker import LocalBroker, free_port
 from edml.kafka.reading import Message, read_to_end

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.common import TripProducer, wait_for_messages
-from edml.config import Settings
+from edml.core.config import Settings
 from edml.kafka.reading import read_to_end
 
 

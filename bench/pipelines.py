@@ -22,7 +22,7 @@ from bench.common import (
     steady_rate,
     terminate_group,
 )
-from edml.config import Settings
+from edml.core.config import Settings
 from edml.kafka.reading import read_to_end
 
 PEER_VENV = WORK / "peer-venv"

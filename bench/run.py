@@ -36,7 +36,7 @@ from bench.common import (
     wait_for_messages,
 )
 from bench.pipelines import PEER_VENV, RunFigures, Scorer, peer_available, run_ceiling, run_peer, run_serve
-from edml.config import Settings
+from edml.core.config import Settings
 
 log = logging.getLogger("edml.bench")
 MODEL_NAME = "trip-duration"
@@ -75,7 +75,7 @@ def ensure_models(work: Path) -> tuple[Path, Path]:
     for version, seed in (("v1", 1), ("v2", 2)):
         folder = work / "models" / version
         if not (folder / "saved_model" / "saved_model.pb").exists():
-            from trainer.train import train_small
+            from edml.trainer.train import train_small
 
             log.info("training %s (seed %d) into %s", version, seed, folder)
             shutil.rmtree(folder, ignore_errors=True)
@@ -102,8 +102,8 @@ def ensure_peer_venv() -> bool:
 
 def encoded_trips(n: int, seed: int) -> list[tuple[bytes, bytes]]:
     """``n`` generated trips as (key, Avro single-object value)."""
-    from schemas.serde import trip_serde
-    from trainer.generator import generate_trips
+    from edml.schemas.serde import trip_serde
+    from edml.trainer.generator import generate_trips
 
     serde = trip_serde()
     return [(t.pickup.trip_id.encode(), serde.encode(t.pickup)) for t in generate_trips(n, seed=seed)]
@@ -149,7 +149,7 @@ def run(plan: Plan, out_dir: Path) -> dict[str, Any]:
 
 def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: bool, logs: Path,
                   notes: list[str]) -> dict[str, Any]:
-    from model_topic.publisher import publish_model, publish_record
+    from edml.model_topic.publisher import publish_model, publish_record
 
     fast_topic, slow_topic = "bench-trips", "bench-trips-slow"
     trips = encoded_trips(plan.fast_trips, seed=7)
@@ -204,7 +204,7 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
     rows.append(_throughput_row("inline (model call per trip)", f))
     peer_rate = None
     if peer:
-        from schemas.serde import prediction_serde
+        from edml.schemas.serde import prediction_serde
 
         log.info("peer: Quix Streams")
         s = variant_settings(base, "peer", slow_topic, append_time=True)
@@ -245,9 +245,9 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
 
 def _replay(plan: Plan, shared: Settings, v1_dir: Path) -> dict[str, Any]:
     """Record the trips topic into an archive, replay it through v1 (``edml replay``'s engine)."""
-    from replay.models import load_folder
-    from replay.recorder import record_topics
-    from replay.run import replay_archive
+    from edml.replay.models import load_folder
+    from edml.replay.recorder import record_topics
+    from edml.replay.run import replay_archive
 
     archive = shared.state_dir / "archive"
     log.info("replay: recording %s into %s", shared.topics.trips, archive)
@@ -262,7 +262,7 @@ def _replay(plan: Plan, shared: Settings, v1_dir: Path) -> dict[str, Any]:
 
 def _latency(plan: Plan, base: Settings, settings_for, v1, processes: int, max_rate: float,  # noqa: ANN001
              logs: Path) -> tuple[list[latency.LatencyFigures], float]:
-    from model_topic.publisher import publish_record
+    from edml.model_topic.publisher import publish_record
 
     s = settings_for("latency", "bench-latency-trips", append_time=False)
     publish_record(s, v1)
@@ -290,7 +290,7 @@ def _latency(plan: Plan, base: Settings, settings_for, v1, processes: int, max_r
 
 
 def _swap(plan: Plan, base: Settings, v1, v2_dir: Path, processes: int, logs: Path):  # noqa: ANN001, ANN202
-    from model_topic.publisher import publish_record
+    from edml.model_topic.publisher import publish_record
 
     s = variant_settings(base, "swap", "bench-swap-trips")
     publish_record(s, v1)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench.common import REPO, WORK, TripProducer, edml_env, message_count, python, start_broker, terminate_group
 from bench.report import git_sha, machine
-from edml.config import Settings, Topics
+from edml.core.config import Settings, Topics
 from edml.kafka.local_broker import free_port
 from edml.kafka.reading import read_to_end
 from edml.kafka.topics import create_topics
@@ -142,15 +142,15 @@ class Scorer:
 
 def train_models(folder: Path) -> list[Path]:
     """Two small wide & deep models with different seeds (their predictions differ)."""
-    from trainer.train import train_small
+    from edml.trainer.train import train_small
 
     return [train_small(folder / f"model-{seed}", seed=seed, n=8000, epochs=2).out_dir for seed in (1, 2)]
 
 
 def produce(settings: Settings, rate: float, until: float, sent: list[str], stop: threading.Event) -> None:
     """Trips at ``rate`` a second until the monotonic time ``until``; their ids go to ``sent``."""
-    from schemas.serde import trip_serde
-    from trainer.generator import generate_trips
+    from edml.schemas.serde import trip_serde
+    from edml.trainer.generator import generate_trips
 
     serde = trip_serde()
     producer = TripProducer(settings)
@@ -224,7 +224,7 @@ def report_text(report: Report) -> str:
 
 def soak(minutes: float, rate: float, swap_minutes: float, sample_s: float) -> Report:
     """Run the soak; returns its report."""
-    from model_topic.publisher import publish_model
+    from edml.model_topic.publisher import publish_model
 
     shutil.rmtree(SOAK_DIR, ignore_errors=True)
     SOAK_DIR.mkdir(parents=True)
@@ -297,7 +297,7 @@ def soak(minutes: float, rate: float, swap_minutes: float, sample_s: float) -> R
 
 
 def _count_outputs(settings: Settings, report: Report, sent: set[str]) -> None:
-    from schemas.serde import model_status_serde, prediction_serde
+    from edml.schemas.serde import model_status_serde, prediction_serde
 
     serde = prediction_serde()
     seen: dict[str, int] = {}

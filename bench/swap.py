@@ -7,11 +7,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edml.model_topic.publisher import publish_model
+from edml.schemas.serde import prediction_serde
+
 from bench.common import produce_encoded, wait_for_messages
-from edml.config import Settings
+from edml.core.config import Settings
 from edml.kafka.reading import read_to_end
-from model_topic.publisher import publish_model
-from schemas.serde import prediction_serde
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
-
-from edml.config import Settings, load_settings
-from evaluation.config import EvaluationConfig
-from evaluation.drift import Reference
-from evaluation.operators import (
+from edml.evaluation.config import EvaluationConfig
+from edml.evaluation.drift import Reference
+from edml.evaluation.operators import (
     check_dropoff,
     check_prediction,
     drift_alerts,
@@ -31,6 +29,8 @@ from evaluation.operators import (
     score_windows,
     to_kafka,
 )
+
+from edml.core.config import Settings, load_settings
 
 
 def build_flow(

@@ -11,10 +11,10 @@ so a replay exercises the exact decode, validate, score and encode steps that se
 from __future__ import annotations
 
 from bytewax.dataflow import Dataflow
+from edml.dataflows.scoring import build_flow
+from edml.replay.file_io import ArchiveSource, PredictionFileSink
 
-from dataflows.scoring import build_flow
-from model_topic.scorer import BatchScorer
-from replay.file_io import ArchiveSource, PredictionFileSink
+from edml.scoring.batch import BatchScorer
 
 
 def build_replay_flow(source: ArchiveSource, scorer: BatchScorer, sink: PredictionFileSink,

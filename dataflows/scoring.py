@@ -15,10 +15,10 @@ from bytewax import operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
+from edml.schemas.validation import TripDecoder
 
-from edml.kafka.sink import OutgoingMessage
-from model_topic.scorer import BatchScorer
-from schemas.validation import SourceMessage, TripDecoder
+from edml.kafka.messages import OutgoingMessage, SourceMessage
+from edml.scoring.batch import BatchScorer
 
 
 def build_flow(trips: Source[list[SourceMessage]], scorer: BatchScorer, out: Sink[list[OutgoingMessage]],

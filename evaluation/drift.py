@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edml.schemas.records import DriftAlert, TripDropoff, TripPickup
 
-from edml.errors import OperatorError
-from schemas.records import DriftAlert, TripDropoff, TripPickup
+from edml.core.errors import OperatorError
 
 EPSILON = 1e-4
 DAY_MS = 86_400_000

@@ -28,8 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from bytewax.operators import StatefulLogic
-
-from schemas.records import Evaluation, Prediction, TripDropoff
+from edml.schemas.records import Evaluation, Prediction, TripDropoff
 
 EVALUATED = "evaluated"
 NO_DROPOFF = "no-dropoff"

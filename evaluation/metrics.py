@@ -6,11 +6,10 @@ move them back in time.
 
 from __future__ import annotations
 
+from edml.evaluation.drift import DriftReading
+from edml.evaluation.join import EVALUATED, NO_DROPOFF, NO_PREDICTION
+from edml.schemas.records import Evaluation, ScoreWindow
 from prometheus_client import Counter, Gauge
-
-from evaluation.drift import DriftReading
-from evaluation.join import EVALUATED, NO_DROPOFF, NO_PREDICTION
-from schemas.records import Evaluation, ScoreWindow
 
 _VERSION = ["model_version", "role"]
 MAE = Gauge("edml_eval_mae", "Mean absolute error (s) of the newest window", _VERSION)

@@ -20,17 +20,17 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
+from edml.evaluation import metrics
+from edml.evaluation.config import EvaluationConfig
+from edml.evaluation.drift import DriftAccumulator, DriftReading, Reference, alert_for, readings
+from edml.evaluation.join import EVALUATED, TripJoin, shard_of
+from edml.evaluation.windows import ErrorAccumulator, TumblingWindows, WindowSpec, emit_score_window, score_key
+from edml.schemas.records import DeadLetter, DriftAlert, Evaluation, Prediction, ScoreWindow, TripDropoff, TripPickup
+from edml.schemas.serde import DecodeError
+from edml.schemas.wire import RecordSerde, serde_for_topic
 
-from edml.config import Settings
+from edml.core.config import Settings
 from edml.kafka.clients import base_config, producer_config
-from evaluation import metrics
-from evaluation.config import EvaluationConfig
-from evaluation.drift import DriftAccumulator, DriftReading, Reference, alert_for, readings
-from evaluation.join import EVALUATED, TripJoin, shard_of
-from evaluation.windows import ErrorAccumulator, TumblingWindows, WindowSpec, emit_score_window, score_key
-from schemas.records import DeadLetter, DriftAlert, Evaluation, Prediction, ScoreWindow, TripDropoff, TripPickup
-from schemas.serde import DecodeError
-from schemas.wire import RecordSerde, serde_for_topic
 
 Check = Callable[[Any], str | None]
 log = logging.getLogger("edml.evaluation")

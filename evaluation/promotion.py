@@ -17,10 +17,11 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from edml.config import Settings
-from edml.errors import OperatorError
-from evaluation.scores import VersionWindow, by_version, format_time, read_score_windows
-from schemas.records import ModelRecord, ScoreWindow
+from edml.evaluation.scores import VersionWindow, by_version, format_time, read_score_windows
+from edml.schemas.records import ModelRecord, ScoreWindow
+
+from edml.core.config import Settings
+from edml.core.errors import OperatorError
 
 
 class PromotionError(OperatorError):
@@ -119,14 +120,14 @@ def champion_record(challenger: ModelRecord, old_champion: ModelRecord, keep_old
 
 
 def _record_of_version(settings: Settings, name: str, version: str) -> ModelRecord:
-    from model_topic.publisher import record_from_manifest, record_history
+    from edml.model_topic.publisher import record_from_manifest, record_history
 
     matches = [r for r in record_history(settings, name) if r.version == version]
     if matches:
         return matches[-1]
     # compaction keeps only the latest record per name: rebuild it from the artifact's manifest
-    from model_topic.artifact import read_manifest, sha256_hex
-    from model_topic.stores import StoreError, open_store
+    from edml.model_topic.artifact import read_manifest, sha256_hex
+    from edml.model_topic.stores import StoreError, open_store
 
     store = open_store(settings.artifact_store_uri)
     try:
@@ -160,7 +161,7 @@ def promote(
     now_ms: int,
 ) -> PromotionResult:
     """Publish ``challenger`` as the champion of ``name`` when it beats the champion (or ``force``)."""
-    from model_topic.publisher import desired_records, publish_record
+    from edml.model_topic.publisher import desired_records, publish_record
 
     current = desired_records(settings).get(name)
     if current is None:
@@ -174,7 +175,7 @@ def promote(
         raise PromotionError("scorers verify record signatures (model_public_key is set): pass --signing-key")
     record = champion_record(_record_of_version(settings, name, challenger), current, keep_old, now_ms)
     if signing_key is not None:
-        from model_topic.signing import read_key, sign_record
+        from edml.model_topic.signing import read_key, sign_record
 
         record = sign_record(record, read_key(signing_key))
     publish_record(settings, record)

@@ -7,11 +7,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from edml.config import Settings
+from edml.schemas.records import ScoreWindow
+from edml.schemas.serde import DecodeError
+from edml.schemas.wire import serde_for_topic
+
+from edml.core.config import Settings
 from edml.kafka.reading import read_to_end
-from schemas.records import ScoreWindow
-from schemas.serde import DecodeError
-from schemas.wire import serde_for_topic
 
 log = logging.getLogger(__name__)
 

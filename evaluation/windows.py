@@ -22,8 +22,7 @@ from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
-
-from schemas.records import Evaluation, ScoreWindow
+from edml.schemas.records import Evaluation, ScoreWindow
 
 V = TypeVar("V")
 A = TypeVar("A")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from schemas.records import ModelSignature, TensorSpec
+from edml.schemas.records import ModelSignature, TensorSpec
 
 MANIFEST_NAME = "manifest.json"
 SAVED_MODEL_DIR = "saved_model"

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.records import ModelRecord, ModelSignature, TripPickup
+from edml.schemas.records import ModelRecord, ModelSignature, TripPickup
 
 DEFAULT_TOLERANCE = 0.05
 GOLDEN_RTOL = 1e-3

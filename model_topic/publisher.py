@@ -17,11 +17,7 @@ import time
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
-
-from edml.config import Settings
-from edml.errors import OperatorError
-from edml.kafka.clients import make_admin, make_producer
-from model_topic.artifact import (
+from edml.model_topic.artifact import (
     SAVED_MODEL_DIR,
     ArtifactError,
     Manifest,
@@ -33,12 +29,16 @@ from model_topic.artifact import (
     signature_of,
     verify_sha256,
 )
-from model_topic.gate import DEFAULT_TOLERANCE, GateResult, check
-from model_topic.model_topic_reader import desired_records, record_history
-from model_topic.stores import ArtifactStore, VersionExists, check_name, open_store
-from model_topic.versioning import Revision, current_revision, next_version, version_prefix
-from schemas.records import ModelRecord
-from schemas.serde import encode_model_key, model_record_serde
+from edml.model_topic.gate import DEFAULT_TOLERANCE, GateResult, check
+from edml.model_topic.history import desired_records, record_history
+from edml.model_topic.stores import ArtifactStore, VersionExists, check_name, open_store
+from edml.model_topic.versioning import Revision, current_revision, next_version, version_prefix
+from edml.schemas.records import ModelRecord
+from edml.schemas.serde import encode_model_key, model_record_serde
+
+from edml.core.config import Settings
+from edml.core.errors import OperatorError
+from edml.kafka.clients import make_admin, make_producer
 
 __all__ = [
     "PublishError",
@@ -138,7 +138,7 @@ def record_from_manifest(
 def _sign(record: ModelRecord, signing_key: str | Path | bytes | None) -> ModelRecord:
     if signing_key is None:
         return record
-    from model_topic.signing import read_key, sign_record
+    from edml.model_topic.signing import read_key, sign_record
 
     return sign_record(record, read_key(signing_key))
 

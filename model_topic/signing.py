@@ -14,10 +14,10 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from edml.schemas.records import ModelRecord
+from edml.schemas.serde import model_record_serde
 
-from edml.errors import OperatorError
-from schemas.records import ModelRecord
-from schemas.serde import model_record_serde
+from edml.core.errors import OperatorError
 
 PRIVATE_KEY_FILE = "model-signing.key"
 PUBLIC_KEY_FILE = "model-signing.pub"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from edml.errors import OperatorError
+from edml.core.errors import OperatorError
 
 ARTIFACT_SUFFIX = ".tar.gz"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")

@@ -35,8 +35,8 @@ from typing import Any, BinaryIO
 
 import fastavro
 
-from edml.errors import OperatorError
-from schemas.validation import SourceMessage
+from edml.core.errors import OperatorError
+from edml.kafka.messages import SourceMessage
 
 log = logging.getLogger("edml.replay.archive")
 

@@ -1,6 +1,6 @@
 """Replay throughput for ``make bench``: generated trips replayed through a trained model folder.
 
-    from replay.benchmark import measure_replay
+    from edml.replay.benchmark import measure_replay
     result = measure_replay(Path("models/my-model"), trips=50_000, workdir=Path("bench/work/replay"))
     print(result.events_per_s)
 
@@ -13,15 +13,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from replay.run import ReplayResult
+from edml.replay.run import ReplayResult
 
 
 def measure_replay(model_dir: Path, workdir: Path, trips: int = 50_000, seed: int = 4242, partitions: int = 2,
                    batch_size: int = 1000, model_name: str = "trip-duration") -> ReplayResult:
     """Generate ``trips`` into an archive under ``workdir`` (reused when present) and replay them once."""
-    from replay.models import load_folder
-    from replay.recorder import write_generated
-    from replay.run import replay_archive
+    from edml.replay.models import load_folder
+    from edml.replay.recorder import write_generated
+    from edml.replay.run import replay_archive
 
     archive = workdir / f"archive-{trips}-{seed}-{partitions}"
     if not (archive / "index.json").exists():

@@ -23,14 +23,13 @@ from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from edml.replay.archive import ArchiveError, ArchiveReader
+from edml.schemas.records import DeadLetter, Prediction
+from edml.schemas.serde import dead_letter_serde, prediction_serde
 
-from edml.config import Topics
-from edml.errors import OperatorError
-from edml.kafka.sink import OutgoingMessage
-from replay.archive import ArchiveError, ArchiveReader
-from schemas.records import DeadLetter, Prediction
-from schemas.serde import dead_letter_serde, prediction_serde
-from schemas.validation import SourceMessage
+from edml.core.config import Topics
+from edml.core.errors import OperatorError
+from edml.kafka.messages import OutgoingMessage, SourceMessage
 
 PREDICTIONS_FILE = "predictions.csv"
 DEAD_LETTERS_FILE = "dead_letters.jsonl"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edml.errors import OperatorError
-from replay.report import VersionStats
+from edml.replay.report import VersionStats
+
+from edml.core.errors import OperatorError
 
 DEFAULT_TOLERANCE = 0.05
 

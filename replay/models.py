@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edml.config import Settings
-from edml.errors import OperatorError
-from model_topic.artifact import ArtifactError, pack_artifact, read_manifest, sha256_hex
-from model_topic.loader import ModelRejected, load_model
-from model_topic.publisher import record_from_manifest
-from model_topic.serving import LoadedModel
-from model_topic.stores import ArtifactMissing, StoreError, fetch_artifact, open_store
-from schemas.records import ModelRecord
+from edml.model_topic.artifact import ArtifactError, pack_artifact, read_manifest, sha256_hex
+from edml.model_topic.publisher import record_from_manifest
+from edml.model_topic.stores import ArtifactMissing, StoreError, fetch_artifact, open_store
+from edml.schemas.records import ModelRecord
+
+from edml.core.config import Settings
+from edml.core.errors import OperatorError
+from edml.scoring.loader import ModelRejected, load_model
+from edml.scoring.serving import LoadedModel
 
 
 class ModelUnavailable(OperatorError):
@@ -100,9 +101,8 @@ def resolve_model(spec: str, settings: Settings, name: str, workdir: Path, label
 def desired_champion(settings: Settings, name: str) -> ModelRecord | None:
     """The record of ``name`` that serves now (latest on the model topic), or None."""
     from confluent_kafka import KafkaException
-
-    from model_topic.model_topic_reader import desired_records
-    from model_topic.publisher import check_model_topic
+    from edml.model_topic.history import desired_records
+    from edml.model_topic.publisher import check_model_topic
 
     check_model_topic(settings, timeout=10)  # one clear line when the broker or topic is missing
     try:

@@ -22,11 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, TopicPartition
-
-from edml.config import Settings, Topics
-from edml.errors import OperatorError
-from edml.kafka.clients import make_consumer
-from replay.archive import (
+from edml.replay.archive import (
     DEFAULT_SEGMENT_AGE_S,
     DEFAULT_SEGMENT_BYTES,
     DROPOFFS,
@@ -35,8 +31,12 @@ from replay.archive import (
     ArchiveWriter,
     check_role,
 )
-from schemas.serde import dropoff_serde, trip_serde
-from schemas.validation import SourceMessage
+from edml.schemas.serde import dropoff_serde, trip_serde
+
+from edml.core.config import Settings, Topics
+from edml.core.errors import OperatorError
+from edml.kafka.clients import make_consumer
+from edml.kafka.messages import SourceMessage
 
 log = logging.getLogger("edml.replay.recorder")
 DEFAULT_ROLES = (TRIPS, DROPOFFS)
@@ -162,7 +162,7 @@ def write_generated(archive_dir: Path | str, n: int, seed: int, *, partitions: i
     partition in time order. The default window starts where the generator's default training
     window (28 days) ends: traffic the trained models have not seen.
     """
-    from trainer.generator import DAY_MS, DEFAULT_START_MS, generate_trips
+    from edml.trainer.generator import DAY_MS, DEFAULT_START_MS, generate_trips
 
     if n < 1 or partitions < 1:
         raise OperatorError("--generate needs a positive trip count and partition count")

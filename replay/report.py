@@ -19,11 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from replay.archive import DROPOFFS, ArchiveReader
-from replay.run import ReplayResult
-from schemas.records import Prediction
-from schemas.serde import DecodeError, dropoff_serde
+from edml.replay.archive import DROPOFFS, ArchiveReader
+from edml.replay.run import ReplayResult
+from edml.schemas.records import Prediction
+from edml.schemas.serde import DecodeError, dropoff_serde
 
 HOUR_MS = 3_600_000
 DEFAULT_DIFF_THRESHOLD = 0.10

@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edml.config import Topics
-from model_topic.serving import LoadedModel
-from replay.archive import TRIPS, ArchiveError, ArchiveReader
-from replay.file_io import DEFAULT_BATCH_SIZE
+from edml.replay.archive import TRIPS, ArchiveError, ArchiveReader
+from edml.replay.file_io import DEFAULT_BATCH_SIZE
+
+from edml.core.config import Topics
+from edml.scoring.serving import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,11 @@ def replay_archive(
     ArchiveError (naming the file and byte position) when a segment is damaged.
     """
     from bytewax.testing import run_main
+    from edml.dataflows.replay import build_replay_flow
+    from edml.replay.file_io import ArchiveSource, PredictionFileSink
 
-    from dataflows.replay import build_replay_flow
-    from model_topic.scorer import BatchScorer
-    from model_topic.serving import ActiveModels, ServingSet
-    from replay.file_io import ArchiveSource, PredictionFileSink
+    from edml.scoring.batch import BatchScorer
+    from edml.scoring.serving import ActiveModels, ServingSet
 
     reader = archive if isinstance(archive, ArchiveReader) else ArchiveReader(archive)
     out_dir = Path(out_dir)

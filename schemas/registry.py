@@ -28,8 +28,9 @@ import urllib.parse
 import urllib.request
 from typing import Any, Generic, TypeVar
 
-from edml.errors import OperatorError
-from schemas.serde import CONFLUENT_MAGIC, AvroSerde, DecodeError, parse_writer_schema, schema_fingerprint
+from edml.schemas.serde import CONFLUENT_MAGIC, AvroSerde, DecodeError, parse_writer_schema, schema_fingerprint
+
+from edml.core.errors import OperatorError
 
 T = TypeVar("T")
 

@@ -36,11 +36,10 @@ from typing import Any, Generic, TypeVar
 
 import fastavro
 import numpy as np
+from edml.schemas import records
+from edml.schemas.columnar import columnar_writer
 from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
-
-from schemas import records
-from schemas.columnar import columnar_writer
 
 SCHEMA_DIR = Path(__file__).parent / "avro"
 HISTORY_SUBDIR = "history"

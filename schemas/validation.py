@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
+from edml.schemas.columnar import ColumnarReader, columnar_reader
+from edml.schemas.records import DeadLetter, TripPickup
+from edml.schemas.serde import SINGLE_OBJECT_MAGIC, AvroSerde, DecodeError, trip_serde
 
-from schemas.columnar import ColumnarReader, columnar_reader
-from schemas.records import DeadLetter, TripPickup
-from schemas.serde import SINGLE_OBJECT_MAGIC, AvroSerde, DecodeError, trip_serde
+from edml.kafka.messages import SourceMessage
 
 ZONE_IDS = range(1, 266)  # NYC TLC taxi zones 1..265 (1 = EWR)
 BOROUGHS = frozenset({"Manhattan", "Brooklyn", "Queens", "Bronx", "Staten Island", "EWR"})
@@ -27,18 +28,6 @@ MAX_TRIP_ID_CHARS = 64
 MAX_DISTANCE_KM = 250.0  # farther than any trip inside the five boroughs and EWR
 # 2000-01-01 .. 2100-01-01: anything outside is a unit mistake (seconds vs millis) or garbage
 PICKUP_TIME_RANGE_MS = (946_684_800_000, 4_102_444_800_000)
-
-
-@dataclass(slots=True)
-class SourceMessage:
-    """Where an event came from and its raw bytes (a Kafka message or a replayed one)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
 
 
 @dataclass(slots=True)

@@ -11,11 +11,11 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from schemas.registry import ConfluentAvroSerde, SchemaRegistryClient, subject_for
-from schemas.serde import serde_for
+from edml.schemas.registry import ConfluentAvroSerde, SchemaRegistryClient, subject_for
+from edml.schemas.serde import serde_for
 
 if TYPE_CHECKING:
-    from edml.config import Settings
+    from edml.core.config import Settings
 
 T = TypeVar("T")
 

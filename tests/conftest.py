@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edml.config import Settings, Topics
+from edml.core.config import Settings, Topics
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +46,7 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
 
 
 def _train_small_fixture(tmp_path_factory: pytest.TempPathFactory, name: str, seed: int) -> Path:
-    from trainer.train import train_small
+    from edml.trainer.train import train_small
 
     return train_small(tmp_path_factory.mktemp(name), seed=seed).out_dir
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import fastavro
 import numpy as np
+from edml.trainer.generator import TripColumns
 
-from edml.errors import OperatorError
-from trainer.generator import TripColumns
+from edml.core.errors import OperatorError
 
 SCHEMA_PATH = Path(__file__).parent / "avro" / "TripExample.avsc"
 FIELDS = (

@@ -8,8 +8,7 @@ graph converts to TFLite and ONNX (no hash tables, no ``HashedCrossing``).
 from __future__ import annotations
 
 import tensorflow as tf
-
-from trainer.zones import BOROUGHS, N_ZONES
+from edml.trainer.zones import BOROUGHS, N_ZONES
 
 # Raw model inputs: the TripPickup fields except trip_id, with their serving dtypes.
 INPUT_SPECS: dict[str, tf.DType] = {

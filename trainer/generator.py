@@ -28,9 +28,8 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
-
-from schemas.records import TripDropoff, TripPickup
-from trainer.zones import AIRPORTS, BOROUGHS, N_ZONES, haversine_km, zone_arrays
+from edml.schemas.records import TripDropoff, TripPickup
+from edml.trainer.zones import AIRPORTS, BOROUGHS, N_ZONES, haversine_km, zone_arrays
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from trainer.generator import TripColumns
+from edml.trainer.generator import TripColumns
 
 TOP_CATEGORIES = 30
 N_QUANTILE_BINS = 10

@@ -17,8 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-
-from trainer import features as F
+from edml.trainer import features as F
 
 SIGNATURE_KEY = "serving_default"
 OUTPUT_NAME = "duration_s"

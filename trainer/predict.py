@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from trainer.features import INPUT_SPECS
-from trainer.model import OUTPUT_NAME, SIGNATURE_KEY
+from edml.trainer.features import INPUT_SPECS
+from edml.trainer.model import OUTPUT_NAME, SIGNATURE_KEY
 
 
 def input_tensors(columns: dict[str, Any]) -> dict[str, Any]:

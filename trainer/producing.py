@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, Producer
+from edml.schemas.records import TripDropoff, TripPickup
+from edml.schemas.serde import dropoff_serde, trip_serde
+from edml.trainer.generator import GeneratedTrip
 
-from edml.config import Settings
-from edml.errors import OperatorError
+from edml.core.config import Settings
+from edml.core.errors import OperatorError
 from edml.kafka.clients import make_producer
-from schemas.records import TripDropoff, TripPickup
-from schemas.serde import dropoff_serde, trip_serde
-from trainer.generator import GeneratedTrip
 
 DEFAULT_TIME_SCALE = 60.0
 

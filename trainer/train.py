@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from trainer.generator import TripColumns, generate_columns
-from trainer.metrics import baselines, mae, reference_distributions, rmse
+from edml.trainer.generator import TripColumns, generate_columns
+from edml.trainer.metrics import baselines, mae, reference_distributions, rmse
 
 TEST_FRACTION = 0.1
 MIN_TRIPS = 20
@@ -143,9 +142,8 @@ def train_columns(columns: TripColumns, out_dir: Path | str, config: TrainConfig
     """Train on in-memory trips and write every output into ``out_dir``."""
     import keras
     import tensorflow as tf
-
-    from trainer.model import ModelParams, Normalisation, WideDeep, export_saved_model
-    from trainer.predict import predict_rows
+    from edml.trainer.model import ModelParams, Normalisation, WideDeep, export_saved_model
+    from edml.trainer.predict import predict_rows
 
     started = time.monotonic()
     out_dir = Path(out_dir)
@@ -242,7 +240,7 @@ def train_model(
     verbose: int | str = 0,
 ) -> TrainResult:
     """Train on the TripExample file ``data_path``; raises DataFileError for a missing or corrupt file."""
-    from trainer.datafiles import DataFileError, read_examples
+    from edml.trainer.datafiles import DataFileError, read_examples
 
     columns = read_examples(data_path, max_rows=max_rows)
     if len(columns) < MIN_TRIPS:

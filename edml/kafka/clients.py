@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from edml.config import Settings
+from edml.core.config import Settings
 
 
 def base_config(settings: Settings) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from edml.errors import OperatorError
+from edml.core.errors import OperatorError
 
 KAFKA_DIR = Path(__file__).resolve().parents[2] / "kafka"
 LIB_DIR = KAFKA_DIR / "lib"

@@ -6,9 +6,9 @@ import time
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from edml.config import Settings
+from edml.core.config import Settings
 from edml.kafka.clients import make_consumer
-from schemas.validation import SourceMessage as Message
+from edml.kafka.messages import SourceMessage as Message
 
 # a topic created a moment ago may not have a leader yet; these clear up within seconds
 _TRANSIENT = {

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edml.config import ConfigError, Settings
+from edml.core.config import ConfigError, Settings
 from edml.kafka.clients import make_admin
 
 # Properties whose values must never reach a log line or an error message

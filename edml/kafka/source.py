@@ -19,10 +19,10 @@ from typing import Protocol
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from edml.config import Settings
+from edml.core.config import Settings
+from edml.core.metrics import EVENTS_IN, HELD_EVENTS
 from edml.kafka.clients import consumer_config, make_admin
-from edml.metrics import EVENTS_IN, HELD_EVENTS
-from schemas.validation import SourceMessage
+from edml.kafka.messages import SourceMessage
 
 log = logging.getLogger("edml.source")
 Gate = Callable[[], bool]

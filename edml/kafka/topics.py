@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import ConfigResource, NewTopic
 
-from edml.config import COMPACTED_TOPICS, SINGLE_PARTITION_TOPICS, Settings
-from edml.errors import OperatorError
+from edml.core.config import COMPACTED_TOPICS, SINGLE_PARTITION_TOPICS, Settings
+from edml.core.errors import OperatorError
 from edml.kafka.clients import make_admin
 
 

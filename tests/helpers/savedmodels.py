@@ -12,8 +12,7 @@ import json
 from pathlib import Path
 
 import tensorflow as tf
-
-from trainer.features import INPUT_SPECS
+from edml.trainer.features import INPUT_SPECS
 
 # the trainer's serving signature: the TripPickup fields but trip_id, with their dtypes
 TRIP_INPUTS: dict[str, tf.DType] = INPUT_SPECS

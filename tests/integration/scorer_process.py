@@ -11,11 +11,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edml.config import Settings
+from edml.schemas.records import DeadLetter, ModelStatus, Prediction
+from edml.schemas.serde import dead_letter_serde, model_status_serde, prediction_serde
+
+from edml.core.config import Settings
 from edml.kafka.local_broker import free_port
 from edml.kafka.reading import read_to_end
-from schemas.records import DeadLetter, ModelStatus, Prediction
-from schemas.serde import dead_letter_serde, model_status_serde, prediction_serde
 
 
 def scorer_env(settings: Settings) -> dict[str, str]:

@@ -24,21 +24,13 @@ import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 from confluent_kafka import TopicPartition
-from typer.testing import CliRunner
-
-from dataflows.evaluation import build_flow
-from edml.cli import app
-from edml.config import Settings, Topics
-from edml.kafka.clients import make_admin, make_consumer, make_producer
-from edml.kafka.local_broker import free_port
-from edml.kafka.reading import read_to_end, wait_for_count
-from edml.kafka.topics import create_topics
-from evaluation.config import EvaluationConfig
-from evaluation.drift import load_reference
-from evaluation.join import EVALUATED, NO_PREDICTION
-from evaluation.scores import read_score_windows
-from schemas.records import DriftAlert, Evaluation, ModelRecord, ModelSignature, Prediction, TripDropoff
-from schemas.serde import (
+from edml.dataflows.evaluation import build_flow
+from edml.evaluation.config import EvaluationConfig
+from edml.evaluation.drift import load_reference
+from edml.evaluation.join import EVALUATED, NO_PREDICTION
+from edml.evaluation.scores import read_score_windows
+from edml.schemas.records import DriftAlert, Evaluation, ModelRecord, ModelSignature, Prediction, TripDropoff
+from edml.schemas.serde import (
     dead_letter_serde,
     drift_alert_serde,
     dropoff_serde,
@@ -46,7 +38,15 @@ from schemas.serde import (
     prediction_serde,
     trip_serde,
 )
-from trainer.generator import DEFAULT_START_MS, Drift, TripColumns, generate_columns
+from edml.trainer.generator import DEFAULT_START_MS, Drift, TripColumns, generate_columns
+from typer.testing import CliRunner
+
+from edml.cli import app
+from edml.core.config import Settings, Topics
+from edml.kafka.clients import make_admin, make_consumer, make_producer
+from edml.kafka.local_broker import free_port
+from edml.kafka.reading import read_to_end, wait_for_count
+from edml.kafka.topics import create_topics
 
 pytestmark = pytest.mark.kafka
 
@@ -252,8 +252,8 @@ def test_dropoff_first_three_hours_late_and_orphan_across_a_restart(settings: Se
 
 
 def _predict(model_dir: Path, cols: TripColumns) -> np.ndarray:
-    from trainer.predict import predict_rows
-    from trainer.train import model_inputs
+    from edml.trainer.predict import predict_rows
+    from edml.trainer.train import model_inputs
 
     return predict_rows(model_dir / "saved_model", model_inputs(cols)).astype(np.float64)
 
@@ -261,7 +261,7 @@ def _predict(model_dir: Path, cols: TripColumns) -> np.ndarray:
 @pytest.fixture(scope="module")
 def drifted_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """v2: the same trainer on recent data, i.e. after traffic slowed down (speeds halved)."""
-    from trainer.train import TrainConfig, train_columns
+    from edml.trainer.train import TrainConfig, train_columns
 
     recent = generate_columns(10_000, seed=2, drift=Drift(DEFAULT_START_MS, slowdown=1.0))
     out = tmp_path_factory.mktemp("model-v2-recent")
@@ -276,7 +276,7 @@ def _record(version: str, challengers: list[str] | None = None) -> ModelRecord:
 def test_v2_trained_on_recent_data_beats_v1_after_drift_and_is_promoted(
     settings: Settings, trained_model_dir: Path, drifted_model_dir: Path
 ) -> None:
-    from model_topic.publisher import desired_records, publish_record
+    from edml.model_topic.publisher import desired_records, publish_record
 
     t = settings.topics
     drift_at = T0 + 8 * H
@@ -339,7 +339,8 @@ def test_shadow_challenger_is_scored_live_beside_the_champion_and_evaluated(
     settings: Settings, trained_model_dir: Path, drifted_model_dir: Path
 ) -> None:
     """`edml serve` with v1 champion and v2 in shadow: v2 never reaches the predictions topic; both are evaluated."""
-    from model_topic.publisher import desired_records, publish_model, publish_record
+    from edml.model_topic.publisher import desired_records, publish_model, publish_record
+
     from tests.integration.scorer_process import ScorerProcess, predictions, wait_until
 
     t = settings.topics
@@ -397,7 +398,7 @@ def test_the_drift_knob_raises_a_psi_alert_and_no_drift_raises_none(
     for a in alerts:
         print(f"[drift slowdown={slowdown}] ALERT {a.feature} PSI={a.psi:.3f} window +{(a.window_start - T0) / H:.0f}h "
               f"count={a.count}")
-    from evaluation import metrics
+    from edml.evaluation import metrics
 
     print(f"[drift slowdown={slowdown}] newest PSI per feature: " + ", ".join(
         f"{s.labels['feature']}={s.value:.3f}" for m in metrics.PSI.collect() for s in m.samples))

@@ -5,8 +5,15 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from edml.model_topic.stores import (
+    ArtifactMissing,
+    GCSStore,
+    StoreUnavailable,
+    VersionExists,
+    fetch_artifact,
+    open_store,
+)
 
-from model_topic.stores import ArtifactMissing, GCSStore, StoreUnavailable, VersionExists, fetch_artifact, open_store
 from tests.integration.conftest import GcsEmulator
 
 NAME = "trip-duration"

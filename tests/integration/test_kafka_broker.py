@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from edml.config import Settings
+from edml.core.config import Settings
 from edml.kafka.clients import make_producer
 from edml.kafka.reading import read_to_end
 from edml.kafka.topics import create_topics, topic_config
@@ -59,8 +59,8 @@ def test_unreachable_broker_is_one_line(tmp_path) -> None:
 
 
 def _produce_trips(settings: Settings, n: int) -> list[str]:
-    from schemas.serde import trip_serde
-    from trainer.generator import generate_trips
+    from edml.schemas.serde import trip_serde
+    from edml.trainer.generator import generate_trips
 
     serde, producer = trip_serde(), make_producer(settings)
     trips = [g.pickup for g in generate_trips(n, seed=3)]

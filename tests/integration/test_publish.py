@@ -9,20 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from edml.model_topic.artifact import safe_unpack, verify_sha256
+from edml.model_topic.history import desired_records, read_topic, record_history
+from edml.model_topic.publisher import publish_model, retire_model
+from edml.model_topic.signing import SignatureInvalid, generate_keys, verify_record
+from edml.model_topic.stores import fetch_artifact, open_store
+from edml.model_topic.versioning import parse_version
+from edml.schemas.records import ModelRecord, ModelStatus
+from edml.schemas.serde import model_record_serde, model_status_serde
 from typer.testing import CliRunner
 
 from edml.cli import app
-from edml.config import Settings
-from edml.errors import OperatorError
+from edml.core.config import Settings
+from edml.core.errors import OperatorError
 from edml.kafka.clients import make_producer
-from model_topic.artifact import safe_unpack, verify_sha256
-from model_topic.model_topic_reader import desired_records, read_topic, record_history
-from model_topic.publisher import publish_model, retire_model
-from model_topic.signing import SignatureInvalid, generate_keys, verify_record
-from model_topic.stores import fetch_artifact, open_store
-from model_topic.versioning import parse_version
-from schemas.records import ModelRecord, ModelStatus
-from schemas.serde import model_record_serde, model_status_serde
 from tests.helpers.savedmodels import NAN, WRONG_DTYPE, WRONG_SIGNATURE, write_model_dir
 from tests.integration.conftest import GcsEmulator
 
@@ -220,7 +220,7 @@ def test_rollback_from_the_store_when_the_topic_has_no_history(
 ) -> None:
     v1 = publish_model(settings, models.good, NAME)
     # a new set of topics sharing the store: the record of v1 exists only as the store's manifest
-    from edml.config import Topics
+    from edml.core.config import Topics
     from edml.kafka.topics import create_topics
 
     fresh = Settings(

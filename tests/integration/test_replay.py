@@ -8,16 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from edml.model_topic.publisher import publish_model
+from edml.replay.archive import ArchiveReader
+from edml.replay.file_io import read_predictions
+from edml.replay.recorder import record_topics
+from edml.trainer.generator import generate_trips
+from edml.trainer.producing import produce_trips
 
-from edml.config import Settings
+from edml.core.config import Settings
 from edml.kafka.reading import read_to_end
-from model_topic.publisher import publish_model
-from replay.archive import ArchiveReader
-from replay.file_io import read_predictions
-from replay.recorder import record_topics
 from tests.integration.scorer_process import ScorerProcess, predictions, scorer_env, wait_until
-from trainer.generator import generate_trips
-from trainer.producing import produce_trips
 
 pytestmark = pytest.mark.kafka
 NAME = "trip-duration"

@@ -13,15 +13,17 @@ import uuid
 from pathlib import Path
 
 import pytest
+from edml.model_topic.publisher import publish_model
+from edml.schemas.records import Prediction
+from edml.schemas.serde import prediction_serde, trip_serde
+from edml.trainer.generator import generate_trips
+from edml.trainer.producing import produce_trips
 
-from edml.config import Settings, Topics
+from edml.core.config import Settings, Topics
 from edml.kafka.clients import make_producer
 from edml.kafka.local_broker import free_port
 from edml.kafka.reading import read_to_end
 from edml.kafka.topics import create_topics
-from model_topic.publisher import publish_model
-from schemas.records import Prediction
-from schemas.serde import prediction_serde, trip_serde
 from tests.integration.scorer_process import (
     ScorerProcess,
     dead_letters,
@@ -30,8 +32,6 @@ from tests.integration.scorer_process import (
     wait_until,
 )
 from tests.reliability.tally import Tally
-from trainer.generator import generate_trips
-from trainer.producing import produce_trips
 
 pytestmark = pytest.mark.kafka
 NAME = "trip-duration"

@@ -8,12 +8,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edml.config import Settings
-from model_topic.publisher import publish_model
-from schemas.records import ModelRecord
+from edml.model_topic.publisher import publish_model
+from edml.schemas.records import ModelRecord
+from edml.trainer.generator import GeneratedTrip
+from edml.trainer.producing import produce_trips
+
+from edml.core.config import Settings
 from tests.integration.scorer_process import ScorerProcess, statuses, wait_until
-from trainer.generator import GeneratedTrip
-from trainer.producing import produce_trips
 
 NAME = "trip-duration"
 

@@ -9,10 +9,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from edml.config import Settings
+from edml.schemas.records import DeadLetter, Prediction
+from edml.schemas.serde import prediction_serde
+
+from edml.core.config import Settings
 from edml.kafka.reading import read_to_end
-from schemas.records import DeadLetter, Prediction
-from schemas.serde import prediction_serde
 from tests.integration.scorer_process import dead_letters
 
 

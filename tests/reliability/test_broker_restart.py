@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from edml.trainer.generator import generate_trips
+from edml.trainer.producing import produce_trips
 
-from edml.config import Settings, Topics
+from edml.core.config import Settings, Topics
 from edml.kafka.local_broker import free_port
 from edml.kafka.reading import read_to_end
 from edml.kafka.sink import KafkaMessageSink, OutgoingMessage
@@ -24,8 +26,6 @@ from tests.integration.scorer_process import ScorerProcess, predictions, wait_un
 from tests.reliability.harness import BackgroundTrips, TinyModels, metric, publish, running, wait_for
 from tests.reliability.secure_broker import SaslSslBroker
 from tests.reliability.tally import Tally
-from trainer.generator import generate_trips
-from trainer.producing import produce_trips
 
 pytestmark = pytest.mark.kafka
 OUTAGE_S = 8.0

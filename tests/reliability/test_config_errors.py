@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from edml.config import Settings
+from edml.core.config import Settings
 from edml.kafka.local_broker import free_port
 from tests.integration.scorer_process import ScorerProcess, scorer_env, wait_until
 

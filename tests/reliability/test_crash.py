@@ -12,12 +12,12 @@ import random
 import time
 
 import pytest
+from edml.trainer.generator import generate_trips
 
-from edml.config import Settings
+from edml.core.config import Settings
 from tests.integration.scorer_process import ScorerProcess, predictions
 from tests.reliability.harness import BackgroundTrips, TinyModels, publish, running, wait_for
 from tests.reliability.tally import Tally
-from trainer.generator import generate_trips
 
 pytestmark = pytest.mark.kafka
 RUNS = 3

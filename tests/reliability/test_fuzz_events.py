@@ -19,19 +19,19 @@ from dataclasses import dataclass
 
 import fastavro
 import pytest
+from edml.schemas.records import Prediction, TripDropoff, TripPickup
+from edml.schemas.serde import dropoff_serde, prediction_serde, trip_serde
+from edml.trainer.generator import generate_trips
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from edml.config import Settings
+from edml.core.config import Settings
 from edml.kafka.clients import make_producer
-from schemas.records import Prediction, TripDropoff, TripPickup
-from schemas.serde import dropoff_serde, prediction_serde, trip_serde
 from tests.integration.scorer_process import ScorerProcess, dead_letters, predictions
 from tests.reliability.harness import TinyModels, publish, running, wait_for
 from tests.reliability.tally import Tally
-from trainer.generator import generate_trips
 
 pytestmark = pytest.mark.kafka
 EXAMPLES = 400

@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 import edml.kafka.clients as clients
 import edml.kafka.source as source_module
-from edml.config import Settings, load_settings
+from edml.core.config import Settings, load_settings
 from tests.reliability.secure_broker import write_certificates
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,17 +91,18 @@ class Recorder:
 
 def build_every_client(settings: Settings, recorder: Recorder, tmp_path: Path) -> None:
     """Create every kind of client the project creates, as each component does."""
+    from edml.model_topic.publisher import check_model_topic
+    from edml.trainer.producing import produce_trips
+
     from edml.kafka.reading import read_to_end
     from edml.kafka.security import check_client_settings
     from edml.kafka.sink import KafkaMessageSink
     from edml.kafka.source import HeldKafkaSource
     from edml.kafka.topics import existing_topics
-    from model_topic.model_store import ModelStore
-    from model_topic.publisher import check_model_topic
-    from model_topic.serving import ActiveModels
-    from model_topic.status import StatusReporter
-    from model_topic.subscriber import ModelSubscriber
-    from trainer.producing import produce_trips
+    from edml.scoring.model_store import ModelStore
+    from edml.scoring.serving import ActiveModels
+    from edml.scoring.status import StatusReporter
+    from edml.scoring.subscriber import ModelSubscriber
 
     recorder.run("clients.make_producer", lambda: clients.make_producer(settings))
     recorder.run("clients.make_consumer", lambda: clients.make_consumer(settings, "g").close())
@@ -128,10 +129,9 @@ def build_every_client(settings: Settings, recorder: Recorder, tmp_path: Path) -
 def bytewax_connectors(settings: Settings, tmp_path: Path) -> list[tuple[str, str, dict[str, Any]]]:
     """(step, kind, config) of every Bytewax Kafka connector in the evaluation dataflow."""
     from bytewax.connectors.kafka import KafkaSink, KafkaSource
-
-    from dataflows.evaluation import build_flow
-    from evaluation.config import EvaluationConfig
-    from evaluation.drift import parse_reference
+    from edml.dataflows.evaluation import build_flow
+    from edml.evaluation.config import EvaluationConfig
+    from edml.evaluation.drift import parse_reference
 
     reference = parse_reference({"trip_distance_km": {"kind": "numeric", "edges": [0.0, 2.0, 50.0],
                                                       "fractions": [0.5, 0.5]}}, "test")

@@ -6,12 +6,12 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from edml.model_topic.signing import SignatureInvalid, generate_keys, read_key, sign_record, verify_record
+from edml.schemas.records import ModelRecord, ModelSignature, TensorSpec
 
-from edml.config import Settings
-from model_topic.loader import ModelRejected
-from model_topic.signing import SignatureInvalid, generate_keys, read_key, sign_record, verify_record
-from model_topic.trust import record_check
-from schemas.records import ModelRecord, ModelSignature, TensorSpec
+from edml.core.config import Settings
+from edml.scoring.loader import ModelRejected
+from edml.scoring.trust import record_check
 
 RECORD = ModelRecord(
     model_name="trip-duration", version="v1", artifact_uri="gs://models/trip-duration/v1.tar.gz",

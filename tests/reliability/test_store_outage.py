@@ -13,16 +13,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+from edml.model_topic.artifact import pack_artifact
+from edml.model_topic.publisher import publish_record, record_from_manifest
+from edml.model_topic.stores import open_store
+from edml.trainer.generator import generate_trips
 
-from edml.config import Settings
-from model_topic.artifact import pack_artifact
-from model_topic.publisher import publish_record, record_from_manifest
-from model_topic.stores import open_store
+from edml.core.config import Settings
 from tests.helpers.gcs import GcsEmulator
 from tests.integration.scorer_process import ScorerProcess, predictions, statuses
 from tests.reliability.harness import NAME, BackgroundTrips, TinyModels, publish, running, wait_for, wait_status
 from tests.reliability.tally import Tally
-from trainer.generator import generate_trips
 
 pytestmark = pytest.mark.kafka
 OUTAGE_S = 10.0

@@ -22,18 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from edml.model_topic.artifact import Manifest, pack_folder, read_model_folder, sha256_hex
+from edml.model_topic.publisher import publish_record, record_from_manifest
+from edml.model_topic.signing import generate_keys, read_key, sign_record
+from edml.model_topic.stores import open_store
+from edml.schemas.records import ModelRecord
+from edml.trainer.generator import generate_trips
 
-from edml.config import Settings
-from model_topic.artifact import Manifest, pack_folder, read_model_folder, sha256_hex
-from model_topic.publisher import publish_record, record_from_manifest
-from model_topic.signing import generate_keys, read_key, sign_record
-from model_topic.stores import open_store
-from schemas.records import ModelRecord
+from edml.core.config import Settings
 from tests.integration.scorer_process import ScorerProcess, predictions, statuses
 from tests.reliability import hostile
 from tests.reliability.harness import NAME, BackgroundTrips, TinyModels, publish, running, wait_for, wait_status
 from tests.reliability.tally import Tally
-from trainer.generator import generate_trips
 
 pytestmark = pytest.mark.kafka
 

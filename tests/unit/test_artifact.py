@@ -9,8 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
-from model_topic.artifact import (
+from edml.model_topic.artifact import (
     ArtifactError,
     Manifest,
     pack_artifact,
@@ -18,7 +17,8 @@ from model_topic.artifact import (
     safe_unpack,
     verify_sha256,
 )
-from model_topic.stores import FileStore, StoreConfigError, VersionExists, open_store
+from edml.model_topic.stores import FileStore, StoreConfigError, VersionExists, open_store
+
 from tests.helpers.savedmodels import GOLDEN_INPUTS, write_model_dir
 
 NAME = "trip-duration"

@@ -6,11 +6,11 @@ import json
 import re
 from pathlib import Path
 
+import edml.evaluation.metrics  # noqa: F401 - registers the evaluation's metrics
 import pytest
 from prometheus_client import REGISTRY
 
-import edml.metrics  # noqa: F401 - registers the scorer's metrics
-import evaluation.metrics  # noqa: F401 - registers the evaluation's metrics
+import edml.core.metrics  # noqa: F401 - registers the scorer's metrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "edml-dashboard.json"
 REQUIRED = {

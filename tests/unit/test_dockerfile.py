@@ -251,12 +251,10 @@ def context_files() -> list[str]:
 
 def test_build_context_holds_the_packages_and_nothing_heavy():
     files = context_files()
-    assert {"pyproject.toml", "requirements.lock", "README.md", "edml/cli.py"} <= set(files)
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    for pattern in packages["include"]:
-        top = pattern.rstrip("*")
-        if (ROOT / top / "__init__.py").exists():
-            assert f"{top}/__init__.py" in files, f"package {top} is left out of the build context"
+    assert {"pyproject.toml", "requirements.lock", "README.md", "edml/cli/root.py"} <= set(files)
+    package_dir = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    for folder in package_dir.values():
+        assert f"{folder}/__init__.py" in files, f"package folder {folder} is left out of the build context"
     for heavy in ("tests/", "kafka/lib/", ".edml/", "terraform/", "tools/", "models/", "data/"):
         assert not any(f.startswith(heavy) for f in files), heavy
     assert not any("__pycache__" in f for f in files)
@@ -287,8 +285,8 @@ def test_the_context_builds_a_wheel_with_the_edml_command(tmp_path):
         names = zf.namelist()
         entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "edml = edml.cli:main" in entry_points
-    assert "edml/commands/serve.py" in names
-    assert any(n.startswith("schemas/avro/") and n.endswith(".avsc") for n in names)
+    assert "edml/cli/commands/serve.py" in names
+    assert any(n.startswith("edml/schemas/avro/") and n.endswith(".avsc") for n in names)
 
 
 def test_parser_reads_continuations_args_and_stage_names():

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from evaluation.drift import (
+from edml.evaluation.drift import (
     BadReference,
     DriftAccumulator,
     alert_for,
@@ -19,9 +18,9 @@ from evaluation.drift import (
     psi,
     readings,
 )
-from schemas.records import TripDropoff, TripPickup
-from trainer.generator import DEFAULT_START_MS, Drift, generate_columns
-from trainer.metrics import reference_distributions
+from edml.schemas.records import TripDropoff, TripPickup
+from edml.trainer.generator import DEFAULT_START_MS, Drift, generate_columns
+from edml.trainer.metrics import reference_distributions
 
 DAY = 86_400_000
 

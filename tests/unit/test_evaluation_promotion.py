@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from evaluation.config import BadDuration, format_duration_ms, parse_duration_ms
-from evaluation.promotion import PromotionError, champion_record, compare
-from evaluation.scores import latest_revisions, scores_table
-from schemas.records import ModelRecord, ModelSignature, ScoreWindow
+from edml.evaluation.config import BadDuration, format_duration_ms, parse_duration_ms
+from edml.evaluation.promotion import PromotionError, champion_record, compare
+from edml.evaluation.scores import latest_revisions, scores_table
+from edml.schemas.records import ModelRecord, ModelSignature, ScoreWindow
 
 H = 3_600_000
 

@@ -6,8 +6,7 @@ import math
 import pickle
 
 import numpy as np
-
-from evaluation.windows import (
+from edml.evaluation.windows import (
     ErrorAccumulator,
     ErrorStats,
     TumblingWindows,
@@ -16,7 +15,7 @@ from evaluation.windows import (
     score_key,
     window_start,
 )
-from schemas.records import Evaluation, ScoreWindow
+from edml.schemas.records import Evaluation, ScoreWindow
 
 M = 60_000
 T0 = 1_704_067_200_000

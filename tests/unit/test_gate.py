@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from edml.model_topic.artifact import load_model_folder, read_model_folder, signature_of
+from edml.model_topic.gate import GateRefused, check, metric_problem, signature_problems
+from edml.schemas.records import ModelRecord, ModelSignature, TensorSpec
 
-from model_topic.artifact import load_model_folder, read_model_folder, signature_of
-from model_topic.gate import GateRefused, check, metric_problem, signature_problems
-from schemas.records import ModelRecord, ModelSignature, TensorSpec
 from tests.helpers.savedmodels import GOOD, NAN, write_model_dir
 
 GOOD_INPUTS = [

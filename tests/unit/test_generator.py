@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from schemas.records import TripDropoff, TripPickup
-from schemas.serde import dropoff_serde, trip_serde
-from trainer.datafiles import DataFileError, read_examples, write_examples
-from trainer.generator import DAY_MS, DEFAULT_START_MS, HOUR_MS, Drift, generate_columns, generate_trips
-from trainer.zones import BOROUGHS, EWR, JFK, LGA, VALID_ZONE_IDS, ZONES
+from edml.schemas.records import TripDropoff, TripPickup
+from edml.schemas.serde import dropoff_serde, trip_serde
+from edml.trainer.datafiles import DataFileError, read_examples, write_examples
+from edml.trainer.generator import DAY_MS, DEFAULT_START_MS, HOUR_MS, Drift, generate_columns, generate_trips
+from edml.trainer.zones import BOROUGHS, EWR, JFK, LGA, VALID_ZONE_IDS, ZONES
 
 N = 20_000
 
@@ -163,7 +162,7 @@ def test_avro_file_of_other_records_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_wall_clock_encoding() -> None:
-    from trainer.generator import wall_clock_ms
+    from edml.trainer.generator import wall_clock_ms
 
     # 08:00 in New York in January is 13:00 UTC; the encoding keeps the wall-clock reading 08:00.
     aware = datetime(2024, 1, 15, 13, 0, tzinfo=UTC)
@@ -172,7 +171,7 @@ def test_wall_clock_encoding() -> None:
 
 
 def test_streamed_trips_are_deterministic_sorted_and_cover_the_span() -> None:
-    from trainer.generator import stream_trips
+    from edml.trainer.generator import stream_trips
 
     hour = 3_600_000
     one_chunk = list(stream_trips(400, 3, DEFAULT_START_MS, hour))

@@ -8,7 +8,7 @@ import json
 
 from google.oauth2.credentials import Credentials
 
-from edml.config import Settings, load_settings
+from edml.core.config import Settings, load_settings
 from edml.kafka.clients import consumer_config, producer_config
 from edml.kafka.google_auth import managed_kafka_token
 

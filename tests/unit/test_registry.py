@@ -19,14 +19,8 @@ from typing import Any
 
 import fastavro
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from edml.config import Settings, Topics
-from edml.errors import OperatorError
-from edml.kafka.local_broker import free_port
-from schemas import records, serde, wire
-from schemas.registry import (
+from edml.schemas import records, serde, wire
+from edml.schemas.registry import (
     ConfluentAvroSerde,
     RegistryUnavailable,
     SchemaNotFound,
@@ -34,7 +28,13 @@ from schemas.registry import (
     SchemaRegistryError,
     subject_for,
 )
-from schemas.serde import AvroSerde, DecodeError
+from edml.schemas.serde import AvroSerde, DecodeError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edml.core.config import Settings, Topics
+from edml.core.errors import OperatorError
+from edml.kafka.local_broker import free_port
 from tests.unit.test_schema_evolution import V1, V2, TripPickupV2, trip_v2
 from tests.unit.test_schemas import SAMPLES, trip
 

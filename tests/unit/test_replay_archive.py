@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from edml.replay.archive import INDEX_NAME, ArchiveError, ArchiveReader, ArchiveWriter, read_segment
+from edml.replay.recorder import write_generated
 
-from replay.archive import INDEX_NAME, ArchiveError, ArchiveReader, ArchiveWriter, read_segment
-from replay.recorder import write_generated
-from schemas.validation import SourceMessage
+from edml.kafka.messages import SourceMessage
 
 
 def messages(topic: str, partition: int, start: int, n: int, size: int = 40) -> list[SourceMessage]:

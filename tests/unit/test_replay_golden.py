@@ -11,13 +11,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from replay.archive import ArchiveError, ArchiveReader
-from replay.file_io import read_predictions
-from replay.gate import GateUndecidable, decide
-from replay.models import ModelUnavailable, load_version
-from replay.report import actual_durations, build_report, write_report
-from replay.run import replay_archive
+from edml.replay.archive import ArchiveError, ArchiveReader
+from edml.replay.file_io import read_predictions
+from edml.replay.gate import GateUndecidable, decide
+from edml.replay.models import ModelUnavailable, load_version
+from edml.replay.report import actual_durations, build_report, write_report
+from edml.replay.run import replay_archive
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "replay"
 ARCHIVE = FIXTURES / "archive"
@@ -87,7 +86,7 @@ def test_without_dropoffs_there_are_no_errors_and_the_gate_cannot_decide(fixture
     shutil.copytree(ARCHIVE, archive)
     index = ArchiveReader(archive)
     trips_only = [s for s in index.segments if s.role == "trips"]
-    from replay.archive import _write_index
+    from edml.replay.archive import _write_index
 
     _write_index(archive, trips_only)
     result = replay_archive(archive, fixture_model, tmp_path / "out")

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from edml.replay.file_io import PredictionFileError, predictions_csv, read_predictions
+from edml.replay.gate import GateUndecidable, decide
+from edml.replay.report import VersionStats, build_report, version_diff, version_stats, write_report
+from edml.replay.run import ReplayResult
+from edml.schemas.records import Prediction
 
-from edml.errors import OperatorError
-from replay.file_io import PredictionFileError, predictions_csv, read_predictions
-from replay.gate import GateUndecidable, decide
-from replay.report import VersionStats, build_report, version_diff, version_stats, write_report
-from replay.run import ReplayResult
-from schemas.records import Prediction
+from edml.core.errors import OperatorError
 
 HOUR = 3_600_000
 

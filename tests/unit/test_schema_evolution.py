@@ -23,9 +23,9 @@ from typing import Any
 
 import fastavro
 import pytest
+from edml.schemas import records, serde
+from edml.schemas.serde import AvroSerde, DecodeError
 
-from schemas import records, serde
-from schemas.serde import AvroSerde, DecodeError
 from tests.unit.test_schemas import trip
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "schemas"

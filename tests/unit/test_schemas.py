@@ -17,12 +17,11 @@ from typing import Any
 
 import fastavro
 import pytest
+from edml.schemas import records, serde
+from edml.schemas.records import ModelRecord, ModelSignature, TensorSpec
 from fastavro.schema import to_parsing_canonical_form
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from schemas import records, serde
-from schemas.records import ModelRecord, ModelSignature, TensorSpec
 
 AVSC_FILES = sorted(serde.SCHEMA_DIR.glob("*.avsc"))
 RECORD_SCHEMAS = ["TripPickup", "TripDropoff", "Prediction", "ModelRecord", "ModelStatus", "DeadLetter"]

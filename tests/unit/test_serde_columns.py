@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from edml.schemas.records import Prediction, TripPickup
+from edml.schemas.serde import prediction_serde, trip_serde
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from schemas.records import Prediction, TripPickup
-from schemas.serde import prediction_serde, trip_serde
 
 longs = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 doubles = st.floats(allow_nan=True, allow_infinity=True)

@@ -10,11 +10,11 @@ import dataclasses
 from typing import Any
 
 import pytest
+from edml.schemas import records, serde
+from edml.schemas.serde import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import records, serde
-from schemas.serde import DecodeError
 from tests.unit.test_schemas import SAMPLES, model_record, trip
 
 ALL_KINDS = {

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from edml.model_topic.artifact import load_saved_model, signature_of
+from edml.trainer.generator import generate_trips
 
-from model_topic.artifact import load_saved_model, signature_of
-from model_topic.serving import LoadedModel, bind_inputs
-from trainer.generator import generate_trips
+from edml.scoring.serving import LoadedModel, bind_inputs
 
 
 def test_prediction_is_independent_of_batch_size(trained_model_dir: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import hcl2
 import pytest
 
-from edml.config import COMPACTED_TOPICS, SINGLE_PARTITION_TOPICS, Topics
+from edml.core.config import COMPACTED_TOPICS, SINGLE_PARTITION_TOPICS, Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = ROOT / "terraform"

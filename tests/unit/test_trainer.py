@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from trainer.predict import predict_rows
+from edml.trainer.predict import predict_rows
 
 REPO = Path(__file__).resolve().parents[2]
 EDML = [sys.executable, "-m", "edml.cli"]
@@ -168,8 +167,7 @@ def test_training_curve_is_a_png(trained_model_dir: Path) -> None:
 
 def test_time_features_match_the_calendar() -> None:
     import tensorflow as tf
-
-    from trainer.features import day_of_week, day_of_year, hour_of_day
+    from edml.trainer.features import day_of_week, day_of_year, hour_of_day
 
     start = datetime(1999, 12, 30, 22, 30)
     times = [start + timedelta(hours=7 * i + 0.25) for i in range(8_000)]  # through 2000 and 2004 (leap years)
@@ -184,7 +182,7 @@ def _edml(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_training_is_deterministic_for_a_seed(trained_model_dir: Path, tmp_path: Path) -> None:
-    from trainer.train import train_small
+    from edml.trainer.train import train_small
 
     again = train_small(tmp_path / "again", seed=1)
     np.testing.assert_allclose(_golden(again.out_dir)["outputs"], _golden(trained_model_dir)["outputs"], rtol=1e-5)
@@ -208,9 +206,8 @@ def _few_trips() -> bytes:
     import io
 
     import fastavro
-
-    from trainer.datafiles import _rows, example_schema
-    from trainer.generator import generate_columns
+    from edml.trainer.datafiles import _rows, example_schema
+    from edml.trainer.generator import generate_columns
 
     buf = io.BytesIO()
     fastavro.writer(buf, example_schema(), _rows(generate_columns(5, seed=1)))

@@ -7,12 +7,11 @@ import random
 import re
 
 import numpy as np
+from edml.schemas.records import TripPickup
+from edml.schemas.serde import DecodeError, trip_serde
+from edml.schemas.validation import SourceMessage, TripBatch, TripDecoder, check_trip
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from schemas.records import TripPickup
-from schemas.serde import DecodeError, trip_serde
-from schemas.validation import SourceMessage, TripBatch, TripDecoder, check_trip
 
 GOOD = TripPickup("7d0c2f36-5b8e-4c59-a0f5-2f1b9f7a1c11", 1_704_067_200_000, 132, 48, "Queens", 2, 17.25)
 

@@ -7,8 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from model_topic.versioning import (
+from edml.model_topic.versioning import (
     Revision,
     current_revision,
     next_version,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edml.commands.options import BootstrapOpt, ConfigOpt, settings_from
+from edml.cli.commands.options import BootstrapOpt, ConfigOpt, settings_from
 
 kafka_app = typer.Typer(help="Run a local Apache Kafka broker (KRaft) for development.", no_args_is_help=True)
 topics_app = typer.Typer(help="Create and list the topics edml uses.", no_args_is_help=True)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from rocksdict import Options, Rdict
 
-from schemas.records import ModelRecord
-from schemas.serde import model_record_serde
+from edml.schemas.records import ModelRecord
+from edml.schemas.serde import model_record_serde
 
 
 class ModelStore:

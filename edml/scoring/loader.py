@@ -12,10 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from model_topic.artifact import ArtifactError, Manifest, load_saved_model, safe_unpack, signature_of, verify_sha256
-from model_topic.gate import GOLDEN_ATOL, GOLDEN_RTOL, signature_problems
-from model_topic.serving import LoadedModel, bind_inputs
-from schemas.records import ModelRecord, ModelSignature
+from edml.model_topic.artifact import (
+    ArtifactError,
+    Manifest,
+    load_saved_model,
+    safe_unpack,
+    signature_of,
+    verify_sha256,
+)
+from edml.model_topic.gate import GOLDEN_ATOL, GOLDEN_RTOL, signature_problems
+from edml.schemas.records import ModelRecord, ModelSignature
+from edml.scoring.serving import LoadedModel, bind_inputs
 
 
 class ModelRejected(Exception):

@@ -19,8 +19,8 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch progress bar.")] = False,
 ) -> None:
     """Train the wide & deep model on a data file; report MAE/RMSE beside the baselines and export a SavedModel."""
-    from trainer.datafiles import DataFileError, read_examples
-    from trainer.train import MIN_TRIPS, train_model
+    from edml.trainer.datafiles import DataFileError, read_examples
+    from edml.trainer.train import MIN_TRIPS, train_model
 
     # A missing, corrupt or near-empty file fails here, in one line, before TensorFlow loads.
     if len(read_examples(data, max_rows=MIN_TRIPS)) < MIN_TRIPS:

@@ -16,11 +16,11 @@ import threading
 
 from confluent_kafka import KafkaException
 
-from edml.config import Settings
+from edml.core.config import Settings
+from edml.kafka.messages import OutgoingMessage
 from edml.kafka.reading import read_to_end
-from edml.kafka.sink import OutgoingMessage
 
-log = logging.getLogger("edml.emitted")
+log = logging.getLogger("edml.scoring.reemission")
 # Snapshot times come from the clock of the process that took them, which may be another host's.
 CLOCK_SKEW_MS = 5_000
 _READ_TIMEOUT_S = 120.0

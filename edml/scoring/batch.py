@@ -8,13 +8,13 @@ import time
 
 import numpy as np
 
-from edml import metrics
-from edml.config import Topics
-from edml.emitted import EmittedPredictions
-from edml.kafka.sink import OutgoingMessage
-from model_topic.serving import ActiveModels, LoadedModel
-from schemas.serde import dead_letter_serde, prediction_serde
-from schemas.validation import TripBatch
+from edml.core import metrics
+from edml.core.config import Topics
+from edml.kafka.messages import OutgoingMessage
+from edml.schemas.serde import dead_letter_serde, prediction_serde
+from edml.schemas.validation import TripBatch
+from edml.scoring.reemission import EmittedPredictions
+from edml.scoring.serving import ActiveModels, LoadedModel
 
 log = logging.getLogger("edml.scorer")
 

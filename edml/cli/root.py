@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from edml.errors import OperatorError
+from edml.core.errors import OperatorError
 
 app = typer.Typer(
     help="edml: event-driven machine learning. Score a Kafka stream of taxi trips with the "
@@ -20,15 +20,15 @@ app = typer.Typer(
 # Each module adds its commands; heavy imports (TensorFlow, Bytewax) stay inside the commands
 # so that `edml --help` is instant.
 COMMAND_MODULES = [
-    "edml.commands.kafka",
-    "edml.commands.serve",
-    "edml.commands.data",
-    "edml.commands.train",
-    "edml.commands.publish",
-    "edml.commands.replay",
-    "edml.commands.evaluate",
-    "edml.commands.bench",
-    "edml.commands.demo",
+    "edml.cli.commands.kafka",
+    "edml.cli.commands.serve",
+    "edml.cli.commands.data",
+    "edml.cli.commands.train",
+    "edml.cli.commands.publish",
+    "edml.cli.commands.replay",
+    "edml.cli.commands.evaluate",
+    "edml.cli.commands.bench",
+    "edml.cli.commands.demo",
 ]
 
 for _name in COMMAND_MODULES:

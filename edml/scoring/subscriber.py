@@ -22,14 +22,10 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
-from edml import metrics
-from edml.config import Settings
+from edml.core import metrics
+from edml.core.config import Settings
 from edml.kafka.clients import make_consumer
-from model_topic.loader import ModelRejected, load_model
-from model_topic.model_store import ModelStore
-from model_topic.serving import ActiveModels, LoadedModel, ServingSet
-from model_topic.status import StatusReporter
-from model_topic.stores import (
+from edml.model_topic.stores import (
     ArtifactMissing,
     FileStore,
     StoreError,
@@ -37,8 +33,12 @@ from model_topic.stores import (
     fetch_artifact,
     open_store,
 )
-from schemas.records import ModelRecord
-from schemas.serde import DecodeError, model_record_serde
+from edml.schemas.records import ModelRecord
+from edml.schemas.serde import DecodeError, model_record_serde
+from edml.scoring.loader import ModelRejected, load_model
+from edml.scoring.model_store import ModelStore
+from edml.scoring.serving import ActiveModels, LoadedModel, ServingSet
+from edml.scoring.status import StatusReporter
 
 log = logging.getLogger("edml.models")
 

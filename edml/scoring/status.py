@@ -7,11 +7,11 @@ import os
 import socket
 import time
 
-from edml.config import Settings
+from edml.core.config import Settings
+from edml.core.metrics import MODEL_STATUS
 from edml.kafka.clients import make_producer
-from edml.metrics import MODEL_STATUS
-from schemas.records import ModelStatus
-from schemas.serde import encode_model_key, model_status_serde
+from edml.schemas.records import ModelStatus
+from edml.schemas.serde import encode_model_key, model_status_serde
 
 log = logging.getLogger("edml.models")
 

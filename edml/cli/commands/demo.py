@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from edml.commands.options import BootstrapOpt, ConfigOpt, settings_from
+from edml.cli.commands.options import BootstrapOpt, ConfigOpt, settings_from
 
 
 def demo(
@@ -16,7 +16,7 @@ def demo(
     rate: Annotated[float, typer.Option(min=1, help="Trips per second.")] = 250.0,
 ) -> None:
     """Train v1, publish, serve, stream trips with live predictions, swap to v2, evaluate."""
-    from edml.demo import run_demo
+    from edml.cli.demo import run_demo
     from edml.kafka.topics import existing_topics
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)

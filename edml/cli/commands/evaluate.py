@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from edml.commands.options import BootstrapOpt, ConfigOpt, StateDirOpt, settings_from
-from edml.config import Settings
-from edml.errors import OperatorError
+from edml.cli.commands.options import BootstrapOpt, ConfigOpt, StateDirOpt, settings_from
+from edml.core.config import Settings
+from edml.core.errors import OperatorError
 
 log = logging.getLogger("edml.evaluate")
 
@@ -28,16 +28,16 @@ ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name (defau
 
 def _reference(settings: Settings, path: Path | None, drift: bool):  # noqa: ANN202 - Reference, imported lazily
     """The drift reference: the given file, else the desired model's manifest; None turns drift off."""
-    from evaluation.drift import load_reference, parse_reference
+    from edml.evaluation.drift import load_reference, parse_reference
 
     if not drift:
         return None
     if path is not None:
         return load_reference(path)
     try:
-        from model_topic.artifact import read_manifest
-        from model_topic.publisher import desired_records
-        from model_topic.stores import fetch_artifact
+        from edml.model_topic.artifact import read_manifest
+        from edml.model_topic.publisher import desired_records
+        from edml.model_topic.stores import fetch_artifact
 
         record = desired_records(settings).get(settings.model_name)
         if record is None:
@@ -90,10 +90,10 @@ def evaluate(
     """Join predictions (champion and shadow) with drop-offs; live error per model version; drift alerts."""
     from bytewax.run import cli_main
 
-    from dataflows.evaluation import build_flow
+    from edml.dataflows.evaluation import build_flow
+    from edml.evaluation.config import EvaluationConfig, parse_duration_ms
     from edml.kafka.topics import existing_topics
-    from edml.scoring_service import cluster_addresses, configure_logging, recovery_config, state_dir_writable
-    from evaluation.config import EvaluationConfig, parse_duration_ms
+    from edml.scoring.service import cluster_addresses, configure_logging, recovery_config, state_dir_writable
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, state_dir=state_dir)
     configure_logging(logging.INFO)
@@ -121,7 +121,7 @@ def evaluate(
         raise OperatorError(f"topics {sorted(missing)} do not exist on {settings.bootstrap_servers}: "
                             "run `edml topics create`")
     if metrics_port:
-        from edml.metrics import serve_metrics
+        from edml.core.metrics import serve_metrics
 
         port = metrics_port
         try:
@@ -157,7 +157,7 @@ def scores(
     """Print the live error of every model version, window by window, from the scores topic."""
     from rich.console import Console
 
-    from evaluation.scores import read_score_windows, scores_table
+    from edml.evaluation.scores import read_score_windows, scores_table
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
     name = model or settings.model_name
@@ -187,7 +187,7 @@ def promote(
     from rich.console import Console
     from rich.table import Table
 
-    from evaluation.promotion import promote as do_promote
+    from edml.evaluation.promotion import promote as do_promote
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
     result = do_promote(settings, name, challenger, last=windows, margin=margin, force=force,

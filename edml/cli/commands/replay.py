@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from edml.commands.options import BootstrapOpt, ConfigOpt, settings_from
-from edml.errors import OperatorError
+from edml.cli.commands.options import BootstrapOpt, ConfigOpt, settings_from
+from edml.core.errors import OperatorError
 
 ReportFormat = Annotated[str, typer.Option("--report", help="Report format: md or html.")]
 
@@ -40,7 +40,7 @@ def record(
 
     from rich.console import Console
 
-    from replay.recorder import RecordStats, record_topics, write_generated
+    from edml.replay.recorder import RecordStats, record_topics, write_generated
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if generate is not None:
@@ -101,12 +101,12 @@ def replay(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from replay.archive import TRIPS, ArchiveReader
-    from replay.file_io import read_predictions
-    from replay.gate import decide
-    from replay.models import desired_champion, load_desired, resolve_model
-    from replay.report import actual_durations, build_report, write_report
-    from replay.run import replay_archive
+    from edml.replay.archive import TRIPS, ArchiveReader
+    from edml.replay.file_io import read_predictions
+    from edml.replay.gate import decide
+    from edml.replay.models import desired_champion, load_desired, resolve_model
+    from edml.replay.report import actual_durations, build_report, write_report
+    from edml.replay.run import replay_archive
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store, model_name=model_name)
     name = settings.model_name

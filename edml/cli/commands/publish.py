@@ -14,8 +14,8 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from edml.commands.options import BootstrapOpt, ConfigOpt, settings_from
-from edml.errors import OperatorError
+from edml.cli.commands.options import BootstrapOpt, ConfigOpt, settings_from
+from edml.core.errors import OperatorError
 
 # other modules may add commands about models to this group (import it from here)
 models_app = typer.Typer(help="The models on the model topic and in the artifact store.", no_args_is_help=True)
@@ -38,11 +38,11 @@ T = TypeVar("T")
 
 def _refusable(command: str, fn: Callable[[], T]) -> T:
     """Run ``fn``; a refusal prints one line and exits 1, operator mistakes go to the CLI (exit 2)."""
-    from model_topic.artifact import ArtifactError
-    from model_topic.gate import GateRefused
-    from model_topic.publisher import PublishError
-    from model_topic.signing import SignatureInvalid
-    from model_topic.stores import StoreError
+    from edml.model_topic.artifact import ArtifactError
+    from edml.model_topic.gate import GateRefused
+    from edml.model_topic.publisher import PublishError
+    from edml.model_topic.signing import SignatureInvalid
+    from edml.model_topic.stores import StoreError
 
     try:
         return fn()
@@ -85,7 +85,7 @@ def publish(
     golden rows, and compares mae with the desired model of that name (relative --tolerance).
     """
     _quiet_tensorflow()
-    from model_topic.publisher import publish_model
+    from edml.model_topic.publisher import publish_model
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)
     model_name = name or settings.model_name
@@ -114,7 +114,7 @@ def rollback(
     bootstrap_servers: BootstrapOpt = None,
 ) -> None:
     """Make an older version the desired one: publish its record again (from the topic or the store)."""
-    from model_topic.publisher import rollback as do_rollback
+    from edml.model_topic.publisher import rollback as do_rollback
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)
     record = _refusable("rollback", lambda: do_rollback(settings, name, to, signing_key=signing_key or None))
@@ -130,8 +130,8 @@ def models_list(
     bootstrap_servers: BootstrapOpt = None,
 ) -> None:
     """Versions on the model topic and in the artifact store; '*' marks the desired one."""
-    from model_topic.model_topic_reader import model_topic_entries, version_rows
-    from model_topic.stores import StoreError, open_store
+    from edml.model_topic.history import model_topic_entries, version_rows
+    from edml.model_topic.stores import StoreError, open_store
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)
     entries = model_topic_entries(settings)
@@ -158,7 +158,7 @@ def models_list(
 @models_app.command("status")
 def models_status(config: ConfigOpt = None, bootstrap_servers: BootstrapOpt = None) -> None:
     """The latest status each scoring process reported for each model (received/rejected/active...)."""
-    from model_topic.model_topic_reader import latest_statuses
+    from edml.model_topic.history import latest_statuses
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
     statuses = latest_statuses(settings)
@@ -177,7 +177,7 @@ def models_retire(
     bootstrap_servers: BootstrapOpt = None,
 ) -> None:
     """Publish a tombstone for NAME: scorers stop serving it, and its trips wait for a new model."""
-    from model_topic.publisher import retire_model
+    from edml.model_topic.publisher import retire_model
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
     _refusable("retire", lambda: retire_model(settings, name))
@@ -187,7 +187,7 @@ def models_retire(
 @keys_app.command("generate")
 def keys_generate(out: Annotated[Path, typer.Option("--out", help="Folder for the key pair.")]) -> None:
     """Write a new ed25519 key pair: model-signing.key (private, 0600) and model-signing.pub."""
-    from model_topic.signing import generate_keys
+    from edml.model_topic.signing import generate_keys
 
     private, public = generate_keys(out)
     typer.echo(f"private key {private} (give to the publisher: --signing-key / EDML_MODEL_SIGNING_KEY)")

@@ -14,14 +14,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from edml.config import Settings
-from edml.errors import OperatorError
+from edml.core.config import Settings
+from edml.core.errors import OperatorError
 
 log = logging.getLogger("edml.serve")
+# (source, scorer, sink) -> the Bytewax Dataflow to run; edml.dataflows.scoring.build_flow
+FlowBuilder = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,11 @@ def start_models(settings: Settings, process_index: int, keep_versions: int):  #
     """The process's ActiveModels, fed by a started ModelSubscriber (returned too)."""
     import tensorflow  # noqa: F401 - imported once here so the first model load is not slowed by it
 
-    from model_topic.model_store import ModelStore
-    from model_topic.serving import ActiveModels
-    from model_topic.status import StatusReporter
-    from model_topic.subscriber import ModelSubscriber
-    from model_topic.trust import record_check
+    from edml.scoring.model_store import ModelStore
+    from edml.scoring.serving import ActiveModels
+    from edml.scoring.status import StatusReporter
+    from edml.scoring.subscriber import ModelSubscriber
+    from edml.scoring.trust import record_check
 
     active = ActiveModels()
     # One RocksDB per process: RocksDB allows one writer per folder.
@@ -119,19 +123,21 @@ def start_models(settings: Settings, process_index: int, keep_versions: int):  #
     return active, subscriber
 
 
-def run_scorer(settings: Settings, options: ScorerOptions) -> None:
-    """Run one scoring process until interrupted."""
+def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuilder) -> None:
+    """Run one scoring process until interrupted: the flow ``build_flow`` makes from the source, scorer and sink.
+
+    The flow is passed in, not imported: the dataflows sit above the runtime they are built from.
+    """
     from bytewax.run import cli_main
 
-    from dataflows.scoring import build_flow
-    from edml.emitted import EmittedPredictions
+    from edml.core.metrics import serve_metrics
     from edml.kafka.security import check_client_settings, describe
     from edml.kafka.sink import KafkaMessageSink
     from edml.kafka.source import HeldKafkaSource
     from edml.kafka.topics import existing_topics
-    from edml.metrics import serve_metrics
-    from model_topic.scorer import BatchScorer
-    from model_topic.stores import open_store
+    from edml.model_topic.stores import open_store
+    from edml.scoring.batch import BatchScorer
+    from edml.scoring.reemission import EmittedPredictions
 
     # configuration mistakes stop here with one line, not later inside a thread or the dataflow
     check_client_settings(settings)

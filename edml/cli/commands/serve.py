@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from edml.commands.options import BootstrapOpt, ConfigOpt, StateDirOpt, settings_from
-from edml.errors import OperatorError
+from edml.cli.commands.options import BootstrapOpt, ConfigOpt, StateDirOpt, settings_from
+from edml.core.errors import OperatorError
 
 
 def serve(
@@ -36,7 +36,8 @@ def serve(
     import logging
     import sys
 
-    from edml.scoring_service import (
+    from edml.dataflows.scoring import build_flow
+    from edml.scoring.service import (
         ScorerOptions,
         cluster_addresses,
         configure_logging,
@@ -59,7 +60,7 @@ def serve(
         workers=workers, process_id=process_id, addresses=address_list, batch_size=batch_size,
         metrics_port=metrics_port or None, recovery=recovery, epoch_interval_s=epoch_interval,
         keep_versions=keep_versions, per_event=per_event, tail=not stop_at_end,
-    ))
+    ), build_flow)
 
 
 def _without_flag(argv: list[str], names: tuple[str, ...]) -> list[str]:

@@ -20,12 +20,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from edml.config import Settings
+from edml.core.config import Settings
 from edml.kafka.clients import make_consumer, make_producer
 from edml.kafka.local_broker import free_port
 from edml.kafka.topics import create_topics
-from schemas.records import Prediction
-from schemas.serde import prediction_serde, trip_serde
+from edml.schemas.records import Prediction
+from edml.schemas.serde import prediction_serde, trip_serde
 
 console = Console()
 
@@ -90,8 +90,8 @@ def _step(text: str) -> None:
 
 
 def _train(out: Path, n: int, epochs: int, seed: int, start_ms: int) -> Path:
-    from trainer.generator import generate_columns
-    from trainer.train import TrainConfig, train_columns
+    from edml.trainer.generator import generate_columns
+    from edml.trainer.train import TrainConfig, train_columns
 
     result = train_columns(generate_columns(n, seed, start_ms=start_ms, span_days=28), out,
                            TrainConfig(epochs=epochs, seed=seed), data_source=f"generated n={n} seed={seed}")
@@ -103,7 +103,7 @@ def _train(out: Path, n: int, epochs: int, seed: int, start_ms: int) -> Path:
 
 def _publish(settings: Settings, model_dir: Path, name: str, shadow: str | None = None) -> str:
     """Gate, upload and publish; with ``shadow``, that older version keeps scoring as a challenger."""
-    from model_topic.publisher import publish_model, publish_record
+    from edml.model_topic.publisher import publish_model, publish_record
 
     record = publish_model(settings, model_dir, name)
     console.print(f"published [bold]{record.version}[/] -> {record.artifact_uri} (sha256 {record.sha256[:12]}...)")
@@ -115,8 +115,8 @@ def _publish(settings: Settings, model_dir: Path, name: str, shadow: str | None 
 
 def run_demo(base: Settings, trips_per_phase: int = 4000, rate: float = 250.0) -> None:
     """The whole story on the local broker; prints a summary at the end."""
-    from trainer.generator import DEFAULT_START_MS, generate_trips
-    from trainer.producing import produce_live
+    from edml.trainer.generator import DEFAULT_START_MS, generate_trips
+    from edml.trainer.producing import produce_live
 
     run = time.strftime("%Y%m%d-%H%M%S")
     root = base.state_dir / "demo" / run
@@ -192,7 +192,7 @@ def _count(live: LivePredictions, trips: list) -> int:
 
 
 def _stream(settings: Settings, trips: list, rate: float, live: LivePredictions) -> int:
-    from trainer.producing import produce_live
+    from edml.trainer.producing import produce_live
 
     thread = threading.Thread(target=produce_live, args=(settings, trips, rate))
     thread.start()
@@ -232,8 +232,8 @@ def _wait_for(condition, timeout: float) -> None:  # noqa: ANN001
 
 def _dead_letters(settings: Settings) -> None:
     from edml.kafka.reading import wait_for_count
-    from schemas.serde import dead_letter_serde
-    from trainer.generator import generate_trips
+    from edml.schemas.serde import dead_letter_serde
+    from edml.trainer.generator import generate_trips
 
     trip = generate_trips(1, seed=7)[0].pickup
     serde = trip_serde()

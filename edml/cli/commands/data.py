@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from edml.commands.options import BootstrapOpt, ConfigOpt, settings_from
-from edml.errors import OperatorError
+from edml.cli.commands.options import BootstrapOpt, ConfigOpt, settings_from
+from edml.core.errors import OperatorError
 
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed: the same seed gives the same trips.")]
 DriftStartOpt = Annotated[
@@ -25,7 +25,7 @@ DriftSlowdownOpt = Annotated[
 
 
 def _parse_time(value: str, flag: str) -> int:
-    from trainer.generator import wall_clock_ms
+    from edml.trainer.generator import wall_clock_ms
 
     try:
         return wall_clock_ms(datetime.fromisoformat(value))
@@ -34,7 +34,7 @@ def _parse_time(value: str, flag: str) -> int:
 
 
 def _drift(start_ms: int | None, slowdown: float):  # noqa: ANN202 - trainer imported lazily
-    from trainer.generator import Drift
+    from edml.trainer.generator import Drift
 
     if start_ms is None:
         if slowdown:
@@ -59,8 +59,8 @@ def generate(
     drift_slowdown: DriftSlowdownOpt = 0.0,
 ) -> None:
     """Generate synthetic NYC-like trips (pick-up and drop-off) into an Avro container file of TripExample records."""
-    from trainer.datafiles import write_examples
-    from trainer.generator import generate_columns
+    from edml.trainer.datafiles import write_examples
+    from edml.trainer.generator import generate_columns
 
     start_ms = _parse_time(start, "--start")
     drift_ms = _parse_time(drift_start, "--drift-start") if drift_start else None
@@ -94,8 +94,8 @@ def produce(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from trainer.generator import now_wall_clock_ms, stream_trips
-    from trainer.producing import ProduceStats, produce_live
+    from edml.trainer.generator import now_wall_clock_ms, stream_trips
+    from edml.trainer.producing import ProduceStats, produce_live
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
     n = max(1, round(rate * duration))

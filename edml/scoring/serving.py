@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from model_topic.artifact import Manifest
-from schemas.records import ModelRecord, ModelSignature, TripPickup
+from edml.model_topic.artifact import Manifest
+from edml.schemas.records import ModelRecord, ModelSignature, TripPickup
 
 # dtype names as TensorFlow spells them -> numpy dtype used to build the column
 _NUMPY_DTYPES: dict[str, Any] = {

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from edml.config import Settings
+from edml.schemas.records import ModelRecord, ModelStatus
+from edml.schemas.serde import DecodeError, model_record_serde, model_status_serde
+
+from edml.core.config import Settings
 from edml.kafka.reading import Message, read_to_end
-from schemas.records import ModelRecord, ModelStatus
-from schemas.serde import DecodeError, model_record_serde, model_status_serde
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class VersionRow:
 
 def version_rows(entries: list[TopicEntry], store_versions: dict[str, list[str]]) -> list[VersionRow]:
     """Every version known to the topic or the store, per name, the desired one marked."""
-    from model_topic.stores import sort_versions
+    from edml.model_topic.stores import sort_versions
 
     desired = desired_from(entries)
     on_topic: dict[str, dict[str, ModelRecord]] = {}

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from edml.config import Settings
-from schemas.records import ModelRecord
+from edml.core.config import Settings
+from edml.schemas.records import ModelRecord
 
 
 def record_check(settings: Settings) -> Callable[[ModelRecord], None] | None:
     """A check that rejects unsigned or wrongly signed records when a public key is set."""
     if not settings.model_public_key:
         return None
-    from model_topic.loader import ModelRejected
-    from model_topic.signing import SignatureInvalid, check_public_key, read_key, verify_record
+    from edml.model_topic.signing import SignatureInvalid, check_public_key, read_key, verify_record
+    from edml.scoring.loader import ModelRejected
 
     public_key = read_key(settings.model_public_key)
     # a key that does not parse is the operator's mistake: say so at start, not once per record

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edml.config import Settings, load_settings
+from edml.core.config import Settings, load_settings
 
 BootstrapOpt = Annotated[
     str | None, typer.Option("--bootstrap-servers", "-b", help="Kafka bootstrap servers (env EDML_BOOTSTRAP_SERVERS).")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edml.errors import OperatorError
+from edml.core.errors import OperatorError
 
 
 class ConfigError(OperatorError):

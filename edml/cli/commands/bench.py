@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edml.errors import OperatorError
+from edml.core.errors import OperatorError
 
 
 def bench(
@@ -16,7 +16,7 @@ def bench(
     out: Annotated[Path | None, typer.Option(help="Results folder (default bench/results in the checkout).")] = None,
 ) -> None:
     """Benchmark edml serve against the Kafka passthrough ceiling and a Quix Streams peer on a local broker."""
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     if not (repo / "bench" / "run.py").is_file():
         raise OperatorError("edml bench runs from a source checkout (it needs bench/ beside the edml package)")
     if str(repo) not in sys.path:
