@@ -29,8 +29,10 @@ def lay_out(pyproject: dict, into: Path) -> dict[str, str]:
     for package in setuptools["packages"]:
         # the folder of a package: the longest mapped prefix, then the rest of the dotted name
         prefix = max((p for p in package_dir if package == p or package.startswith(p + ".")), key=len, default="")
-        source = ROOT / package_dir.get(prefix, prefix.replace(".", "/")) / package[len(prefix) + 1:].replace(".", "/") \
-            if prefix else ROOT / package.replace(".", "/")
+        if prefix:
+            source = ROOT / package_dir[prefix] / package[len(prefix) + 1:].replace(".", "/")
+        else:
+            source = ROOT / package.replace(".", "/")
         target = into / package.replace(".", "/")
         target.mkdir(parents=True, exist_ok=True)
         for py in source.glob("*.py"):

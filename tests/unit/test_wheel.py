@@ -43,7 +43,7 @@ def test_the_wheel_imports_outside_the_checkout(wheel: Path, tmp_path: Path) -> 
     """Unpacked on its own (no checkout on the path), ``edml.schemas`` and the CLI import from the wheel."""
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     code = ("import edml.schemas.serde as s, edml.cli, edml.trainer.datafiles as d; "
-            "assert s.__file__.startswith(%r), s.__file__; assert d.SCHEMA_PATH.exists(); "
-            "import importlib.util; assert importlib.util.find_spec('schemas') is None" % str(tmp_path / "site"))
+            "assert s.__file__.startswith({!r}), s.__file__; assert d.SCHEMA_PATH.exists(); "
+            "import importlib.util; assert importlib.util.find_spec('schemas') is None".format(str(tmp_path / "site")))
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True,
                    env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
