@@ -25,6 +25,7 @@ from bytewax.operators import StatefulBatchLogic
 from edml.schemas.records import Evaluation, ScoreWindow
 
 V = TypeVar("V")
+V_in = TypeVar("V_in", contravariant=True)  # an accumulator only takes items in
 A = TypeVar("A")
 W = TypeVar("W")
 
@@ -39,14 +40,14 @@ def window_start(ts_ms: int, length_ms: int) -> int:
     return ts_ms - ts_ms % length_ms
 
 
-class Accumulator(Protocol[V, A]):
+class Accumulator(Protocol[V_in, A]):
     """How a window folds its items: an empty state, adding one item, and a snapshot copy."""
 
     def empty(self) -> A:
         """A new, empty window state."""
         ...
 
-    def add(self, acc: A, item: V) -> None:
+    def add(self, acc: A, item: V_in) -> None:
         """Fold ``item`` into ``acc`` in place."""
         ...
 

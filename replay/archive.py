@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import fastavro
 
@@ -419,8 +419,9 @@ def read_segment(path: Path, segment: SegmentInfo | None = None) -> Iterator[Sou
             for block in blocks:
                 position, block_first = block.offset, index
                 for rec in block:
-                    yield SourceMessage(rec["topic"], rec["partition"], rec["offset"], rec["key"], rec["value"],
-                                        rec["timestamp_ms"])
+                    r = cast(dict[str, Any], rec)  # an ArchivedMessage record (the archive's schema)
+                    yield SourceMessage(r["topic"], r["partition"], r["offset"], r["key"], r["value"],
+                                        r["timestamp_ms"])
                     index += 1
                 position = f.tell()
     except ArchiveError:

@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, TopicPartition
 from edml.replay.archive import (
@@ -132,7 +133,8 @@ def record_topics(
                     if err.code() != KafkaError._PARTITION_EOF:
                         log.warning("%s: %s", msg.topic(), err)
                     continue
-                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                # a consumed message without an error always has its topic, partition and offset
+                topic, partition, offset = cast(str, msg.topic()), cast(int, msg.partition()), cast(int, msg.offset())
                 by_topic.setdefault(topic, []).append(
                     SourceMessage(topic, partition, offset, msg.key(), msg.value(), msg.timestamp()[1]))
                 if offset + 1 >= remaining.get((topic, partition), offset + 2):

@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import numpy as np
@@ -38,7 +38,7 @@ class DataFileError(OperatorError):
 
 def example_schema() -> dict[str, Any]:
     """The parsed TripExample schema."""
-    return fastavro.parse_schema(json.loads(SCHEMA_PATH.read_text()))
+    return cast(dict[str, Any], fastavro.parse_schema(json.loads(SCHEMA_PATH.read_text())))
 
 
 def _rows(columns: TripColumns) -> Iterator[dict[str, Any]]:
@@ -77,15 +77,17 @@ def read_examples(path: Path | str, max_rows: int | None = None) -> TripColumns:
     try:
         with path.open("rb") as f:
             reader = fastavro.reader(f)
-            names = {fld["name"] for fld in reader.writer_schema.get("fields", [])}
+            writer_schema = cast(dict[str, Any], reader.writer_schema)
+            names = {fld["name"] for fld in writer_schema.get("fields", [])}
             missing = [name for name in FIELDS if name not in names]
             if missing:
                 raise DataFileError(f"data file {path} is not TripExample records: missing fields {', '.join(missing)}")
             for i, rec in enumerate(reader):
                 if max_rows is not None and i >= max_rows:
                     break
+                record = cast(dict[str, Any], rec)
                 for name in FIELDS:
-                    cols[name].append(rec[name])
+                    cols[name].append(record[name])
     except DataFileError:
         raise
     except Exception as e:  # fastavro raises assorted errors on a corrupt file; all mean "bad file"

@@ -150,7 +150,9 @@ def replay(
     print(f"predictions: {result.predictions_path}; report: {report_path}")
     if gate:
         candidate_role = "champion" if champion is None else "challenger"
-        decision = decide(summary.stats(candidate.version, candidate_role),
+        candidate_stats = summary.stats(candidate.version, candidate_role)
+        assert candidate_stats is not None  # the replay scored every trip with the candidate
+        decision = decide(candidate_stats,
                           None if champion is None else summary.stats(champion.version, "champion"), tolerance)
         print(decision.reason, file=sys.stdout if decision.passed else sys.stderr)
         if not decision.passed:
