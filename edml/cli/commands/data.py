@@ -94,10 +94,16 @@ def produce(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from edml.kafka.topics import existing_topics
     from edml.trainer.generator import now_wall_clock_ms, stream_trips
     from edml.trainer.producing import ProduceStats, produce_live
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
+    # Checked before the first trip: librdkafka would only fail the deliveries, at their timeout.
+    missing = sorted({settings.topics.trips, settings.topics.dropoffs} - existing_topics(settings))
+    if missing:
+        which = f"topics {' and '.join(missing)} do" if len(missing) > 1 else f"topic {missing[0]} does"
+        raise OperatorError(f"{which} not exist on {settings.bootstrap_servers}: create them with `edml topics create`")
     n = max(1, round(rate * duration))
     start_ms = now_wall_clock_ms()
     drift_ms = _parse_time(drift_start, "--drift-start") if drift_start else None
