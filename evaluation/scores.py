@@ -96,7 +96,10 @@ def scores_table(windows: list[ScoreWindow], last: int):  # noqa: ANN201 - rich.
     for name, justify in [("window (UTC)", "left"), ("model", "left"), ("version", "left"), ("role", "left"),
                           ("trips", "right"), ("MAE", "right"), ("RMSE", "right"), ("bias", "right"),
                           ("p90 |err|", "right"), ("rev", "right")]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        # versions whole: two versions of one day differ only in their last characters
+        longest = max((len(w.model_version) for w in shown), default=7)
+        wide = {"min_width": longest, "no_wrap": True} if name == "version" else {}
+        table.add_column(name, justify=justify, **wide)  # type: ignore[arg-type]
     for i, w in enumerate(shown):
         last_of_window = i + 1 == len(shown) or shown[i + 1].window_start != w.window_start
         star = "*" if w.mae == best[w.window_start] and sum(x.window_start == w.window_start for x in shown) > 1 else ""

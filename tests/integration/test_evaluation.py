@@ -44,9 +44,9 @@ from typer.testing import CliRunner
 from edml.cli import app
 from edml.core.config import Settings, Topics
 from edml.kafka.clients import make_admin, make_consumer, make_producer
-from edml.kafka.local_broker import free_port
 from edml.kafka.reading import read_to_end, wait_for_count
 from edml.kafka.topics import create_topics
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from edml.kafka.local_broker import LocalBroker, free_port
+from edml.kafka.local_broker import LocalBroker
 from tests.helpers.logs import noise_in, plain_env
+from tests.helpers.ports import free_ports
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -23,7 +24,8 @@ EDML = [sys.executable, "-m", "edml.cli"]
 
 @pytest.fixture
 def new_broker(tmp_path: Path) -> Iterator[str]:
-    broker = LocalBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
+    port = free_ports(2)
+    broker = LocalBroker(tmp_path / "kafka", port=port, controller_port=port + 1)
     broker.up()
     try:
         yield broker.bootstrap_servers

@@ -11,7 +11,7 @@ import pytest
 from edml.cli.commands.options import settings_from
 from edml.core.config import load_settings
 from edml.core.metrics import serve_metrics
-from edml.kafka.local_broker import free_port
+from tests.helpers.ports import free_port
 
 
 def test_default_is_every_interface(tmp_path: Path) -> None:
