@@ -79,7 +79,7 @@ def by_version(windows: list[ScoreWindow]) -> dict[tuple[str, int], VersionWindo
 
 
 def format_time(ms: int) -> str:
-    """An event time as UTC ``YYYY-MM-DD HH:MM``."""
+    """An event time (New York wall clock, ``local-timestamp-millis``) as ``YYYY-MM-DD HH:MM``."""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
@@ -93,7 +93,7 @@ def scores_table(windows: list[ScoreWindow], last: int):  # noqa: ANN201 - rich.
     for w in shown:
         best[w.window_start] = min(best.get(w.window_start, w.mae), w.mae)
     table = Table(title="Live error per model version (seconds; * = lowest MAE of the window)")
-    for name, justify in [("window (UTC)", "left"), ("model", "left"), ("version", "left"), ("role", "left"),
+    for name, justify in [("window (New York)", "left"), ("model", "left"), ("version", "left"), ("role", "left"),
                           ("trips", "right"), ("MAE", "right"), ("RMSE", "right"), ("bias", "right"),
                           ("p90 |err|", "right"), ("rev", "right")]:
         # versions whole: two versions of one day differ only in their last characters

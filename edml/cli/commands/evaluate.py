@@ -196,7 +196,7 @@ def promote(
                         keep_old=not retire_champion, signing_key=signing_key, now_ms=int(time.time() * 1000))
     c = result.comparison
     table = Table(title=f"{name}: champion {c.champion.version} vs challenger {c.challenger.version} (MAE, s)")
-    for col in ("window (UTC)", f"{c.champion.version} trips", f"{c.champion.version} MAE",
+    for col in ("window (New York)", f"{c.champion.version} trips", f"{c.champion.version} MAE",
                 f"{c.challenger.version} trips", f"{c.challenger.version} MAE"):
         table.add_column(col, justify="left" if col.startswith("window") else "right")
     for row in c.rows():
