@@ -261,7 +261,8 @@ def test_one_failed_process_stops_the_local_cluster(kafka_bootstrap: str, tmp_pa
         taken.listen()
         scorer.start()
         try:
-            wait_until(lambda: scorer.proc.poll() is not None, 90, message=scorer.log())
+            # two processes load TensorFlow before one fails: minutes on a loaded 2-core machine
+            wait_until(lambda: scorer.proc.poll() is not None, 300, message=scorer.log())
         finally:
             scorer.kill()
     print(f"[one failed process] exit code {scorer.proc.returncode}")
