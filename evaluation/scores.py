@@ -6,6 +6,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from edml.schemas.records import ScoreWindow
 from edml.schemas.serde import DecodeError
@@ -108,3 +109,37 @@ def scores_table(windows: list[ScoreWindow], last: int):  # noqa: ANN201 - rich.
             f"{w.rmse:.1f}", f"{w.bias:+.1f}", f"{w.p90_abs_error:.1f}", str(w.revision), end_section=last_of_window,
         )
     return table
+
+
+def plot_scores(windows: list[ScoreWindow], path: Path, title: str = "") -> Path:
+    """A PNG of each version's live MAE window by window over event time (matplotlib, Agg).
+
+    One line per (version, role), a point per window at its start (New York wall clock); the
+    lines of a swap or a shadow challenger sit side by side, as in the table.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[tuple[str, str], list[ScoreWindow]] = defaultdict(list)
+    for w in latest_revisions(windows):
+        lines[(w.model_version, w.role)].append(w)
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    for (version, role), series in sorted(lines.items()):
+        series.sort(key=lambda w: w.window_start)
+        # the wall clock is stored as if UTC: formatting it as UTC shows the city's time
+        when = [datetime.fromtimestamp(w.window_start / 1000, UTC).replace(tzinfo=None) for w in series]
+        ax.plot(when, [w.mae for w in series], marker="o", linestyle="--" if role != "champion" else "-",
+                label=f"{version} ({role})")
+    ax.set_xlabel("window start (New York)")
+    ax.set_ylabel("MAE (s)")
+    ax.set_title(title or "Live error per model version")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from edml.evaluation.scores import scores_table
 from edml.schemas.records import Prediction, ScoreWindow
 from rich.console import Console
@@ -48,3 +52,29 @@ def test_scores_table_shows_each_version_whole() -> None:
                for i, (v, role) in enumerate([(V1, "champion"), (V2, "challenger")])]
     text = _render(scores_table(windows, last=4), width=100)
     assert V1 in text and V2 in text
+
+
+def _windows(versions: list[tuple[str, str]], hours: int = 6) -> list[ScoreWindow]:
+    start, hour = 1_700_000_000_000, 3_600_000
+    return [ScoreWindow(model_name="trip-duration", model_version=v, role=role, window_start=start + h * hour,
+                        window_end=start + (h + 1) * hour, count=100, mae=100.0 + 10 * i + h, rmse=150.0, bias=0.0,
+                        p90_abs_error=200.0)
+            for h in range(hours) for i, (v, role) in enumerate(versions)]
+
+
+def test_scores_plot_is_a_png_with_a_line_per_version(tmp_path: Path) -> None:
+    from edml.evaluation.scores import plot_scores
+
+    one = plot_scores(_windows([(V1, "champion")]), tmp_path / "one.png")
+    two = plot_scores(_windows([(V1, "champion"), (V2, "challenger")]), tmp_path / "plots" / "two.png")
+    for path in (one, two):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
+    assert one.read_bytes() != two.read_bytes()
+
+
+def test_scores_plot_must_be_named_png(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "edml.cli", "scores", "--plot", str(tmp_path / "scores.jpg"),
+                           "-b", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    wrong = tmp_path / "scores.jpg"
+    assert done.stderr.strip() == f"edml: error: --plot {wrong}: the plot is a PNG, name it <file>.png"

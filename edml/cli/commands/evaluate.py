@@ -155,11 +155,16 @@ def scores(
     bootstrap_servers: BootstrapOpt = None,
     model: ModelOpt = None,
     last: Annotated[int, typer.Option(min=1, help="How many of the newest windows to show.")] = 8,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also write a PNG: MAE per version over every "
+                                              "window on the topic.")] = None,
 ) -> None:
     """Print the live error of every model version, window by window, from the scores topic."""
     from rich.console import Console
 
-    from edml.evaluation.scores import read_score_windows, scores_table
+    from edml.evaluation.scores import plot_scores, read_score_windows, scores_table
+
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise OperatorError(f"--plot {plot}: the plot is a PNG, name it <file>.png")
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
     name = model or settings.model_name
@@ -168,6 +173,9 @@ def scores(
         typer.echo(f"no scores for {name} on {settings.topics.scores} yet (is `edml evaluate` running?)")
         return
     Console(width=140).print(scores_table(windows, last))
+    if plot is not None:
+        plot_scores(windows, plot, title=f"{name}: live error per model version ({settings.topics.scores})")
+        typer.echo(f"wrote {plot}")
 
 
 def promote(
