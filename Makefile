@@ -10,7 +10,7 @@ export EDML_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install kafka-jars kafka-up kafka-down kafka-status topics lint fmt test test-unit \
+.PHONY: help install kcat kafka-jars kafka-up kafka-down kafka-status topics lint fmt test test-unit \
         test-integration demo clean data train
 
 help: ## List the targets
@@ -51,8 +51,19 @@ fmt: $(STAMP) ## ruff --fix and format
 test-unit: $(STAMP) ## Unit tests (no Kafka)
 	$(BIN)/pytest -m "not kafka" -q
 
-test: $(STAMP) kafka-jars ## Every test: unit and integration against a real broker the tests start
+test: $(STAMP) kafka-jars kcat ## Every test: unit and integration against a real broker the tests start
 	$(BIN)/pytest -q
+
+# kcat reads what edml writes in one interop test, skipped without it
+kcat: ## Install kcat when missing (apt-get, as root); otherwise say how
+	@command -v kcat >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: installing kcat (apt-get install kcat)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat) >/dev/null 2>&1 \
+	      || echo "make: could not install kcat: its test will be skipped (apt-get install kcat)"; \
+	  else \
+	    echo "make: kcat is missing: its test will be skipped (install it: sudo apt-get install kcat, or brew install kcat)"; \
+	  fi; }
 
 TRIPS ?= 200000
 SEED ?= 0

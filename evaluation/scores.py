@@ -6,6 +6,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from edml.schemas.records import ScoreWindow
 from edml.schemas.serde import DecodeError
@@ -79,7 +80,7 @@ def by_version(windows: list[ScoreWindow]) -> dict[tuple[str, int], VersionWindo
 
 
 def format_time(ms: int) -> str:
-    """An event time as UTC ``YYYY-MM-DD HH:MM``."""
+    """An event time (New York wall clock, ``local-timestamp-millis``) as ``YYYY-MM-DD HH:MM``."""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
@@ -93,10 +94,13 @@ def scores_table(windows: list[ScoreWindow], last: int):  # noqa: ANN201 - rich.
     for w in shown:
         best[w.window_start] = min(best.get(w.window_start, w.mae), w.mae)
     table = Table(title="Live error per model version (seconds; * = lowest MAE of the window)")
-    for name, justify in [("window (UTC)", "left"), ("model", "left"), ("version", "left"), ("role", "left"),
+    for name, justify in [("window (New York)", "left"), ("model", "left"), ("version", "left"), ("role", "left"),
                           ("trips", "right"), ("MAE", "right"), ("RMSE", "right"), ("bias", "right"),
                           ("p90 |err|", "right"), ("rev", "right")]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        # versions whole: two versions of one day differ only in their last characters
+        longest = max((len(w.model_version) for w in shown), default=7)
+        wide = {"min_width": longest, "no_wrap": True} if name == "version" else {}
+        table.add_column(name, justify=justify, **wide)  # type: ignore[arg-type]
     for i, w in enumerate(shown):
         last_of_window = i + 1 == len(shown) or shown[i + 1].window_start != w.window_start
         star = "*" if w.mae == best[w.window_start] and sum(x.window_start == w.window_start for x in shown) > 1 else ""
@@ -105,3 +109,37 @@ def scores_table(windows: list[ScoreWindow], last: int):  # noqa: ANN201 - rich.
             f"{w.rmse:.1f}", f"{w.bias:+.1f}", f"{w.p90_abs_error:.1f}", str(w.revision), end_section=last_of_window,
         )
     return table
+
+
+def plot_scores(windows: list[ScoreWindow], path: Path, title: str = "") -> Path:
+    """A PNG of each version's live MAE window by window over event time (matplotlib, Agg).
+
+    One line per (version, role), a point per window at its start (New York wall clock); the
+    lines of a swap or a shadow challenger sit side by side, as in the table.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[tuple[str, str], list[ScoreWindow]] = defaultdict(list)
+    for w in latest_revisions(windows):
+        lines[(w.model_version, w.role)].append(w)
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    for (version, role), series in sorted(lines.items()):
+        series.sort(key=lambda w: w.window_start)
+        # the wall clock is stored as if UTC: formatting it as UTC shows the city's time
+        when = [datetime.fromtimestamp(w.window_start / 1000, UTC).replace(tzinfo=None) for w in series]
+        ax.plot(when, [w.mae for w in series], marker="o", linestyle="--" if role != "champion" else "-",
+                label=f"{version} ({role})")
+    ax.set_xlabel("window start (New York)")
+    ax.set_ylabel("MAE (s)")
+    ax.set_title(title or "Live error per model version")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

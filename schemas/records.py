@@ -1,7 +1,12 @@
 """Typed records, one dataclass per Avro schema in ``schemas/avro``.
 
-Times are epoch milliseconds (the Avro ``timestamp-millis`` logical type is kept in the
-schemas for other readers; edml reads and writes the plain long).
+Times are milliseconds in a long; the logical type in the schemas tells other readers which
+kind (edml reads and writes the plain long):
+
+* event times (pick-up, drop-off, ``event_time``, event-time windows, a model's data window) are
+  New York wall-clock readings: Avro ``local-timestamp-millis``, no time zone;
+* ``scored_at``, status, dead-letter, training and publishing times are instants: Avro
+  ``timestamp-millis``, UTC.
 """
 
 from __future__ import annotations

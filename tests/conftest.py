@@ -19,9 +19,11 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    from edml.kafka.local_broker import LocalBroker, free_port
+    from edml.kafka.local_broker import LocalBroker
+    from tests.helpers.ports import free_ports
 
-    broker = LocalBroker(tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port())
+    port = free_ports(2)  # client and controller ports, reserved together
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka"), port=port, controller_port=port + 1)
     broker.up()
     try:
         yield broker.bootstrap_servers

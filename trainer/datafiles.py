@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -56,16 +56,33 @@ def _rows(columns: TripColumns) -> Iterator[dict[str, Any]]:
         }
 
 
-def write_examples(path: Path, columns: TripColumns, seed: int = 0) -> Path:
-    """Write ``columns`` to an Avro container file (deflate); the same inputs give the same bytes."""
+def write_examples(
+    path: Path, columns: TripColumns, seed: int = 0, on_progress: Callable[[int], None] | None = None
+) -> Path:
+    """Write ``columns`` to an Avro container file (deflate); the same inputs give the same bytes.
+
+    ``on_progress(rows)`` is called with the rows written so far, every 10,000 rows and at the end.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sync_marker = hashlib.sha256(f"edml-trips-{seed}".encode()).digest()[:16]
     tmp = path.with_name(path.name + ".partial")
     with tmp.open("wb") as f:
-        fastavro.writer(f, example_schema(), _rows(columns), codec="deflate", sync_marker=sync_marker)
+        rows = _rows(columns) if on_progress is None else _counted(_rows(columns), on_progress)
+        fastavro.writer(f, example_schema(), rows, codec="deflate", sync_marker=sync_marker)
     tmp.replace(path)  # readers never see a half-written file
     return path
+
+
+def _counted(
+    rows: Iterator[dict[str, Any]], on_progress: Callable[[int], None], every: int = 10_000
+) -> Iterator[dict[str, Any]]:
+    n = 0
+    for n, row in enumerate(rows, start=1):
+        if n % every == 0:
+            on_progress(n)
+        yield row
+    on_progress(n)
 
 
 def read_examples(path: Path | str, max_rows: int | None = None) -> TripColumns:

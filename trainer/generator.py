@@ -2,7 +2,7 @@
 
 What it models (all of it seeded, vectorised with numpy):
 
-* **When**: pick-up times over ``span_days`` from ``start_ms`` (city wall clock encoded as UTC),
+* **When**: pick-up times over ``span_days`` from ``start_ms`` (the city's wall clock: ``local-timestamp-millis``),
   thinned by an hour-of-day x day-of-week demand curve (morning and evening peaks on weekdays,
   late nights on weekends).
 * **Where**: pick-up zones by popularity (Manhattan and the airports busiest); drop-off zones by
@@ -33,7 +33,7 @@ from edml.trainer.zones import AIRPORTS, BOROUGHS, N_ZONES, haversine_km, zone_a
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
-# 2024-01-01 00:00 (a Monday) on the city's wall clock, encoded as UTC.
+# 2024-01-01 00:00 (a Monday) on the city's wall clock (local-timestamp-millis).
 DEFAULT_START_MS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
 
 # Pick-up demand by hour (relative), weekdays and weekends.
@@ -65,14 +65,18 @@ CITY_TZ = "America/New_York"
 
 
 def wall_clock_ms(when: datetime) -> int:
-    """Epoch ms of the city's wall-clock reading of ``when``, encoded as UTC (naive = already wall clock)."""
+    """The city's wall-clock reading of ``when`` as Avro ``local-timestamp-millis`` (naive = already wall clock).
+
+    The features (hour of day, day of week) are the city's: carrying its wall clock, not the
+    instant, keeps them a plain calendar computation and every reader shows the city's time.
+    """
     if when.tzinfo is not None:
         when = when.astimezone(ZoneInfo(CITY_TZ))
     return int(when.replace(tzinfo=UTC).timestamp() * 1000)
 
 
 def now_wall_clock_ms() -> int:
-    """The city's wall clock now, encoded as UTC epoch ms (how pickup_time is written)."""
+    """The city's wall clock now, as ``local-timestamp-millis`` (how pickup_time is written)."""
     return wall_clock_ms(datetime.now(UTC))
 
 

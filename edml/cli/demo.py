@@ -76,13 +76,22 @@ class LivePredictions:
         by_version = Counter(p.model_version for p in self.seen.values())
         t = Table(title=f"trips sent {sent}  predictions {len(self.seen)}  by version "
                         + ", ".join(f"{v}: {n}" for v, n in sorted(by_version.items())))
-        for col in ("trip", "predicted (s)", "actual (s)", "error (s)", "version", "latency (ms)"):
+        for col in ("trip", "predicted (s)", "actual (s)", "error (s)"):
             t.add_column(col, justify="right" if col != "trip" else "left")
+        add_version_column(t, self.recent)
+        t.add_column("latency (ms)", justify="right")
         for p in reversed(self.recent):
             actual = self.actual.get(p.trip_id, float("nan"))
             t.add_row(p.trip_id[:8], f"{p.predicted_duration_s:7.0f}", f"{actual:7.0f}",
-                      f"{p.predicted_duration_s - actual:+7.0f}", p.model_version[-24:], f"{p.latency_ms:5.0f}")
+                      f"{p.predicted_duration_s - actual:+7.0f}", p.model_version, f"{p.latency_ms:5.0f}")
         return t
+
+
+def add_version_column(table: Table, predictions: list[Prediction] | list[str]) -> None:
+    """A "version" column as wide as the longest version: v1 and v2 differ only near their end,
+    and a cut version makes them look the same."""
+    versions = [p if isinstance(p, str) else p.model_version for p in predictions]
+    table.add_column("version", no_wrap=True, min_width=max(map(len, versions), default=7))
 
 
 def _step(text: str) -> None:
@@ -255,8 +264,17 @@ def _dead_letters(settings: Settings) -> None:
 def _summary(live: LivePredictions, sent: int, v1: str, v2: str) -> None:
     preds = list(live.seen.values())
     missing = sent - len(preds)
+    console.print(summary_table(live, v1, v2))
+    console.print(f"trips sent {sent}, predicted {len(preds)}, without prediction {missing}, "
+                  f"re-emitted {live.repeats}")
+
+
+def summary_table(live: LivePredictions, v1: str, v2: str) -> Table:
+    """Predictions, error and latency of each version."""
+    preds = list(live.seen.values())
     t = Table(title="summary")
-    for col in ("version", "predictions", "MAE (s)", "latency p50 (ms)", "latency p99 (ms)"):
+    add_version_column(t, [v1, v2])
+    for col in ("predictions", "MAE (s)", "latency p50 (ms)", "latency p99 (ms)"):
         t.add_column(col, justify="right")
     for version in (v1, v2):
         mine = [p for p in preds if p.model_version == version]
@@ -266,9 +284,7 @@ def _summary(live: LivePredictions, sent: int, v1: str, v2: str) -> None:
         lat = sorted(p.latency_ms for p in mine)
         t.add_row(version, str(len(mine)), f"{statistics.mean(errors):.0f}" if errors else "-",
                   f"{lat[len(lat) // 2]:.0f}", f"{lat[int(len(lat) * 0.99) - 1]:.0f}")
-    console.print(t)
-    console.print(f"trips sent {sent}, predicted {len(preds)}, without prediction {missing}, "
-                  f"re-emitted {live.repeats}")
+    return t
 
 
 def _evaluate(settings: Settings, env: dict[str, str], root: Path) -> None:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
-import typer
+# Before anything can import TensorFlow (and in every process edml starts, which inherit the
+# environment): level 2 drops TensorFlow's C++ INFO and WARNING start-up lines (cpu features,
+# oneDNN, absl) but keeps its errors. An operator's own value wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from edml.core.errors import OperatorError
+import typer  # noqa: E402 - after the environment defaults above
+
+from edml.core.errors import OperatorError  # noqa: E402
+
+# Click's plain help: rich's panels cut option names on an 80-column terminal
+# (`--bootstrap-serv…`) and label every flag `<bool>`; the plain form wraps the help text instead.
+HELP_SETTINGS = {"max_content_width": 100, "help_option_names": ["--help", "-h"]}
 
 app = typer.Typer(
     help="edml: event-driven machine learning. Score a Kafka stream of taxi trips with the "
@@ -15,6 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
+    context_settings=HELP_SETTINGS,
 )
 
 # Each module adds its commands; heavy imports (TensorFlow, Bytewax) stay inside the commands

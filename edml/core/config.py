@@ -9,13 +9,14 @@ Resolution order (later wins): built-in defaults -> ``edml.toml`` (or the file n
     state_dir = ".edml"
     artifact_store = "file://.edml/artifacts"
     partitions = 4
+    metrics_host = "0.0.0.0"   # the address /metrics and /healthz bind: every interface by default
     [topics]
     trips = "trips"
     [kafka]                # passed to every Kafka client as is (security settings go here)
     "security.protocol" = "SASL_SSL"
 
 Environment: ``EDML_BOOTSTRAP_SERVERS``, ``EDML_STATE_DIR``, ``EDML_ARTIFACT_STORE``,
-``EDML_PARTITIONS``, ``EDML_TOPIC_<NAME>`` (e.g. ``EDML_TOPIC_TRIPS``), ``EDML_TOPIC_PREFIX``,
+``EDML_PARTITIONS``, ``EDML_METRICS_HOST``, ``EDML_TOPIC_<NAME>`` (e.g. ``EDML_TOPIC_TRIPS``), ``EDML_TOPIC_PREFIX``,
 ``EDML_SCHEMA_REGISTRY_URL``, ``EDML_MODEL_PUBLIC_KEY``, ``EDML_GOOGLE_KAFKA_AUTH`` (1: SASL/OAUTHBEARER
 with Google credentials, for Managed Kafka), and ``EDML_KAFKA_<PROPERTY>`` for
 client properties (``EDML_KAFKA_SECURITY_PROTOCOL`` -> ``security.protocol``).
@@ -79,6 +80,8 @@ class Settings:
     schema_registry_url: str = ""
     model_public_key: str = ""
     google_kafka_auth: bool = False
+    # every interface, for Prometheus in another pod; 127.0.0.1 keeps /metrics on the host
+    metrics_host: str = "0.0.0.0"
     kafka: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -152,6 +155,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         "schema_registry_url": str,
         "model_public_key": str,
         "google_kafka_auth": boolean,
+        "metrics_host": str,
     }
     values: dict[str, Any] = {}
     for name, cast in simple.items():

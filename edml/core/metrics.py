@@ -42,7 +42,7 @@ def set_active_model(name: str, champion: str | None, challengers: tuple[str, ..
 
 
 def serve_metrics(port: int, healthy: Callable[[], bool], host: str = "0.0.0.0") -> ThreadingHTTPServer:
-    """Serve ``/metrics`` and ``/healthz`` on ``port`` from a daemon thread."""
+    """Serve ``/metrics`` and ``/healthz`` on ``host:port`` (settings' ``metrics_host``) from a daemon thread."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name

@@ -6,6 +6,7 @@ Every producer, consumer and admin client is built here so that the settings in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -54,9 +55,30 @@ def consumer_config(settings: Settings, group_id: str | None = None, **overrides
     return config
 
 
+class _SelfHealingRetries(logging.Filter):
+    """Drops librdkafka's notices of retries it makes by itself and that always end well.
+
+    A new broker loads its coordinators for a few seconds; the first idempotent producer's PID
+    request meets ``Coordinator load in progress`` and librdkafka retries. Every other line
+    (a broker down, an authentication failure) still reaches the log.
+    """
+
+    SELF_HEALING = ("Coordinator load in progress: retrying",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in self.SELF_HEALING)
+
+
+# librdkafka's own log, through Python logging (served by the client's poll and flush)
+LIBRDKAFKA_LOG = logging.getLogger("edml.kafka.librdkafka")
+LIBRDKAFKA_LOG.addFilter(_SelfHealingRetries())
+
+
 def make_producer(settings: Settings, on_delivery: Callable[..., None] | None = None, **overrides: Any) -> Producer:
     """A producer with ``producer_config``; ``on_delivery`` becomes its default delivery callback."""
     config = producer_config(settings, **overrides)
+    config.setdefault("logger", LIBRDKAFKA_LOG)
     if on_delivery is not None:
         config["on_delivery"] = on_delivery
     return Producer(config)

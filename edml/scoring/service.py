@@ -152,10 +152,10 @@ def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuild
     if options.metrics_port:
         port = options.metrics_port
         try:
-            serve_metrics(port, active.ready)
+            serve_metrics(port, active.ready, settings.metrics_host)
         except OSError as e:
             raise OperatorError(f"metrics port {port} is not free ({e.strerror}): pass --metrics-port") from None
-        log.info("metrics on http://0.0.0.0:%d/metrics, health on /healthz", port)
+        log.info("metrics on http://%s:%d/metrics, health on /healthz", settings.metrics_host, port)
     recovery, emitted, created_ms = None, None, None
     if options.recovery:
         created_ms = recovery_created_ms(settings, "scoring")  # read before a first start sets it

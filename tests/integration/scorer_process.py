@@ -15,8 +15,8 @@ from edml.schemas.records import DeadLetter, ModelStatus, Prediction
 from edml.schemas.serde import dead_letter_serde, model_status_serde, prediction_serde
 
 from edml.core.config import Settings
-from edml.kafka.local_broker import free_port
 from edml.kafka.reading import read_to_end
+from tests.helpers.ports import free_ports
 
 
 def scorer_env(settings: Settings) -> dict[str, str]:
@@ -41,7 +41,8 @@ class ScorerProcess:
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
-    metrics_port: int = field(default_factory=free_port)
+    # process i of `--processes N` listens on metrics_port + i: room for up to 4, reserved together
+    metrics_port: int = field(default_factory=lambda: free_ports(4))
     proc: subprocess.Popen | None = None
 
     def start(self) -> ScorerProcess:

@@ -44,9 +44,9 @@ from typer.testing import CliRunner
 from edml.cli import app
 from edml.core.config import Settings, Topics
 from edml.kafka.clients import make_admin, make_consumer, make_producer
-from edml.kafka.local_broker import free_port
 from edml.kafka.reading import read_to_end, wait_for_count
 from edml.kafka.topics import create_topics
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -311,9 +311,11 @@ def test_v2_trained_on_recent_data_beats_v1_after_drift_and_is_promoted(
     runner = CliRunner()
     env = {"EDML_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
            "EDML_TOPIC_PREFIX": t.trips.removesuffix("trips"), "EDML_STATE_DIR": str(settings.state_dir)}
-    shown = runner.invoke(app, ["scores", "--last", "3"], env=env)
+    plot = settings.state_dir / "scores.png"
+    shown = runner.invoke(app, ["scores", "--last", "3", "--plot", str(plot)], env=env)
     assert shown.exit_code == 0, shown.output
     assert "v1" in shown.output and "v2" in shown.output and "challenger" in shown.output
+    assert f"wrote {plot}" in shown.output and plot.read_bytes()[:4] == b"\x89PNG"
     print(shown.output)
 
     # promote: v1 champion with v2 in shadow on the model topic

@@ -71,3 +71,23 @@ def test_edml_produce_command(settings: Settings, tmp_path: Path) -> None:
     assert "produced 80 pick-ups" in run.stdout
     assert len(wait_for_count(settings, settings.topics.trips, 80, timeout=30)) == 80
     assert len(wait_for_count(settings, settings.topics.dropoffs, 80, timeout=30)) == 80
+
+
+def test_edml_produce_to_a_missing_topic_is_one_line_naming_it_and_the_fix(settings: Settings, tmp_path: Path) -> None:
+    missing = f"{settings.topics.trips}-never-created"
+    env = os.environ | {
+        "EDML_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "EDML_TOPIC_TRIPS": missing,
+        "EDML_TOPIC_DROPOFFS": settings.topics.dropoffs,
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "edml.cli", "produce", "--rate", "200", "--duration", "1"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines() == [
+        f"edml: error: topic {missing} does not exist on {settings.bootstrap_servers}: "
+        "create them with `edml topics create`"
+    ]
+    assert "200/200" not in run.stdout + run.stderr
+    assert read_to_end(settings, settings.topics.dropoffs) == []

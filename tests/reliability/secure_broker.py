@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edml.kafka.local_broker import LocalBroker, free_port
+from edml.kafka.local_broker import LocalBroker
+from tests.helpers.ports import free_port
 
 USER, PASSWORD = "edml-scorer", "s3cret-for-tests"
 MECHANISM = "SCRAM-SHA-512"

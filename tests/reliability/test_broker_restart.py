@@ -18,10 +18,10 @@ from edml.trainer.generator import generate_trips
 from edml.trainer.producing import produce_trips
 
 from edml.core.config import Settings, Topics
-from edml.kafka.local_broker import free_port
 from edml.kafka.reading import read_to_end
 from edml.kafka.sink import KafkaMessageSink, OutgoingMessage
 from edml.kafka.topics import create_topics
+from tests.helpers.ports import free_ports
 from tests.integration.scorer_process import ScorerProcess, predictions, wait_until
 from tests.reliability.harness import BackgroundTrips, TinyModels, metric, publish, running, wait_for
 from tests.reliability.secure_broker import SaslSslBroker
@@ -36,7 +36,8 @@ DELIVERY_TIMEOUT_MS = "4000"
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[SaslSslBroker]:
     """A broker of this test alone, with a SASL_SSL listener."""
-    broker = SaslSslBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
+    port = free_ports(3)  # client, controller and SASL_SSL ports, reserved together
+    broker = SaslSslBroker(tmp_path / "kafka", port=port, controller_port=port + 1, sasl_port=port + 2)
     broker.up()
     try:
         yield broker

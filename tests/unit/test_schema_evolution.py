@@ -194,3 +194,61 @@ def test_production_serdes_know_their_whole_history(name: str) -> None:
     history = serde.history_schemas(name)
     expected = {serde.schema_fingerprint(serde.load_schema_json(name))} | {serde.schema_fingerprint(h) for h in history}
     assert set(serde.serde_for(name).writer_fingerprints) == expected
+
+
+# --- event times: New York wall clock under local-timestamp-millis ------------------------------
+WALL_CLOCK_FIELDS = {
+    "TripPickup": ["pickup_time"], "TripDropoff": ["dropoff_time"], "Prediction": ["event_time"],
+    "Evaluation": ["event_time", "observed_time"], "ScoreWindow": ["window_start", "window_end"],
+    "DriftAlert": ["window_start", "window_end"], "ModelRecord": ["data_window_start", "data_window_end"],
+}
+
+
+def _as_written_before(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema as producers before the change wrote it: the wall clock under timestamp-millis."""
+    return json.loads(json.dumps(schema).replace('"local-timestamp-millis"', '"timestamp-millis"'))
+
+
+@pytest.mark.parametrize("name", sorted(WALL_CLOCK_FIELDS))
+def test_event_times_are_wall_clock_and_say_so(name: str) -> None:
+    schema = serde.load_schema_json(name)
+    for field in schema["fields"]:
+        text = json.dumps(field["type"])
+        if field["name"] in WALL_CLOCK_FIELDS[name]:
+            assert '"local-timestamp-millis"' in text, field["name"]
+        else:
+            assert '"local-timestamp-millis"' not in text, field["name"]  # true instants stay UTC
+
+
+@pytest.mark.parametrize("name", sorted(WALL_CLOCK_FIELDS))
+def test_records_written_before_the_change_still_read(name: str) -> None:
+    """Only the logical type changed: the fingerprint ignores it, the bytes are the same."""
+    from tests.unit.test_schemas import SAMPLES
+
+    samples = SAMPLES | {
+        "Evaluation": records.Evaluation("t1", "evaluated", "trip-duration", "v1", "champion", 1_700_000_000_000,
+                                         1_700_000_600_000, 600.0, 620.0, 20.0),
+        "ScoreWindow": records.ScoreWindow("trip-duration", "v1", "champion", 1_700_000_000_000, 1_700_003_600_000,
+                                           10, 60.0, 70.0, 5.0, 90.0),
+        "DriftAlert": records.DriftAlert("hour", 0.4, 0.25, 1_700_000_000_000, 1_700_086_400_000, 500, "v1",
+                                         {"0": 0.5}, {"0": 0.2}),
+    }
+    current = serde.serde_for(name)
+    before = AvroSerde(_as_written_before(serde.load_schema_json(name)), getattr(records, name))
+    assert before.fingerprint == current.fingerprint
+    payload = before.encode(samples[name])
+    assert payload == current.encode(samples[name])
+    assert current.decode(payload) == samples[name]
+
+
+def test_any_avro_reader_shows_the_pickup_at_its_new_york_time() -> None:
+    """08:00 in New York reads as 08:00 (no zone), not as 08:00 UTC = 03:00 in New York."""
+    from datetime import datetime
+
+    from edml.trainer.generator import wall_clock_ms
+
+    pickup = dataclasses.replace(trip(), pickup_time=wall_clock_ms(datetime(2024, 1, 15, 8, 0)))
+    payload = serde.trip_serde().encode(pickup)
+    value = fastavro.schemaless_reader(io.BytesIO(payload[10:]), fastavro.parse_schema(V1))
+    assert value["pickup_time"] == datetime(2024, 1, 15, 8, 0)
+    assert value["pickup_time"].tzinfo is None

@@ -333,7 +333,7 @@ def test_crc64_avro_of_the_spec_canonical_forms() -> None:
     canonical = to_parsing_canonical_form(fastavro.parse_schema(schema))
     assert "doc" not in canonical and "logicalType" not in canonical
     assert canonical.startswith('{"name":"dev.edml.TripPickup","type":"record","fields":[')
-    stripped = json.loads(json.dumps(schema).replace('"logicalType": "timestamp-millis"', '"x": 1'))
+    stripped = json.loads(json.dumps(schema).replace('"logicalType": "local-timestamp-millis"', '"x": 1'))
     assert serde.schema_fingerprint(stripped) == serde.schema_fingerprint(schema)
 
 
@@ -347,6 +347,16 @@ def _ms(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
+def _local_ms(value: int) -> datetime:
+    """A ``local-timestamp-millis`` as a reader shows it: the city's wall clock, no zone."""
+    return _ms(value).replace(tzinfo=None)
+
+
+def _timestamp_fields(name: str, logical_type: str) -> set[str]:
+    return {f["name"] for f in serde.load_schema_json(name)["fields"]
+            if f'"logicalType": "{logical_type}"' in json.dumps(f["type"])}
+
+
 def _read_with_plain_fastavro(name: str, payload: bytes) -> dict[str, Any]:
     schema = fastavro.parse_schema(serde.load_schema_json(name))  # the .avsc as is, logical types on
     buf = io.BytesIO(payload[10:])
@@ -358,7 +368,7 @@ def _read_with_plain_fastavro(name: str, payload: bytes) -> dict[str, Any]:
 def test_plain_fastavro_reads_a_trip_with_logical_types() -> None:
     record = trip()
     value = _read_with_plain_fastavro("TripPickup", serde.trip_serde().encode(record))
-    assert value["pickup_time"] == _ms(record.pickup_time)
+    assert value["pickup_time"] == _local_ms(record.pickup_time)
     assert {k: v for k, v in value.items() if k != "pickup_time"} == {
         k: v for k, v in dataclasses.asdict(record).items() if k != "pickup_time"
     }
@@ -369,15 +379,14 @@ def test_plain_fastavro_reads_every_record(name: str) -> None:
     record = SAMPLES[name]
     value = _read_with_plain_fastavro(name, serde.serde_for(name).encode(record))
     expected = dataclasses.asdict(record)
-    timestamp_fields = {
-        f["name"]
-        for f in serde.load_schema_json(name)["fields"]
-        if "timestamp-millis" in json.dumps(f["type"])
-    }
+    instants = _timestamp_fields(name, "timestamp-millis")
+    wall_clock = _timestamp_fields(name, "local-timestamp-millis")
     for field_name, want in expected.items():
         got = value[field_name]
-        if field_name in timestamp_fields and want is not None:
+        if field_name in instants and want is not None:
             assert got == _ms(want), field_name
+        elif field_name in wall_clock and want is not None:
+            assert got == _local_ms(want), field_name
         else:
             assert got == want, field_name
 
@@ -386,7 +395,8 @@ def test_our_reader_reads_what_plain_fastavro_writes() -> None:
     """The other direction: a third-party writer with logical types, our single-object reader."""
     record = SAMPLES["Prediction"]
     schema = serde.load_schema_json("Prediction")
-    value = dataclasses.asdict(record) | {"event_time": _ms(record.event_time), "scored_at": _ms(record.scored_at)}
+    value = dataclasses.asdict(record) | {"event_time": _local_ms(record.event_time),
+                                          "scored_at": _ms(record.scored_at)}
     buf = io.BytesIO()
     canonical = to_parsing_canonical_form(fastavro.parse_schema(schema))
     buf.write(b"\xc3\x01" + crc64_avro(canonical.encode()).to_bytes(8, "little"))

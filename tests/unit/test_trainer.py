@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from edml.trainer.predict import predict_rows
 
+from tests.helpers.logs import noise_in, plain_env
+
 REPO = Path(__file__).resolve().parents[2]
 EDML = [sys.executable, "-m", "edml.cli"]
 SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"
@@ -178,7 +180,7 @@ def test_time_features_match_the_calendar() -> None:
 
 
 def _edml(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*EDML, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run([*EDML, *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=plain_env())
 
 
 def test_training_is_deterministic_for_a_seed(trained_model_dir: Path, tmp_path: Path) -> None:
@@ -195,6 +197,7 @@ def test_edml_generate_then_train(tmp_path: Path) -> None:
     run = _edml("train", "--data", str(data), "--out", str(tmp_path / "m"), "--epochs", "1", "--max-rows", "2500",
                 "--quiet", cwd=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
+    assert noise_in(run.stderr) == [], run.stderr
     assert "global mean" in run.stdout and "distance" in run.stdout
     m = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert m["n_train"] + m["n_test"] == 2500 and m["epochs"] == 1

@@ -22,11 +22,15 @@ def bench(
     if str(repo) not in sys.path:
         sys.path.insert(0, str(repo))
     from bench.run import main
+    from edml.cli.progress import following_logs
 
     argv = ["--quick"] if quick else []
     if out is not None:
         argv += ["--out", str(out)]
-    raise typer.Exit(main(argv))
+    # on a terminal, a spinner with the running phase above the log; in CI the log alone
+    with following_logs("bench: starting"):
+        code = main(argv)
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

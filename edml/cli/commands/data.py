@@ -59,13 +59,17 @@ def generate(
     drift_slowdown: DriftSlowdownOpt = 0.0,
 ) -> None:
     """Generate synthetic NYC-like trips (pick-up and drop-off) into an Avro container file of TripExample records."""
+    from edml.cli.progress import progress_bar
     from edml.trainer.datafiles import write_examples
     from edml.trainer.generator import generate_columns
 
     start_ms = _parse_time(start, "--start")
     drift_ms = _parse_time(drift_start, "--drift-start") if drift_start else None
-    columns = generate_columns(n, seed, start_ms, _drift(drift_ms, drift_slowdown), span_days)
-    write_examples(out, columns, seed)
+    with progress_bar() as progress:
+        task = progress.add_task(f"generating {n:,} trips", total=None)
+        columns = generate_columns(n, seed, start_ms, _drift(drift_ms, drift_slowdown), span_days)
+        progress.update(task, description=f"writing {out.name}", total=n, completed=0)
+        write_examples(out, columns, seed, on_progress=lambda rows: progress.update(task, completed=rows))
     typer.echo(f"wrote {len(columns)} trips to {out} ({out.stat().st_size / 1e6:.1f} MB, seed {seed})")
 
 
@@ -94,10 +98,17 @@ def produce(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from edml.cli.progress import interactive
+    from edml.kafka.topics import existing_topics
     from edml.trainer.generator import now_wall_clock_ms, stream_trips
     from edml.trainer.producing import ProduceStats, produce_live
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
+    # Checked before the first trip: librdkafka would only fail the deliveries, at their timeout.
+    missing = sorted({settings.topics.trips, settings.topics.dropoffs} - existing_topics(settings))
+    if missing:
+        which = f"topics {' and '.join(missing)} do" if len(missing) > 1 else f"topic {missing[0]} does"
+        raise OperatorError(f"{which} not exist on {settings.bootstrap_servers}: create them with `edml topics create`")
     n = max(1, round(rate * duration))
     start_ms = now_wall_clock_ms()
     drift_ms = _parse_time(drift_start, "--drift-start") if drift_start else None
@@ -111,6 +122,7 @@ def produce(
         MofNCompleteColumn(),
         TextColumn("drop-offs {task.fields[dropoffs]}"),
         TimeRemainingColumn(),
+        disable=not interactive(),
     ) as progress:
         task = progress.add_task(f"trips -> {settings.topics.trips}", total=n, dropoffs=0)
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from edml.cli.commands.options import BootstrapOpt, ConfigOpt, StateDirOpt, settings_from
+from edml.cli.commands.options import BootstrapOpt, ConfigOpt, MetricsHostOpt, StateDirOpt, settings_from
 from edml.core.config import Settings
 from edml.core.errors import OperatorError
 
@@ -82,6 +82,7 @@ def evaluate(
                                                                             "';'-separated.")] = None,
     metrics_port: Annotated[int, typer.Option(envvar="EDML_EVAL_METRICS_PORT",
                                               help="Prometheus port; 0 turns it off.")] = 9101,
+    metrics_host: MetricsHostOpt = None,
     recovery: Annotated[bool, typer.Option(help="Bytewax recovery under the state folder.")] = True,
     epoch_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between recovery snapshots.")] = 5.0,
     stop_at_end: Annotated[bool, typer.Option(help="Stop at the end of the input topics instead of tailing.")]
@@ -95,7 +96,8 @@ def evaluate(
     from edml.kafka.topics import existing_topics
     from edml.scoring.service import cluster_addresses, configure_logging, recovery_config, state_dir_writable
 
-    settings = settings_from(config, bootstrap_servers=bootstrap_servers, state_dir=state_dir)
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers, state_dir=state_dir,
+                             metrics_host=metrics_host)
     configure_logging(logging.INFO)
     timeout_ms = parse_duration_ms(join_timeout)
     eval_config = EvaluationConfig(
@@ -125,10 +127,10 @@ def evaluate(
 
         port = metrics_port
         try:
-            serve_metrics(port, lambda: True)
+            serve_metrics(port, lambda: True, settings.metrics_host)
         except OSError as e:
             raise OperatorError(f"metrics port {port} is not free ({e.strerror}): pass --metrics-port") from None
-        log.info("metrics on http://0.0.0.0:%d/metrics", port)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
     recovery_cfg = None
     if recovery:
         state_dir_writable(settings.state_dir)
@@ -153,11 +155,16 @@ def scores(
     bootstrap_servers: BootstrapOpt = None,
     model: ModelOpt = None,
     last: Annotated[int, typer.Option(min=1, help="How many of the newest windows to show.")] = 8,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also write a PNG: MAE per version over every "
+                                              "window on the topic.")] = None,
 ) -> None:
     """Print the live error of every model version, window by window, from the scores topic."""
     from rich.console import Console
 
-    from edml.evaluation.scores import read_score_windows, scores_table
+    from edml.evaluation.scores import plot_scores, read_score_windows, scores_table
+
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise OperatorError(f"--plot {plot}: the plot is a PNG, name it <file>.png")
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
     name = model or settings.model_name
@@ -166,6 +173,9 @@ def scores(
         typer.echo(f"no scores for {name} on {settings.topics.scores} yet (is `edml evaluate` running?)")
         return
     Console(width=140).print(scores_table(windows, last))
+    if plot is not None:
+        plot_scores(windows, plot, title=f"{name}: live error per model version ({settings.topics.scores})")
+        typer.echo(f"wrote {plot}")
 
 
 def promote(
@@ -194,7 +204,7 @@ def promote(
                         keep_old=not retire_champion, signing_key=signing_key, now_ms=int(time.time() * 1000))
     c = result.comparison
     table = Table(title=f"{name}: champion {c.champion.version} vs challenger {c.challenger.version} (MAE, s)")
-    for col in ("window (UTC)", f"{c.champion.version} trips", f"{c.champion.version} MAE",
+    for col in ("window (New York)", f"{c.champion.version} trips", f"{c.champion.version} MAE",
                 f"{c.challenger.version} trips", f"{c.challenger.version} MAE"):
         table.add_column(col, justify="left" if col.startswith("window") else "right")
     for row in c.rows():

@@ -13,6 +13,11 @@ BootstrapOpt = Annotated[
     str | None, typer.Option("--bootstrap-servers", "-b", help="Kafka bootstrap servers (env EDML_BOOTSTRAP_SERVERS).")
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default edml.toml, env EDML_CONFIG).")]
+MetricsHostOpt = Annotated[
+    str | None,
+    typer.Option("--metrics-host", help="Address /metrics binds (env EDML_METRICS_HOST; default 0.0.0.0, every "
+                 "interface; 127.0.0.1: this host only)."),
+]
 StateDirOpt = Annotated[Path | None, typer.Option("--state-dir", help="State folder (env EDML_STATE_DIR).")]
 
 

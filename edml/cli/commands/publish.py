@@ -58,6 +58,19 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _model_dir_given(model_dir: Path) -> None:
+    """An operator mistake about --model-dir (missing, or the saved_model/ folder itself): exit 2."""
+    if not model_dir.exists():
+        raise OperatorError(f"--model-dir {model_dir} does not exist: pass the folder `edml train --out` wrote")
+    if not model_dir.is_dir():
+        raise OperatorError(f"--model-dir {model_dir} is a file: pass the folder `edml train --out` wrote")
+    if (model_dir / "saved_model.pb").is_file() and not (model_dir / "saved_model").is_dir():
+        raise OperatorError(
+            f"--model-dir {model_dir} is a SavedModel folder itself: pass its parent, "
+            f"--model-dir {model_dir.resolve().parent}, the folder with saved_model/ and metrics.json"
+        )
+
+
 def _fmt_ms(ms: int | None) -> str:
     if ms is None:
         return "-"
@@ -84,6 +97,7 @@ def publish(
     The gate loads the SavedModel, checks its signature against the TripPickup schema, runs the
     golden rows, and compares mae with the desired model of that name (relative --tolerance).
     """
+    _model_dir_given(model_dir)
     _quiet_tensorflow()
     from edml.model_topic.publisher import publish_model
 

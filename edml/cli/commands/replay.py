@@ -40,6 +40,7 @@ def record(
 
     from rich.console import Console
 
+    from edml.cli.progress import interactive
     from edml.replay.recorder import RecordStats, record_topics, write_generated
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -53,9 +54,10 @@ def record(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     console = Console(stderr=True)
+    show = interactive(console.file)
 
     def progress(stats: RecordStats) -> None:
-        if console.is_terminal:
+        if show:
             counts = ", ".join(f"{role} {n}" for role, n in stats.messages.items())
             console.print(f"recording: {counts}", end="\r")
 
@@ -87,7 +89,8 @@ def replay(
     batch_size: Annotated[int, typer.Option(min=1, help="Trips scored at once (as in `edml serve`).")] = 1000,
     store: Annotated[str | None, typer.Option(help="Artifact store URI (env EDML_ARTIFACT_STORE).")] = None,
     model_name: Annotated[str | None, typer.Option(help="Model name (default trip-duration).")] = None,
-    progress: Annotated[bool | None, typer.Option(help="Progress bar (default: when stderr is a terminal).")]
+    progress: Annotated[bool | None, typer.Option(help="Progress bar (default: when stderr is a terminal, "
+                                                  "not in CI).")]
     = None,
     config: ConfigOpt = None,
     bootstrap_servers: BootstrapOpt = None,
@@ -101,6 +104,7 @@ def replay(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from edml.cli.progress import interactive
     from edml.replay.archive import TRIPS, ArchiveReader
     from edml.replay.file_io import read_predictions
     from edml.replay.gate import decide
@@ -125,7 +129,7 @@ def replay(
         serving, challengers = (candidate, ()) if champion is None else (champion, (candidate,))
         bar = Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TextColumn("trips"),
                        TimeRemainingColumn(), console=console,
-                       disable=not (console.is_terminal if progress is None else progress))
+                       disable=not (interactive(console.file) if progress is None else progress))
         with bar:
             task = bar.add_task("replay", total=reader.count(TRIPS))
             result = replay_archive(reader, serving, out, challengers, batch_size=batch_size,

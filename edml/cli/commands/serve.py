@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from edml.cli.commands.options import BootstrapOpt, ConfigOpt, StateDirOpt, settings_from
+from edml.cli.commands.options import BootstrapOpt, ConfigOpt, MetricsHostOpt, StateDirOpt, settings_from
 from edml.core.errors import OperatorError
 
 
@@ -25,6 +25,7 @@ def serve(
     batch_size: Annotated[int, typer.Option(min=1, help="Most trips polled and scored at once.")] = 1000,
     metrics_port: Annotated[int, typer.Option(envvar="EDML_METRICS_PORT", help="Prometheus port (with "
                                               "--processes, + process index); 0 turns it off.")] = 9100,
+    metrics_host: MetricsHostOpt = None,
     recovery: Annotated[bool, typer.Option(help="Bytewax recovery under the state folder.")] = True,
     epoch_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between recovery snapshots.")] = 5.0,
     keep_versions: Annotated[int, typer.Option(min=1, help="Model versions kept in the model store.")] = 3,
@@ -46,7 +47,8 @@ def serve(
         state_dir_writable,
     )
 
-    settings = settings_from(config, bootstrap_servers=bootstrap_servers, state_dir=state_dir, model_name=model_name)
+    settings = settings_from(config, bootstrap_servers=bootstrap_servers, state_dir=state_dir, model_name=model_name,
+                             metrics_host=metrics_host)
     state_dir_writable(settings.state_dir)
     configure_logging(logging.INFO)
     if processes > 1:

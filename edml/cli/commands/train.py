@@ -16,9 +16,10 @@ def train(
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training data.")] = 6,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the initial weights and the shuffling.")] = 0,
     max_rows: Annotated[int | None, typer.Option("--max-rows", min=20, help="Read at most this many trips.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, even on a terminal.")] = False,
 ) -> None:
     """Train the wide & deep model on a data file; report MAE/RMSE beside the baselines and export a SavedModel."""
+    from edml.cli.progress import interactive
     from edml.trainer.datafiles import DataFileError, read_examples
     from edml.trainer.train import MIN_TRIPS, train_model
 
@@ -28,8 +29,8 @@ def train(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides the report
 
     typer.echo(f"training on {data} ({epochs} epochs, seed {seed}) ...")
-    # A live progress bar on a terminal, one line per epoch in logs.
-    verbose: int | str = 0 if quiet else ("auto" if sys.stdout.isatty() else 2)
+    # Keras' live bar on a terminal; in CI and logs only the report below
+    verbose: int | str = "auto" if interactive(sys.stdout) and not quiet else 0
     result = train_model(data, out, epochs=epochs, seed=seed, max_rows=max_rows, verbose=verbose)
     m = result.metrics
     typer.echo(
