@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from edml.core.errors import OperatorError
+from edml.core.errors import EdmlError, exit_for
 
 app = typer.Typer(
     help="edml: event-driven machine learning. Score a Kafka stream of taxi trips with the "
@@ -36,13 +36,26 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Run the CLI; an operator mistake prints one line and exits 2."""
+    """Run the CLI; an edml error prints one line: operator mistakes exit 2, refusals exit 1."""
     try:
         app()
-    except OperatorError as e:
-        print(f"edml: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except EdmlError as e:
+        code, line = exit_for(e, command_name(sys.argv[1:]))
+        print(line, file=sys.stderr)
+        sys.exit(code)
 
+
+def command_name(argv: list[str]) -> str | None:
+    """The command ``argv`` runs, with its group (``publish``, ``models retire``); None when it names none."""
+    command = typer.main.get_command(app)
+    names = []
+    for arg in argv:
+        subcommands = getattr(command, "commands", {})  # a group's commands (typer ships its own click)
+        if arg not in subcommands:
+            break
+        names.append(arg)
+        command = subcommands[arg]
+    return " ".join(names) or None
 
 if __name__ == "__main__":
     main()
