@@ -29,6 +29,8 @@ from typing import Any
 
 from edml.schemas.records import ModelSignature, TensorSpec
 
+from edml.core.errors import Refusal
+
 MANIFEST_NAME = "manifest.json"
 SAVED_MODEL_DIR = "saved_model"
 SIGNATURE_KEY = "serving_default"
@@ -43,12 +45,8 @@ _MAX_MANIFEST_BYTES = 64 * MiB
 _FIXED_MTIME = 0
 
 
-class ArtifactError(Exception):
+class ArtifactError(Refusal):
     """An artifact or model folder that cannot be used; ``reason`` is one short line."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass

@@ -22,6 +22,8 @@ from typing import Any
 
 from edml.schemas.records import ModelRecord, ModelSignature, TripPickup
 
+from edml.core.errors import Refusal
+
 DEFAULT_TOLERANCE = 0.05
 GOLDEN_RTOL = 1e-3
 GOLDEN_ATOL = 1e-2  # seconds; float32 round-off on durations of thousands of seconds
@@ -33,12 +35,8 @@ _DTYPES_FOR = {
 FLOAT_OUTPUTS = ("float32", "float64")
 
 
-class GateRefused(Exception):
+class GateRefused(Refusal):
     """The gate refused a model; ``reason`` is one line."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def expected_inputs() -> dict[str, tuple[str, ...]]:

@@ -37,7 +37,7 @@ from edml.schemas.records import ModelRecord
 from edml.schemas.serde import encode_model_key, model_record_serde
 
 from edml.core.config import Settings
-from edml.core.errors import OperatorError
+from edml.core.errors import OperatorError, Refusal
 from edml.kafka.clients import make_admin, make_producer
 
 __all__ = [
@@ -56,12 +56,8 @@ DELIVERY_TIMEOUT_S = 30.0
 _VERSION_RACE_RETRIES = 5
 
 
-class PublishError(Exception):
+class PublishError(Refusal):
     """The record could not be delivered to the model topic; ``reason`` is one line."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class TopicUnavailable(PublishError, OperatorError):

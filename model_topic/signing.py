@@ -17,18 +17,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edml.schemas.records import ModelRecord
 from edml.schemas.serde import model_record_serde
 
-from edml.core.errors import OperatorError
+from edml.core.errors import OperatorError, Refusal
 
 PRIVATE_KEY_FILE = "model-signing.key"
 PUBLIC_KEY_FILE = "model-signing.pub"
 
 
-class SignatureInvalid(Exception):
+class SignatureInvalid(Refusal):
     """A record whose signature is missing or does not verify; ``reason`` is one line."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class SigningKeyError(OperatorError):

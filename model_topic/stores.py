@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from edml.core.errors import OperatorError
+from edml.core.errors import OperatorError, Refusal
 
 ARTIFACT_SUFFIX = ".tar.gz"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
@@ -31,12 +31,8 @@ STORE_TIMEOUT_ENV = "EDML_STORE_TIMEOUT_S"
 DEFAULT_STORE_TIMEOUT_S = 60.0
 
 
-class StoreError(Exception):
+class StoreError(Refusal):
     """An artifact store operation that failed; ``reason`` is one short line."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class VersionExists(StoreError):

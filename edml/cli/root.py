@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import typer  # noqa: E402 - after the environment defaults above
 
-from edml.core.errors import OperatorError  # noqa: E402
+from edml.core.errors import EdmlError, exit_for  # noqa: E402
 
 # Click's plain help: rich's panels cut option names on an 80-column terminal
 # (`--bootstrap-serv…`) and label every flag `<bool>`; the plain form wraps the help text instead.
@@ -48,13 +48,26 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Run the CLI; an operator mistake prints one line and exits 2."""
+    """Run the CLI; an edml error prints one line: operator mistakes exit 2, refusals exit 1."""
     try:
         app()
-    except OperatorError as e:
-        print(f"edml: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except EdmlError as e:
+        code, line = exit_for(e, command_name(sys.argv[1:]))
+        print(line, file=sys.stderr)
+        sys.exit(code)
 
+
+def command_name(argv: list[str]) -> str | None:
+    """The command ``argv`` runs, with its group (``publish``, ``models retire``); None when it names none."""
+    command = typer.main.get_command(app)
+    names = []
+    for arg in argv:
+        subcommands = getattr(command, "commands", {})  # a group's commands (typer ships its own click)
+        if arg not in subcommands:
+            break
+        names.append(arg)
+        command = subcommands[arg]
+    return " ".join(names) or None
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edml.core.errors import Refusal
 from edml.model_topic.artifact import (
     ArtifactError,
     Manifest,
@@ -25,12 +26,8 @@ from edml.schemas.records import ModelRecord, ModelSignature
 from edml.scoring.serving import LoadedModel, bind_inputs
 
 
-class ModelRejected(Exception):
+class ModelRejected(Refusal):
     """A model that must not serve; ``reason`` says why in one line."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def check_signature(signature: ModelSignature) -> str:

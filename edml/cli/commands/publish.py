@@ -1,21 +1,19 @@
 """``edml publish``, ``edml rollback``, ``edml models list|status|retire`` and ``edml keys generate``.
 
-Refusals (gate, broken model folder, existing version, unreachable store or broker) print one
-line ``edml: <command> refused: <reason>`` on stderr and exit 1; operator mistakes exit 2.
+Refusals (gate, broken model folder, existing version, unreachable store) are ``edml.core.errors.Refusal``:
+the CLI prints one line ``edml: <command> refused: <reason>`` on stderr and exits 1; operator mistakes exit 2.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
 from edml.cli.commands.options import BootstrapOpt, ConfigOpt, settings_from
-from edml.core.errors import OperatorError
 
 # other modules may add commands about models to this group (import it from here)
 models_app = typer.Typer(help="The models on the model topic and in the artifact store.", no_args_is_help=True)
@@ -33,26 +31,6 @@ SigningKeyOpt = Annotated[
         help="ed25519 private key to sign the record with: a PEM file, or the PEM text itself (CI secrets).",
     ),
 ]
-T = TypeVar("T")
-
-
-def _refusable(command: str, fn: Callable[[], T]) -> T:
-    """Run ``fn``; a refusal prints one line and exits 1, operator mistakes go to the CLI (exit 2)."""
-    from edml.model_topic.artifact import ArtifactError
-    from edml.model_topic.gate import GateRefused
-    from edml.model_topic.publisher import PublishError
-    from edml.model_topic.signing import SignatureInvalid
-    from edml.model_topic.stores import StoreError
-
-    try:
-        return fn()
-    except OperatorError:
-        raise
-    except (GateRefused, ArtifactError, StoreError, PublishError, SignatureInvalid) as e:
-        typer.echo(f"edml: {command} refused: {e}", err=True)
-        raise typer.Exit(1) from None
-
-
 def _quiet_tensorflow() -> None:
     # the refusal must be the one line an operator reads; TF's C++ start-up log is noise here
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -103,13 +81,8 @@ def publish(
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)
     model_name = name or settings.model_name
-    record = _refusable(
-        "publish",
-        lambda: publish_model(
-            settings, model_dir, model_name, force=force, tolerance=tolerance, version=version,
-            signing_key=signing_key or None,
-        ),
-    )
+    record = publish_model(settings, model_dir, model_name, force=force, tolerance=tolerance, version=version,
+                           signing_key=signing_key or None)
     signed = " signed" if record.signature_ed25519 else ""
     typer.echo(
         f"published{signed} {record.model_name} {record.version} sha256={record.sha256} "
@@ -131,7 +104,7 @@ def rollback(
     from edml.model_topic.publisher import rollback as do_rollback
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)
-    record = _refusable("rollback", lambda: do_rollback(settings, name, to, signing_key=signing_key or None))
+    record = do_rollback(settings, name, to, signing_key=signing_key or None)
     typer.echo(f"{record.model_name} desired version is now {record.version} ({record.artifact_uri})", err=True)
     typer.echo(record.version)
 
@@ -194,7 +167,7 @@ def models_retire(
     from edml.model_topic.publisher import retire_model
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
-    _refusable("retire", lambda: retire_model(settings, name))
+    retire_model(settings, name)
     typer.echo(f"retired {name} (tombstone on {settings.topics.models})")
 
 
