@@ -165,8 +165,9 @@ class TripDecoder:
 
     def _decode(self, messages: list[SourceMessage]) -> TripBatch:
         read = None if self._reader is None else self._reader.read([m.value for m in messages])
+        refused = read.refused if read is not None else {}
         if read is None or not len(read.rows):
-            each = self._decode_each(messages, range(len(messages)))
+            each = self._decode_each(messages, range(len(messages)), refused)
             return TripBatch(trips=each.trips, timestamps_ms=each.timestamps_ms, dead_letters=each.dead_letters)
         c = read.columns
         distance = c["trip_distance_km"]
@@ -185,7 +186,7 @@ class TripDecoder:
             return TripBatch(columns=_select(c, valid), timestamps_ms=[m.timestamp_ms for m in messages])
         rest = np.ones(len(messages), dtype=bool)
         rest[fast] = False
-        slow = self._decode_each(messages, np.flatnonzero(rest).tolist())
+        slow = self._decode_each(messages, np.flatnonzero(rest).tolist(), refused)
         if not slow.trips:
             return TripBatch(columns=_select(c, valid), timestamps_ms=[messages[i].timestamp_ms for i in fast.tolist()],
                              dead_letters=slow.dead_letters)
@@ -196,8 +197,14 @@ class TripDecoder:
         return TripBatch(trips=[trips[i] for i in order], timestamps_ms=[messages[i].timestamp_ms for i in order],
                          dead_letters=slow.dead_letters)
 
-    def _decode_each(self, messages: list[SourceMessage], indices: Iterable[int]) -> _Decoded:
-        """The per-record path: decode, range-check, dead-letter with the reason."""
+    def _decode_each(self, messages: list[SourceMessage], indices: Iterable[int],
+                     refused: dict[int, tuple[str, str]]) -> _Decoded:
+        """The per-record path: decode, range-check, dead-letter with the reason.
+
+        ``refused``: payloads the column reader found breaking the Avro specification where
+        fastavro reads a wrapped value (an over-long varint); unless fastavro fails on them
+        anyway, they are dead letters with the column reader's reason.
+        """
         out = _Decoded()
         decode = self.serde.decode
         for i in indices:
@@ -206,6 +213,9 @@ class TripDecoder:
                 trip = decode(msg.value)
             except DecodeError as e:
                 out.dead_letters.append(self.dead_letter(msg, e.kind, e.message))
+                continue
+            if i in refused:
+                out.dead_letters.append(self.dead_letter(msg, *refused[i]))
                 continue
             reason = check_trip(trip)
             if reason is not None:

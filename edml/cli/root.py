@@ -41,6 +41,7 @@ COMMAND_MODULES = [
     "edml.cli.commands.evaluate",
     "edml.cli.commands.bench",
     "edml.cli.commands.demo",
+    "edml.cli.commands.pipelines",
 ]
 
 for _name in COMMAND_MODULES:

@@ -143,6 +143,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     if prefix:
         topics = topics.with_prefix(prefix)
 
+    data.pop("pipelines", None)  # [pipelines.NAME] declarations: read by edml.pipelines
     kafka = {str(k): str(v) for k, v in data.pop("kafka", {}).items()}
     kafka.update(_env_kafka_properties(env))
 

@@ -7,6 +7,7 @@ import random
 import re
 
 import numpy as np
+from edml.schemas.columnar import RecordCodec
 from edml.schemas.records import TripPickup
 from edml.schemas.serde import DecodeError, trip_serde
 from edml.schemas.validation import SourceMessage, TripBatch, TripDecoder, check_trip
@@ -23,12 +24,18 @@ def _no_address(text: str) -> str:
 def reference(messages: list[SourceMessage]) -> tuple[list[TripPickup], list[int], list[tuple]]:
     """One message at a time, the way the decoder's contract reads."""
     serde = trip_serde()
+    strict = RecordCodec.from_schema(serde.schema_json)
     trips, stamps, dead = [], [], []
     for m in messages:
         try:
             trip = serde.decode(m.value)
         except DecodeError as e:
             dead.append((m.offset, e.kind, _no_address(e.message)))
+            continue
+        # what fastavro reads but the Avro specification forbids (an over-long varint) is malformed
+        breach = [e for e in strict.read([m.value], 10).errors if e.strict_only]
+        if breach:
+            dead.append((m.offset, breach[0].kind, breach[0].message))
             continue
         reason = check_trip(trip)
         if reason is not None:
