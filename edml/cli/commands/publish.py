@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from edml.cli.commands.options import BootstrapOpt, ConfigOpt, settings_from
+from edml.core.errors import OperatorError
 
 # other modules may add commands about models to this group (import it from here)
 models_app = typer.Typer(help="The models on the model topic and in the artifact store.", no_args_is_help=True)
