@@ -1,7 +1,8 @@
 """``edml publish``, ``edml rollback``, ``edml models list|status|retire`` and ``edml keys generate``.
 
 Refusals (gate, broken model folder, existing version, unreachable store or broker) print one
-line ``edml: <command> refused: <reason>`` on stderr and exit 1; operator mistakes exit 2.
+line ``edml: <command> refused: <reason>`` on stderr and exit 1; operator mistakes (a missing
+``--model-dir``, or the ``saved_model/`` folder given instead of its parent) exit 2.
 """
 
 from __future__ import annotations
