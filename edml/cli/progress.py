@@ -64,8 +64,12 @@ class _LatestMessage(logging.Handler):
 
 
 @contextmanager
-def following_logs(title: str, logger: str = "") -> Iterator[Progress]:
-    """A spinner with the elapsed time and the latest log message of ``logger``, on a terminal only."""
+def following_logs(title: str, logger: str) -> Iterator[Progress]:
+    """A spinner with the elapsed time and the latest log message of ``logger``, on a terminal only.
+
+    The handler goes on ``logger``, not on the root: a ``logging.basicConfig`` of the command still
+    finds the root without handlers and sets up the log as usual.
+    """
     progress = progress_bar(count=False)
     with progress:
         task = progress.add_task(title, total=None)
