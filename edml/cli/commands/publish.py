@@ -8,7 +8,6 @@ line ``edml: <command> refused: <reason>`` on stderr and exit 1; operator mistak
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -54,11 +53,6 @@ def _refusable(command: str, fn: Callable[[], T]) -> T:
         raise typer.Exit(1) from None
 
 
-def _quiet_tensorflow() -> None:
-    # the refusal must be the one line an operator reads; TF's C++ start-up log is noise here
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def _model_dir_given(model_dir: Path) -> None:
     """An operator mistake about --model-dir (missing, or the saved_model/ folder itself): exit 2."""
     if not model_dir.exists():
@@ -99,7 +93,6 @@ def publish(
     golden rows, and compares mae with the desired model of that name (relative --tolerance).
     """
     _model_dir_given(model_dir)
-    _quiet_tensorflow()
     from edml.model_topic.publisher import publish_model
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)
