@@ -120,6 +120,7 @@ def plot_scores(windows: list[ScoreWindow], path: Path, title: str = "") -> Path
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     lines: dict[tuple[str, str], list[ScoreWindow]] = defaultdict(list)
@@ -129,12 +130,14 @@ def plot_scores(windows: list[ScoreWindow], path: Path, title: str = "") -> Path
     for (version, role), series in sorted(lines.items()):
         series.sort(key=lambda w: w.window_start)
         # the wall clock is stored as if UTC: formatting it as UTC shows the city's time
-        when = [datetime.fromtimestamp(w.window_start / 1000, UTC).replace(tzinfo=None) for w in series]
+        when = mdates.date2num([datetime.fromtimestamp(w.window_start / 1000, UTC).replace(tzinfo=None)
+                                for w in series])
         ax.plot(when, [w.mae for w in series], marker="o", linestyle="--" if role != "champion" else "-",
                 label=f"{version} ({role})")
     ax.set_xlabel("window start (New York)")
     ax.set_ylabel("MAE (s)")
     ax.set_title(title or "Live error per model version")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d %H:%M"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.autofmt_xdate()

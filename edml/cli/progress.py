@@ -13,15 +13,24 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import IO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from edml.core.config import boolean
 
 
-def interactive(stream: TextIO | None = None, env: dict[str, str] | None = None) -> bool:
+def interactive(stream: IO[str] | None = None, env: dict[str, str] | None = None) -> bool:
     """Whether to show progress: ``stream`` (stderr) is a terminal and CI is not set."""
     stream = sys.stderr if stream is None else stream
     ci = (os.environ if env is None else env).get("CI", "")
@@ -36,7 +45,7 @@ def progress_bar(*, show: bool | None = None, count: bool = True) -> Progress:
     """A rich Progress on stderr with a bar (and ``done/total`` when ``count``); disabled off a terminal."""
     console = Console(stderr=True)
     enabled = interactive(console.file) if show is None else show
-    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn()]
+    columns: list[ProgressColumn] = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn()]
     if count:
         columns.append(MofNCompleteColumn())
     columns.append(TimeElapsedColumn())
@@ -46,7 +55,7 @@ def progress_bar(*, show: bool | None = None, count: bool = True) -> Progress:
 class _LatestMessage(logging.Handler):
     """Shows each log record's message as the description of a progress task."""
 
-    def __init__(self, progress: Progress, task: int) -> None:
+    def __init__(self, progress: Progress, task: TaskID) -> None:
         super().__init__(logging.INFO)
         self._progress, self._task = progress, task
 
@@ -55,8 +64,12 @@ class _LatestMessage(logging.Handler):
 
 
 @contextmanager
-def following_logs(title: str, logger: str = "") -> Iterator[Progress]:
-    """A spinner with the elapsed time and the latest log message of ``logger``, on a terminal only."""
+def following_logs(title: str, logger: str) -> Iterator[Progress]:
+    """A spinner with the elapsed time and the latest log message of ``logger``, on a terminal only.
+
+    The handler goes on ``logger``, not on the root: a ``logging.basicConfig`` of the command still
+    finds the root without handlers and sets up the log as usual.
+    """
     progress = progress_bar(count=False)
     with progress:
         task = progress.add_task(title, total=None)

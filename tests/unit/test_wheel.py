@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+BUILD_OUTPUT: list[str] = []  # what the build printed (verbose: setuptools' warnings included)
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +23,17 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             (src / name).write_bytes((ROOT / name).read_bytes())
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(src)], check=True, capture_output=True)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w",
+                            str(out), str(src)], check=True, capture_output=True, text=True)
+    BUILD_OUTPUT.append(built.stdout + built.stderr)
     return next(out.glob("edml-*.whl"))
+
+
+def test_the_build_prints_no_deprecation_warnings(wheel: Path) -> None:
+    """An SPDX license string: setuptools has nothing to say about ``project.license`` on install."""
+    output = BUILD_OUTPUT[-1]
+    assert "project.license" not in output and "License classifiers are deprecated" not in output, output
+    assert "SetuptoolsDeprecationWarning" not in output, output
 
 
 def test_the_only_top_level_package_is_edml(wheel: Path) -> None:

@@ -28,7 +28,7 @@ def bench(
     if out is not None:
         argv += ["--out", str(out)]
     # on a terminal, a spinner with the running phase above the log; in CI the log alone
-    with following_logs("bench: starting"):
+    with following_logs("bench: starting", logger="edml.bench"):
         code = main(argv)
     raise typer.Exit(code)
 

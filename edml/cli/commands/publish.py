@@ -1,13 +1,14 @@
 """``edml publish``, ``edml rollback``, ``edml models list|status|retire`` and ``edml keys generate``.
 
-Refusals (gate, broken model folder, existing version, unreachable store) are ``edml.core.errors.Refusal``:
-the CLI prints one line ``edml: <command> refused: <reason>`` on stderr and exits 1; operator mistakes exit 2.
+Refusals (gate, broken model folder, existing version, unreachable store or broker) are
+``edml.core.errors.Refusal``: the CLI prints one line ``edml: <command> refused: <reason>`` on
+stderr and exits 1. Operator mistakes (a missing ``--model-dir``, or the ``saved_model/`` folder
+given instead of its parent) exit 2.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -32,9 +33,6 @@ SigningKeyOpt = Annotated[
         help="ed25519 private key to sign the record with: a PEM file, or the PEM text itself (CI secrets).",
     ),
 ]
-def _quiet_tensorflow() -> None:
-    # the refusal must be the one line an operator reads; TF's C++ start-up log is noise here
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _model_dir_given(model_dir: Path) -> None:
@@ -77,7 +75,6 @@ def publish(
     golden rows, and compares mae with the desired model of that name (relative --tolerance).
     """
     _model_dir_given(model_dir)
-    _quiet_tensorflow()
     from edml.model_topic.publisher import publish_model
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)

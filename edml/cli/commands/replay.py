@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -98,7 +97,6 @@ def replay(
     """Replay an archive through model versions with the scoring dataflow of `edml serve`; report and gate."""
     if report not in ("md", "html"):
         raise OperatorError(f"--report must be md or html, not {report!r}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tempfile
 
     from rich.console import Console

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +25,6 @@ def train(
     # A missing, corrupt or near-empty file fails here, in one line, before TensorFlow loads.
     if len(read_examples(data, max_rows=MIN_TRIPS)) < MIN_TRIPS:
         raise DataFileError(f"data file {data} holds fewer than {MIN_TRIPS} trips; training needs at least {MIN_TRIPS}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides the report
 
     typer.echo(f"training on {data} ({epochs} epochs, seed {seed}) ...")
     # Keras' live bar on a terminal; in CI and logs only the report below
