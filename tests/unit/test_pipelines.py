@@ -368,6 +368,12 @@ def test_vector_outputs_become_arrays_and_odd_shapes_are_refused(taxi: Any) -> N
     schema = prediction_schema(taxi, fields["trip_id"], vector)
     types = {f["name"]: f["type"] for f in schema["fields"]}
     assert types["predicted_duration_s"] == "double" and types["quantiles"] == {"type": "array", "items": "double"}
+    body = RecordCodec.from_schema(schema, arrays=True).write({
+        "trip_id": ["t-1"], "predicted_duration_s": np.array([600.0]), "quantiles": np.array([[300.0, 600.0, 900.0]]),
+        "model_name": "trip-duration", "model_version": "v1", "event_time": [1], "scored_at": 2, "latency_ms": [0.5],
+        "role": "champion"}, 1)[0]
+    record = fastavro.schemaless_reader(io.BytesIO(body), parse_writer_schema(schema), None)
+    assert record["quantiles"] == [300.0, 600.0, 900.0] and record["predicted_duration_s"] == 600.0
     image = ModelSignature(inputs, [TensorSpec("duration_s", "float32", [-1]),
                                     TensorSpec("heatmap", "float32", [-1, 64, 64])])
     with pytest.raises(PipelineError, match=r"model output heatmap has shape \[-1, 64, 64\]"):
