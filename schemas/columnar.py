@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 PRIMITIVES = ("null", "boolean", "int", "long", "float", "double", "string", "bytes")
+ARRAY_ITEMS = ("boolean", "int", "long", "float", "double")  # arrays the writer writes (one length per batch)
 # numpy dtype of each type's column (strings, bytes and enum symbols are object arrays)
 COLUMN_DTYPES = {"boolean": np.dtype(bool), "int": np.dtype(np.int32), "long": np.dtype(np.int64),
                  "float": np.dtype(np.float32), "double": np.dtype(np.float64)}
@@ -48,13 +49,15 @@ class FieldSpec:
     """One field of a flat record: its Avro type, an enum's symbols, and where its null branch is.
 
     ``null_branch`` is the union index of ``"null"`` for a nullable field (0 for ``["null", T]``,
-    1 for ``[T, "null"]``) and None for a plain one.
+    1 for ``[T, "null"]``) and None for a plain one. ``items``: the item type of an ``array``
+    (written only, e.g. a model's vector output; see :func:`flat_fields`).
     """
 
     name: str
     type: str
     symbols: tuple[str, ...] = ()
     null_branch: int | None = None
+    items: str | None = None
 
     @property
     def nullable(self) -> bool:
@@ -64,10 +67,12 @@ class FieldSpec:
     def describe(self) -> str:
         """The type as a person reads it: ``int``, ``enum{a,b}``, ``["null", "double"]`` -> ``double?``."""
         base = f"enum{{{','.join(self.symbols)}}}" if self.type == "enum" else self.type
+        if self.type == "array":
+            base = f"array<{self.items}>"
         return base + ("?" if self.nullable else "")
 
 
-def _value_type(node: Any, named: dict[str, FieldSpec], where: str) -> FieldSpec:
+def _value_type(node: Any, named: dict[str, FieldSpec], where: str, arrays: bool = False) -> FieldSpec:
     """The FieldSpec (without name or null branch) of one non-union type node."""
     if isinstance(node, str):
         if node in PRIMITIVES:
@@ -91,13 +96,18 @@ def _value_type(node: Any, named: dict[str, FieldSpec], where: str) -> FieldSpec
             return spec
         if isinstance(kind, str) and kind in PRIMITIVES:  # e.g. {"type": "long", "logicalType": ...}
             return FieldSpec("", kind)
+        if kind == "array" and arrays and node.get("items") in ARRAY_ITEMS:
+            return FieldSpec("", "array", items=node["items"])
         raise UnsupportedSchema(f"{where}: type {kind!r} is not flat (records, arrays, maps, fixed are not read "
                                 "column-wise)")
     raise UnsupportedSchema(f"{where}: unions are supported only as [\"null\", T]")
 
 
-def flat_fields(schema_json: dict[str, Any]) -> list[FieldSpec]:
-    """The fields of a flat record schema; raises :class:`UnsupportedSchema` naming the field that is not."""
+def flat_fields(schema_json: dict[str, Any], arrays: bool = False) -> list[FieldSpec]:
+    """The fields of a flat record schema; raises :class:`UnsupportedSchema` naming the field that is not.
+
+    ``arrays``: also accept arrays of :data:`ARRAY_ITEMS` (the writer writes them; nothing reads them).
+    """
     if not isinstance(schema_json, dict) or schema_json.get("type") != "record":
         raise UnsupportedSchema("the schema is not an Avro record")
     fields = schema_json.get("fields")
@@ -120,8 +130,8 @@ def flat_fields(schema_json: dict[str, Any]) -> list[FieldSpec]:
                 raise UnsupportedSchema(f"{where}: a union of null with null")
             out.append(FieldSpec(name, inner.type, inner.symbols, t.index("null")))
         else:
-            inner = _value_type(t, named, where)
-            out.append(FieldSpec(name, inner.type, inner.symbols))
+            inner = _value_type(t, named, where, arrays)
+            out.append(FieldSpec(name, inner.type, inner.symbols, items=inner.items))
     return out
 
 
@@ -202,6 +212,8 @@ class ColumnarWriter:
             return np.float32(value).tobytes()
         if kind == "null":
             return b""
+        if kind == "array":
+            return _assemble(self._values(spec, [value], 1), 1)[0]
         return b"\x01" if value else b"\x00"
 
     def _enum_codes(self, spec: FieldSpec, values: Any) -> np.ndarray:
@@ -258,7 +270,28 @@ class ColumnarWriter:
             return [_Part(matrix=np.ascontiguousarray(values, dtype="<f4").view(np.uint8).reshape(n, 4))]
         if kind == "null":
             return []
+        if kind == "array":
+            return self._arrays(spec, values, n)
         return [_Part(matrix=np.asarray(values, dtype=bool).astype(np.uint8).reshape(n, 1))]
+
+    def _arrays(self, spec: FieldSpec, values: Any, n: int) -> list[_Part]:
+        """Arrays of one length k per batch (an (n, k) matrix): one block of k items, then the 0 that ends it."""
+        matrix = np.asarray(values)
+        if matrix.ndim != 2 or matrix.shape[0] != n:
+            raise ValueError(f"{spec.name}: an array column is an (n, k) matrix, not of shape {matrix.shape}")
+        k = matrix.shape[1]
+        if k == 0:
+            return [_Part(constant=b"\x00")]
+        items: list[_Part]
+        if spec.items in ("float", "double"):
+            dtype, width = ("<f8", 8) if spec.items == "double" else ("<f4", 4)
+            items = [_Part(matrix=np.ascontiguousarray(matrix, dtype=dtype).view(np.uint8).reshape(n, k * width))]
+        elif spec.items == "boolean":
+            items = [_Part(matrix=matrix.astype(bool).astype(np.uint8))]
+        else:
+            ints = matrix.astype(np.int64)
+            items = [_Part(matrix=m, lengths=lengths) for m, lengths in (zigzag_varints(ints[:, j]) for j in range(k))]
+        return [_Part(constant=_varint_bytes(k)), *items, _Part(constant=b"\x00")]
 
     def write(self, columns: dict[str, Any], n: int) -> list[bytes]:
         """``n`` encoded records; each field is a sequence of ``n`` values or one value for all.
@@ -270,8 +303,8 @@ class ColumnarWriter:
             return []
         parts = [_Part(constant=self.header)] if self.header else []
         for spec in self.fields:
-            value = columns.get(spec.name) if spec.type == "null" else columns[spec.name]
-            if _is_column(value):
+            value: Any = columns.get(spec.name) if spec.type == "null" else columns[spec.name]
+            if _is_column(value) and (spec.type != "array" or np.ndim(value) == 2):  # an array's constant is 1-D
                 parts.extend(self._column(spec, value, n))
             else:
                 parts.append(_Part(constant=self._scalar(spec, value)))
@@ -318,9 +351,9 @@ def _assemble(parts: list[_Part], n: int) -> list[bytes]:
 
 
 def columnar_writer(schema_json: dict[str, Any], header: bytes = b"") -> ColumnarWriter | None:
-    """A writer for ``schema_json`` when it is a flat record (see :func:`flat_fields`), else None."""
+    """A writer for ``schema_json`` when it is a flat record (arrays of numbers too), else None."""
     try:
-        return ColumnarWriter(flat_fields(schema_json), header)
+        return ColumnarWriter(flat_fields(schema_json, arrays=True), header)
     except UnsupportedSchema:
         return None
 
@@ -427,6 +460,7 @@ class _Cursor:
                 k += 1
             if present is not None:
                 nbytes *= present
+            self.fail(pos + nbytes > self.end, "truncated", f"{name}: the payload ends inside a varint")
             self.pos = pos + nbytes
             return (u >> np.uint64(1)).view(np.int64) ^ -(u & np.uint64(1)).view(np.int64)
         self.fail(pos + nbytes > self.end, "truncated", f"{name}: the payload ends inside a varint")
@@ -454,13 +488,17 @@ class RecordCodec:
 
     def __init__(self, fields: Sequence[FieldSpec]) -> None:
         self.fields = tuple(fields)
+        self._unreadable = next((f.name for f in self.fields if f.type == "array"), None)
         self._symbols = {f.name: np.array(list(f.symbols), dtype=object) for f in self.fields if f.type == "enum"}
         self._writer = ColumnarWriter(self.fields)
 
     @classmethod
-    def from_schema(cls, schema_json: dict[str, Any]) -> RecordCodec:
-        """The codec of a flat record schema; raises :class:`UnsupportedSchema` naming the field that is not flat."""
-        return cls(flat_fields(schema_json))
+    def from_schema(cls, schema_json: dict[str, Any], arrays: bool = False) -> RecordCodec:
+        """The codec of a flat record schema; raises :class:`UnsupportedSchema` naming the field that is not flat.
+
+        ``arrays``: accept arrays of numbers too, for writing only (a prediction with a vector output).
+        """
+        return cls(flat_fields(schema_json, arrays))
 
     def write(self, columns: dict[str, Any], n: int, header: bytes = b"") -> list[bytes]:
         """``n`` encodings, each ``header`` + the Avro body; see :meth:`ColumnarWriter.write` for the columns."""
@@ -473,6 +511,8 @@ class RecordCodec:
         The caller has checked the headers (``offset`` bytes); a body must end exactly at its
         payload's end (else ``trailing-bytes``).
         """
+        if self._unreadable is not None:
+            raise UnsupportedSchema(f"field {self._unreadable}: arrays are written column-wise, not read")
         n = len(payloads)
         if n == 0:
             return DecodedColumns(np.zeros(0, dtype=np.int64), {f.name: _empty(f) for f in self.fields},

@@ -106,7 +106,8 @@ def infer_constraint(c: Constraint, spec: FieldSpec, reference: dict[str, Any]) 
     kind = entry.get("kind")
     if spec.type in NUMERIC:
         lo, hi = entry.get("min"), entry.get("max")
-        if kind != "numeric" or not _finite(lo) or not _finite(hi) or lo > hi:
+        if kind != "numeric" or not isinstance(lo, int | float) or not isinstance(hi, int | float) or not (
+                _finite(lo) and _finite(hi) and lo <= hi):
             raise ReferenceProblem(f"field {c.field}: the model's reference has no numeric min and max to infer a "
                                    "range from")
         width = (hi - lo) or abs(hi) or 1.0

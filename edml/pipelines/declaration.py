@@ -110,8 +110,8 @@ class Pipeline:
 
 def pipelines_dir(env: dict[str, str] | None = None) -> Path:
     """The folder of ``NAME.toml`` declarations: ``EDML_PIPELINES_DIR`` or ``./pipelines``."""
-    env = os.environ if env is None else env
-    return Path(env.get("EDML_PIPELINES_DIR", "pipelines"))
+    found = (os.environ if env is None else env).get("EDML_PIPELINES_DIR", "pipelines")
+    return Path(found)
 
 
 def _config_tables(config_path: Path) -> dict[str, Any]:
@@ -381,11 +381,7 @@ def check_declaration(pipeline: Pipeline, schema_json: dict[str, Any],
         if record_field not in fields:
             raise pipeline.error(f"[inputs] {model_input} = {record_field!r}: field {record_field} is not in the "
                                  "input schema")
-    seen = set()
-    for c in pipeline.constraints:
-        if c.field in seen:
-            raise pipeline.error(f"field {c.field} has two constraints; merge them")
-        seen.add(c.field)
+    for c in pipeline.constraints:  # one per field: TOML refuses a key given twice
         problems = constraint_problems(c, fields.get(c.field))
         if problems:
             raise pipeline.error(problems[0])

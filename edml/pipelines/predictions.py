@@ -66,7 +66,10 @@ def prediction_problems(pipeline: Pipeline, signature: ModelSignature) -> list[s
     for name, spec in output_fields(pipeline, signature):
         if spec.dtype not in OUTPUT_TYPES:
             problems.append(f"model output {spec.name} is {spec.dtype}, which a prediction record cannot hold")
-        if output_width(spec) is None:
+        width = output_width(spec)
+        if width is not None and width > 1 and OUTPUT_TYPES.get(spec.dtype) == "string":
+            problems.append(f"model output {spec.name} is a vector of strings, which a prediction record cannot hold")
+        if width is None:
             problems.append(f"model output {spec.name} has shape {spec.shape}; a prediction holds [-1] (a value per "
                             f"record) or [-1, k] with k <= {MAX_VECTOR}")
         if not _AVRO_NAME.match(name):

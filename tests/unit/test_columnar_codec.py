@@ -162,6 +162,24 @@ def _row(decoded: Any, j: int) -> Any:
                          {k: v[j:j + 1] for k, v in decoded.nulls.items()})
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["boolean", "int", "long", "float", "double"]), st.integers(0, 5), st.integers(1, 20),
+       st.data())
+def test_writes_vectors_the_way_fastavro_writes_arrays(items: str, k: int, n: int, data: st.DataObject) -> None:
+    schema = {"type": "record", "name": "Scored", "fields": [
+        {"name": "key", "type": "string"}, {"name": "vector", "type": {"type": "array", "items": items}},
+        {"name": "score", "type": "double"}]}
+    rows = [[data.draw(_VALUES[items]) for _ in range(k)] for _ in range(n)]
+    dtype = {"boolean": bool, "int": np.int32, "long": np.int64, "float": np.float32, "double": np.float64}[items]
+    codec = RecordCodec.from_schema(schema, arrays=True)
+    columns = {"key": [f"k{i}" for i in range(n)], "vector": np.array(rows, dtype=dtype).reshape(n, k), "score": 0.5}
+    expected = [fastavro_bytes(schema, {"key": f"k{i}", "vector": rows[i], "score": 0.5}) for i in range(n)]
+    assert codec.write(columns, n) == expected
+    with pytest.raises(UnsupportedSchema, match="field vector: arrays are written column-wise, not read"):
+        codec.read(expected)
+    assert codec.write({**columns, "vector": rows[0]}, n)[0] == expected[0]  # one vector for every record
+
+
 def mutate(payload: bytes, data: st.DataObject) -> bytes:
     """Truncate, extend, or overwrite a byte of ``payload``."""
     how = data.draw(st.sampled_from(["truncate", "append", "flip", "set", "keep"]))
@@ -258,6 +276,13 @@ def test_errors_name_the_field_and_the_reason() -> None:
     assert decoded.errors[2].message.startswith("note: not UTF-8")
     assert decoded.rows.tolist() == [3]
     assert codec.read([]).columns["count"].dtype == np.int32
+
+
+def test_an_empty_payload_beside_a_long_varint_is_truncated() -> None:
+    codec = RecordCodec.from_schema({"type": "record", "name": "R", "fields": [{"name": "a", "type": "int"}]})
+    decoded = codec.read([b"\x80", b"", b"\x80\x01"])  # 64 cut short, nothing, 64
+    assert [(e.index, e.kind) for e in decoded.errors] == [(0, "truncated"), (1, "truncated")]
+    assert decoded.rows.tolist() == [2] and decoded.columns["a"].tolist() == [64]
 
 
 def test_schemas_that_are_not_flat_are_refused_naming_the_field() -> None:

@@ -46,6 +46,7 @@ def test_the_only_top_level_package_is_edml(wheel: Path) -> None:
         assert f"edml/{sub}/__init__.py" in names, sub
     assert "edml/schemas/avro/TripPickup.avsc" in names
     assert "edml/trainer/avro/TripExample.avsc" in names
+    assert "edml/pipelines/taxi.toml" in names  # the built-in pipeline declaration
 
 
 def test_the_wheel_imports_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
@@ -53,6 +54,8 @@ def test_the_wheel_imports_outside_the_checkout(wheel: Path, tmp_path: Path) -> 
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     code = ("import edml.schemas.serde as s, edml.cli, edml.trainer.datafiles as d; "
             "assert s.__file__.startswith({!r}), s.__file__; assert d.SCHEMA_PATH.exists(); "
-            "import importlib.util; assert importlib.util.find_spec('schemas') is None".format(str(tmp_path / "site")))
+            "import importlib.util; assert importlib.util.find_spec('schemas') is None; "
+            "import edml.pipelines.declaration as p; t = p.load_pipeline('taxi'); "
+            "p.check_declaration(t, p.load_schema(t, t.input.schema))".format(str(tmp_path / "site")))
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True,
                    env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
