@@ -71,7 +71,6 @@ def client_config(registry: SchemaRegistrySettings) -> dict[str, Any]:
     if registry.ssl_ca_location:
         conf["ssl.ca.location"] = registry.ssl_ca_location
     if registry.basic_auth_user_info:
-        conf["basic.auth.credentials.source"] = "USER_INFO"
         conf["basic.auth.user.info"] = registry.basic_auth_user_info
     elif registry.bearer_token:
         conf["bearer.auth.credentials.source"] = "CUSTOM"

@@ -8,9 +8,12 @@ evaluation switched, and it dead-lettered every prediction and trip).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import logging
 import struct
+import threading
 from pathlib import Path
 
 import fastavro
@@ -23,14 +26,17 @@ from edml.dataflows.evaluation import build_flow as build_evaluation_flow
 from edml.evaluation.config import EvaluationConfig
 from edml.model_topic.history import desired_records
 from edml.model_topic.publisher import publish_model
-from edml.schemas.confluent import ConfluentSerde, RegistryRefused, subject_for
+from edml.schemas.confluent import ConfluentSerde, RegistryRefused, make_client, subject_for
+from edml.schemas.local_registry import start_on_free_port
 from edml.schemas.records import TripPickup
-from edml.schemas.serde import AvroSerde, load_schema_json
-from edml.schemas.wire import topic_serdes
+from edml.schemas.serde import AvroSerde, load_schema_json, serde_for
+from edml.schemas.validation import TripDecoder
+from edml.schemas.wire import topic_serdes, with_registry
 from edml.trainer.generator import DAY_MS, DEFAULT_START_MS, generate_trips
 from edml.trainer.producing import produce_trips
 
 from edml.core.config import Settings
+from edml.kafka.messages import SourceMessage
 from edml.kafka.reading import read_to_end
 from tests.integration.scorer_process import ScorerProcess, wait_until
 
@@ -101,7 +107,7 @@ def test_confluent_avro_serdes_read_and_write_edml_records(registry_settings: Se
     theirs["pickup_time"] = round(theirs["pickup_time"].timestamp() * 1000)
     assert TripPickup(**theirs) == trip
     serializer = AvroSerializer(client, json.dumps(load_schema_json("TripPickup")),
-                                to_dict=lambda r, _ctx: vars(r).copy())
+                                to_dict=lambda r, _ctx: dataclasses.asdict(r))
     assert serde.decode(serializer(trip, ctx)) == trip
 
 
@@ -124,7 +130,7 @@ def test_schema_evolution_through_the_registry(registry_settings: Settings) -> N
 
     # a v2 writer's record: edml's v1 reader resolves it through the registry (the new field is ignored)
     buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, fastavro.parse_schema(v2), {**vars(old), "vendor": "acme"})
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(v2), {**dataclasses.asdict(old), "vendor": "acme"})
     assert serde.decode(b"\x00" + struct.pack(">I", v2_id) + buf.getvalue()) == old
 
     # removing a field without a default breaks BACKWARD: the registry refuses, edml says so in one line
@@ -136,3 +142,51 @@ def test_schema_evolution_through_the_registry(registry_settings: Settings) -> N
         refused.encode(old)
     assert "\n" not in str(e.value)
     print(f"[evolution] {e.value}")
+
+
+def _messages(topic: str, values: list[bytes]) -> list[SourceMessage]:
+    return [SourceMessage(topic, 0, i, f"k{i}".encode(), v, 1_700_000_000_000) for i, v in enumerate(values)]
+
+
+def test_an_unknown_schema_id_is_a_dead_letter_with_its_reason(registry_settings: Settings) -> None:
+    s = registry_settings
+    serde = topic_serdes(s).trips
+    good = [g.pickup for g in generate_trips(3, seed=6)]
+    payloads = [serde.encode(t) for t in good]
+    unknown = b"\x00" + struct.pack(">I", 987_654_321) + payloads[0][5:]
+    batch = TripDecoder(serde).decode_batch(_messages(s.topics.trips, [payloads[0], unknown, *payloads[1:]]))
+    assert len(batch) == 3 and [t.trip_id for t in batch.trips] == [t.trip_id for t in good]
+    (letter,) = batch.dead_letters
+    print(f"[unknown id] {letter.error_kind}: {letter.message}")
+    assert (letter.offset, letter.error_kind, letter.value) == (1, "unknown-schema-id", unknown)
+    assert "987654321" in letter.message and "404" in letter.message
+
+
+def test_an_unreachable_registry_is_retried_not_dead_lettered(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                                              ) -> None:
+    """Trips whose writer schema the scorer has not seen wait for the registry to come back; none is lost."""
+    registry = start_on_free_port(tmp_path / "registry")
+    try:
+        settings = with_registry(Settings(), registry.url)
+        subject = subject_for(settings.topics.trips)
+        writer = ConfluentSerde(serde_for("TripPickup"), make_client(settings.schema_registry), subject)
+        trips = [g.pickup for g in generate_trips(50, seed=7)]
+        payloads = [writer.encode(t) for t in trips]
+        # a reader that has never asked the registry for this id: it must when the batch comes
+        reader = ConfluentSerde(serde_for("TripPickup"), make_client(settings.schema_registry), subject)
+        registry.down()
+        result: list = []
+        decoding = threading.Thread(target=lambda: result.append(
+            TripDecoder(reader).decode_batch(_messages(settings.topics.trips, payloads))))
+        with caplog.at_level(logging.WARNING, "edml.registry"):
+            decoding.start()
+            wait_until(lambda: "schema registry unavailable" in caplog.text, 60, 0.2, "no retry was logged")
+            assert decoding.is_alive() and not result  # waiting, not dead-lettering
+            registry.up()  # the same data folder: ids survive a restart
+            decoding.join(120)
+        (batch,) = result
+        print(f"[unreachable] retries logged: {caplog.text.count('retrying in')}; trips={len(batch)} "
+              f"dead_letters={len(batch.dead_letters)}")
+        assert batch.dead_letters == [] and [t.trip_id for t in batch.trips] == [t.trip_id for t in trips]
+    finally:
+        registry.down()
