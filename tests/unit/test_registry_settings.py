@@ -79,3 +79,21 @@ def test_client_configuration_per_authentication(tmp_path: Path) -> None:
                                   {"bearer_token": "tok", "bearer_logical_cluster": "lsrc-1"}])
 def test_confluent_kafka_accepts_every_configuration_edml_builds(auth: dict[str, str]) -> None:
     make_client(SchemaRegistrySettings(url="https://registry.example", **auth))  # raises OperatorError if not
+
+
+def test_registry_commands_say_what_is_wrong_in_one_line(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    def edml(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "edml.cli", "registry", *args, "--home", str(tmp_path)],
+                              capture_output=True, text=True, timeout=120)
+
+    status = edml("status")
+    assert (status.returncode, status.stdout.strip()) == (1, "schema registry is not running")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        up = edml("up", "--port", str(taken.getsockname()[1]))
+    assert up.returncode == 2 and up.stderr.strip().count("\n") == 0 and "is taken by another program" in up.stderr
