@@ -10,7 +10,8 @@ export EDML_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install kcat kafka-jars kafka-up kafka-down kafka-status topics lint fmt test test-unit \
+.PHONY: help install kcat kafka-jars kafka-up kafka-down kafka-status registry-app registry-up registry-down \
+        registry-status topics lint fmt test test-unit \
         test-integration demo clean data train
 
 help: ## List the targets
@@ -37,6 +38,21 @@ kafka-down: $(STAMP) ## Stop the local broker
 kafka-status: $(STAMP) ## Is the local broker running?
 	$(BIN)/edml kafka status --home $(KAFKA_HOME) --port $(KAFKA_PORT)
 
+REGISTRY_HOME ?= .edml/registry
+REGISTRY_PORT ?= 8081
+
+registry-app: $(STAMP) ## Fetch Apicurio Registry (the local schema registry) from Maven Central (registry/app)
+	$(BIN)/python -c "from edml.schemas.local_registry import ensure_app; print(ensure_app())"
+
+registry-up: registry-app ## Start the local schema registry (no-op when it runs); prints its URL
+	$(BIN)/edml registry up --home $(REGISTRY_HOME) --port $(REGISTRY_PORT)
+
+registry-down: $(STAMP) ## Stop the local schema registry
+	$(BIN)/edml registry down --home $(REGISTRY_HOME) --port $(REGISTRY_PORT)
+
+registry-status: $(STAMP) ## Is the local schema registry running?
+	$(BIN)/edml registry status --home $(REGISTRY_HOME) --port $(REGISTRY_PORT)
+
 topics: kafka-up ## Create the topics (idempotent)
 	$(BIN)/edml topics create
 
@@ -51,7 +67,7 @@ fmt: $(STAMP) ## ruff --fix and format
 test-unit: $(STAMP) ## Unit tests (no Kafka)
 	$(BIN)/pytest -m "not kafka" -q
 
-test: $(STAMP) kafka-jars kcat ## Every test: unit and integration against a real broker the tests start
+test: $(STAMP) kafka-jars registry-app kcat ## Every test: unit and integration against a real broker and registry the tests start
 	$(BIN)/pytest -q
 
 # kcat reads what edml writes in one interop test, skipped without it
@@ -144,7 +160,7 @@ demo: topics ## The main job end to end: train, publish, serve, stream, swap mod
 	$(BIN)/edml demo
 
 clean: ## Remove the venv, jars and local state
-	rm -rf $(VENV) kafka/lib .edml
+	rm -rf $(VENV) kafka/lib registry/app registry/download .edml
 
 # --- benchmarks: one dedicated local broker, every pipeline on the same trips (bench/run.py) -------
 .PHONY: bench bench-quick

@@ -26,7 +26,7 @@ def build_flow(trips: Source[list[SourceMessage]], scorer: BatchScorer, out: Sin
     """trips -> decode + validate -> score batch -> predictions; bad events -> dead letters."""
     flow = Dataflow(name)
     batches = op.input("trips", flow, trips)
-    decoded = op.map("decode_validate", batches, TripDecoder().decode_batch)
+    decoded = op.map("decode_validate", batches, TripDecoder(scorer.serdes.trips).decode_batch)
     dead_letters = op.map("dead_letters", decoded, scorer.dead_letters)
     predictions = op.map("score_batch", decoded, scorer.score)
     op.output("out", op.merge("predictions_and_dead_letters", predictions, dead_letters), out)

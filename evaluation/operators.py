@@ -27,7 +27,7 @@ from edml.evaluation.join import EVALUATED, TripJoin, shard_of
 from edml.evaluation.windows import ErrorAccumulator, TumblingWindows, WindowSpec, emit_score_window, score_key
 from edml.schemas.records import DeadLetter, DriftAlert, Evaluation, Prediction, ScoreWindow, TripDropoff, TripPickup
 from edml.schemas.serde import DecodeError
-from edml.schemas.wire import RecordSerde, serde_for_topic
+from edml.schemas.wire import RecordSerde, topic_serdes
 
 from edml.core.config import Settings
 from edml.kafka.clients import base_config, producer_config
@@ -102,7 +102,7 @@ def kafka_records(
     tail: bool = True,
 ) -> Records:
     """Every partition of ``topics`` from the beginning (or the recovered offsets), decoded as ``record_name``."""
-    serdes = {topic: serde_for_topic(settings, record_name, topic) for topic in topics}
+    serdes = {topic: topic_serdes(settings).for_topic(topic) for topic in topics}
     # a recovered offset that retention already deleted resumes at the oldest record still there
     config = {**_client_props(base_config(settings)), "auto.offset.reset": "earliest"}
     source = KafkaSource(_brokers(settings), topics, tail=tail, add_config=config, raise_on_errors=False)
@@ -179,7 +179,7 @@ def to_kafka(
     step_id: str, up: Stream[Any], settings: Settings, topic: str, record_name: str, key: Callable[[Any], str]
 ) -> None:
     """Encode ``up`` as ``record_name`` values and produce it to ``topic`` (idempotent producer, all acks)."""
-    serde = serde_for_topic(settings, record_name, topic)
+    serde = topic_serdes(settings).for_topic(topic)
     messages = op.map("encode", up, lambda r: KafkaSinkMessage(key(r).encode(), serde.encode(r)))
     sink = KafkaSink(_brokers(settings), topic, add_config=_client_props(producer_config(settings)))
     op.output("kafka", messages, sink)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edml.schemas.records import ScoreWindow
 from edml.schemas.serde import DecodeError
-from edml.schemas.wire import serde_for_topic
+from edml.schemas.wire import topic_serdes
 
 from edml.core.config import Settings
 from edml.kafka.reading import read_to_end
@@ -30,7 +30,7 @@ def latest_revisions(windows: list[ScoreWindow]) -> list[ScoreWindow]:
 
 def read_score_windows(settings: Settings, model_name: str | None = None) -> list[ScoreWindow]:
     """Every window on the scores topic (latest revisions), optionally of one model name."""
-    serde = serde_for_topic(settings, "ScoreWindow", settings.topics.scores)
+    serde = topic_serdes(settings).scores
     out = []
     for msg in read_to_end(settings, settings.topics.scores):
         try:

@@ -11,7 +11,8 @@ import logging
 from dataclasses import dataclass
 
 from edml.schemas.records import ModelRecord, ModelStatus
-from edml.schemas.serde import DecodeError, model_record_serde, model_status_serde
+from edml.schemas.serde import DecodeError
+from edml.schemas.wire import RecordSerde, topic_serdes
 
 from edml.core.config import Settings
 from edml.kafka.reading import Message, read_to_end
@@ -33,8 +34,7 @@ class TopicEntry:
     timestamp_ms: int
 
 
-def _entries(messages: list[Message]) -> list[TopicEntry]:
-    serde = model_record_serde()
+def _entries(messages: list[Message], serde: RecordSerde[ModelRecord]) -> list[TopicEntry]:
     out = []
     for m in sorted(messages, key=lambda m: (m.partition, m.offset)):
         if m.key is None:
@@ -55,7 +55,7 @@ def _entries(messages: list[Message]) -> list[TopicEntry]:
 
 def model_topic_entries(settings: Settings) -> list[TopicEntry]:
     """Every readable message of the model topic, in topic order."""
-    return _entries(read_topic(settings, settings.topics.models))
+    return _entries(read_topic(settings, settings.topics.models), topic_serdes(settings).models)
 
 
 def desired_from(entries: list[TopicEntry]) -> dict[str, ModelRecord]:
@@ -81,7 +81,7 @@ def record_history(settings: Settings, name: str) -> list[ModelRecord]:
 
 def latest_statuses(settings: Settings) -> list[ModelStatus]:
     """The latest ModelStatus per (process, model name), ordered by process then name."""
-    serde = model_status_serde()
+    serde = topic_serdes(settings).model_status
     decoded: list[tuple[int, int, ModelStatus]] = []
     for m in read_topic(settings, settings.topics.model_status):
         try:

@@ -34,7 +34,8 @@ from edml.model_topic.history import desired_records, record_history
 from edml.model_topic.stores import ArtifactStore, VersionExists, check_name, open_store
 from edml.model_topic.versioning import Revision, current_revision, next_version, version_prefix
 from edml.schemas.records import ModelRecord
-from edml.schemas.serde import encode_model_key, model_record_serde
+from edml.schemas.serde import encode_model_key
+from edml.schemas.wire import topic_serdes
 
 from edml.core.config import Settings
 from edml.core.errors import OperatorError, Refusal
@@ -94,7 +95,7 @@ def publish_record(settings: Settings, record: ModelRecord | None, *, model_name
     if not name:
         raise ValueError("a tombstone needs model_name")
     check_model_topic(settings)
-    value = model_record_serde().encode(record) if record is not None else None
+    value = topic_serdes(settings).models.encode(record) if record is not None else None
     outcome: list[KafkaError | None] = []
     producer = make_producer(settings, message_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000), linger_ms=0)
     producer.produce(

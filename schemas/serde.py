@@ -6,7 +6,7 @@ Two wire formats:
   CRC-64-AVRO fingerprint (little endian) + the Avro binary body. A reader finds the writer
   schema by fingerprint and resolves it to its own schema, so evolved schemas stay readable.
 * **Confluent wire format** when a schema registry is configured: ``00`` + a 4-byte schema id
-  (big endian) + the Avro binary body (see ``schemas.registry``; ``schemas.wire`` picks one).
+  (big endian) + the Avro binary body (see ``schemas.confluent``; ``schemas.wire`` picks one).
 
 Older versions of a schema live in ``schemas/avro/history/<Name>.v<N>.avsc``; :func:`serde_for`
 accepts every one of them as a writer schema, so a reader upgraded to a new schema still reads
@@ -189,6 +189,10 @@ class AvroSerde(Generic[T]):
             (lambda d: record_type(**d)) if self._simple else _record_builder(record_type)
         )
         self._columnar = columnar_writer(schema_json, self._header)
+
+    def own_header(self) -> bytes:
+        """The 10 bytes before the body of every record this serde writes."""
+        return self._header
 
     @property
     def writer_fingerprints(self) -> list[bytes]:

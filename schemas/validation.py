@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from edml.schemas.columnar import ColumnarReader, columnar_reader
 from edml.schemas.records import DeadLetter, TripPickup
-from edml.schemas.serde import SINGLE_OBJECT_MAGIC, AvroSerde, DecodeError, trip_serde
+from edml.schemas.serde import DecodeError, trip_serde
+from edml.schemas.wire import RecordSerde
 
 from edml.kafka.messages import SourceMessage
 
@@ -139,9 +140,10 @@ def check_trip(trip: TripPickup) -> str | None:
 class TripDecoder:
     """Turns a batch of source messages into a :class:`TripBatch`."""
 
-    def __init__(self, serde: AvroSerde[TripPickup] | None = None) -> None:
-        self.serde = serde or trip_serde()
-        self._reader = _trip_reader(self.serde)
+    def __init__(self, serde: RecordSerde[TripPickup] | None = None) -> None:
+        self.serde: RecordSerde[TripPickup] = serde or trip_serde()
+        self._header: bytes | None = None
+        self._reader: ColumnarReader | None = None
 
     def dead_letter(self, msg: SourceMessage, kind: str, message: str) -> DeadLetter:
         """A dead letter for ``msg`` with the reason."""
@@ -163,8 +165,16 @@ class TripDecoder:
             batch.last_message = (last.topic, last.partition, last.offset)
         return batch
 
+    def _columnar_reader(self) -> ColumnarReader | None:
+        # with a registry, the header of our own records is known once the schema id is
+        header = self.serde.own_header()
+        if header != self._header:
+            self._header, self._reader = header, None if header is None else _trip_reader(self.serde, header)
+        return self._reader
+
     def _decode(self, messages: list[SourceMessage]) -> TripBatch:
-        read = None if self._reader is None else self._reader.read([m.value for m in messages])
+        reader = self._columnar_reader()
+        read = None if reader is None else reader.read([m.value for m in messages])
         refused = read.refused if read is not None else {}
         if read is None or not len(read.rows):
             each = self._decode_each(messages, range(len(messages)), refused)
@@ -235,9 +245,9 @@ class _Decoded:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
-def _trip_reader(serde: AvroSerde[TripPickup]) -> ColumnarReader | None:
+def _trip_reader(serde: RecordSerde[TripPickup], header: bytes) -> ColumnarReader | None:
     """The column-wise reader of payloads written with ``serde``'s own schema, when its fields are TripPickup's."""
-    reader = columnar_reader(serde.schema_json, SINGLE_OBJECT_MAGIC + serde.fingerprint)
+    reader = columnar_reader(serde.schema_json, header)
     if reader is None or tuple(name for name, _ in reader.fields) != _TRIP_FIELDS:
         return None
     return reader

@@ -1,21 +1,28 @@
-"""The format switch: which wire format a topic's values use.
+"""The one wire-format switch: every topic's serde, for the settings.
 
-With ``settings.schema_registry_url`` set, values are in the Confluent wire format with the
-schema registered under ``<topic>-value``; without it, Avro single-object encoding. Both serdes
-expose the same ``encode(record) -> bytes`` and ``decode(bytes) -> record`` (raising only
-``DecodeError``), so producers and dataflows do not care which one they hold.
+Without a schema registry (the default) every value is in Avro single-object encoding
+(``schemas.serde``). With ``[schema_registry] url`` set, every value is in the Confluent wire
+format with its schema under ``<topic>-value`` (``schemas.confluent``). :func:`topic_serdes`
+builds both kinds from the settings, once per process; every producer and consumer of every
+topic takes its serde from there, so a process cannot write one format and read another.
+
+Every serde offers the same :class:`RecordSerde` methods, so callers never ask which one they
+hold. (The model store's local records and the signing bytes of a model record are not on a
+topic: they stay single-object.)
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from edml.schemas.registry import ConfluentAvroSerde, SchemaRegistryClient, subject_for
+from edml.schemas import records
 from edml.schemas.serde import serde_for
 
 if TYPE_CHECKING:
-    from edml.core.config import Settings
+    from edml.core.config import SchemaRegistrySettings, Settings, Topics
 
 T = TypeVar("T")
 
@@ -23,31 +30,90 @@ T = TypeVar("T")
 class RecordSerde(Protocol[T]):
     """What every serde offers, whatever its wire format."""
 
+    record_type: type[T]
+    schema_json: dict[str, Any]
+    fingerprint: bytes
+
     def encode(self, record: T) -> bytes:
         """The record as a message value."""
+        ...
+
+    def encode_columns(self, columns: dict[str, Any], n: int) -> list[bytes]:
+        """``n`` records given by column, as message values."""
         ...
 
     def decode(self, payload: bytes | None) -> T:
         """The record in a message value; raises ``schemas.serde.DecodeError`` only."""
         ...
 
+    def own_header(self) -> bytes | None:
+        """The bytes before the body of what this serde writes, when known without a registry call."""
+        ...
+
+
+# topic role (a field of Topics) -> the record its values hold
+RECORDS = {
+    "trips": "TripPickup", "dropoffs": "TripDropoff", "predictions": "Prediction",
+    "shadow_predictions": "Prediction", "models": "ModelRecord", "model_status": "ModelStatus",
+    "dead_letter": "DeadLetter", "evaluations": "Evaluation", "scores": "ScoreWindow", "alerts": "DriftAlert",
+}
+
+
+@dataclass(frozen=True)
+class TopicSerdes:
+    """The serde of every topic edml reads or writes, in the wire format the settings choose."""
+
+    trips: RecordSerde[records.TripPickup]
+    dropoffs: RecordSerde[records.TripDropoff]
+    predictions: RecordSerde[records.Prediction]
+    shadow_predictions: RecordSerde[records.Prediction]
+    models: RecordSerde[records.ModelRecord]
+    model_status: RecordSerde[records.ModelStatus]
+    dead_letter: RecordSerde[records.DeadLetter]
+    evaluations: RecordSerde[records.Evaluation]
+    scores: RecordSerde[records.ScoreWindow]
+    alerts: RecordSerde[records.DriftAlert]
+    topics: Topics
+    registry_url: str = ""
+
+    def for_topic(self, topic: str) -> RecordSerde[Any]:
+        """The serde of the topic named ``topic`` (a name from the settings' ``Topics``)."""
+        by_name = self.__dict__.get("_by_name")
+        if by_name is None:  # frozen: cached beside the fields, built on first use
+            by_name = {name: getattr(self, role) for role, name in self.topics.names().items()}
+            object.__setattr__(self, "_by_name", by_name)
+        try:
+            return by_name[topic]
+        except KeyError:
+            raise KeyError(f"{topic!r} is none of edml's topics") from None
+
+
+def topic_serdes(settings: Settings) -> TopicSerdes:
+    """The serdes of ``settings``: Confluent wire format with a registry URL, else single-object; built once."""
+    return _topic_serdes(settings.schema_registry, settings.topics)
+
 
 @cache
-def registry_client(url: str) -> SchemaRegistryClient:
-    """One client (and so one cache of ids and schemas) per registry URL in this process."""
-    return SchemaRegistryClient(url)
+def _topic_serdes(registry: SchemaRegistrySettings, topics: Topics) -> TopicSerdes:
+    names = topics.names()
+    if not registry.url:
+        by_role: dict[str, Any] = {role: serde_for(record) for role, record in RECORDS.items()}
+        return TopicSerdes(**by_role, topics=topics)
+    from edml.schemas.confluent import ConfluentSerde, make_client, subject_for
+
+    client = make_client(registry)  # one client (one cache of ids and schemas) for every topic
+    by_role = {role: ConfluentSerde(serde_for(record), client, subject_for(names[role]))
+               for role, record in RECORDS.items()}
+    return TopicSerdes(**by_role, topics=topics, registry_url=registry.url)
 
 
-@cache
-def _confluent_serde(url: str, record_name: str, topic: str) -> ConfluentAvroSerde[Any]:
-    return ConfluentAvroSerde(serde_for(record_name), registry_client(url), subject_for(topic))
+def single_object_serdes(topics: Topics | None = None) -> TopicSerdes:
+    """The default serdes (single-object encoding), for code and tests that have no settings."""
+    from edml.core.config import SchemaRegistrySettings, Topics
+
+    return _topic_serdes(SchemaRegistrySettings(), topics or Topics())
 
 
-def serde_for_topic(settings: Settings, record_name: str, topic: str) -> RecordSerde[Any]:
-    """The serde of ``record_name`` (e.g. ``"TripPickup"``) values on ``topic``, built once.
-
-    Confluent wire format when ``settings.schema_registry_url`` is set, else single-object.
-    """
-    if settings.schema_registry_url:
-        return _confluent_serde(settings.schema_registry_url, record_name, topic)
-    return serde_for(record_name)
+def with_registry(settings: Settings, url: str) -> Settings:
+    """``settings`` with the schema registry at ``url`` (other registry settings kept)."""
+    return dataclasses.replace(settings, schema_registry=dataclasses.replace(settings.schema_registry, url=url))

@@ -63,3 +63,30 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_model_dir_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Like ``trained_model_dir`` with another seed (other data and weights), so its predictions differ."""
     return _train_small_fixture(tmp_path_factory, "model-v2", seed=2)
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Confluent API URL of a real schema registry: EDML_TEST_SCHEMA_REGISTRY_URL, or Apicurio started here.
+
+    Started once per session (a Quarkus boot) on a free port; ready when its health check says so.
+    """
+    given = os.environ.get("EDML_TEST_SCHEMA_REGISTRY_URL")  # a registry of your own
+    if given:
+        yield given
+        return
+    from edml.schemas.local_registry import start_on_free_port
+
+    registry = start_on_free_port(tmp_path_factory.mktemp("registry"))
+    try:
+        yield registry.url
+    finally:
+        registry.down()
+
+
+@pytest.fixture
+def registry_settings(settings: Settings, schema_registry: str) -> Settings:
+    """``settings`` in registry mode: every topic in the Confluent wire format, subjects per test."""
+    from edml.schemas.wire import with_registry
+
+    return with_registry(settings, schema_registry)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, Producer
 from edml.schemas.records import TripDropoff, TripPickup
-from edml.schemas.serde import dropoff_serde, trip_serde
+from edml.schemas.wire import topic_serdes
 from edml.trainer.generator import GeneratedTrip
 
 from edml.core.config import Settings
@@ -52,8 +52,8 @@ class _TripProducer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.producer: Producer = make_producer(settings)
-        self.trips = trip_serde()
-        self.dropoffs = dropoff_serde()
+        self.trips = topic_serdes(settings).trips
+        self.dropoffs = topic_serdes(settings).dropoffs
         self.error: str | None = None
 
     def _on_delivery(self, err: object, _msg: object) -> None:

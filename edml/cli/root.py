@@ -33,6 +33,7 @@ app = typer.Typer(
 # so that `edml --help` is instant.
 COMMAND_MODULES = [
     "edml.cli.commands.kafka",
+    "edml.cli.commands.registry",
     "edml.cli.commands.serve",
     "edml.cli.commands.data",
     "edml.cli.commands.train",

@@ -14,10 +14,13 @@ Resolution order (later wins): built-in defaults -> ``edml.toml`` (or the file n
     trips = "trips"
     [kafka]                # passed to every Kafka client as is (security settings go here)
     "security.protocol" = "SASL_SSL"
+    [schema_registry]      # set url to write the Confluent wire format (see SchemaRegistrySettings)
+    url = "https://registry.example:8081"
 
 Environment: ``EDML_BOOTSTRAP_SERVERS``, ``EDML_STATE_DIR``, ``EDML_ARTIFACT_STORE``,
 ``EDML_PARTITIONS``, ``EDML_METRICS_HOST``, ``EDML_TOPIC_<NAME>`` (e.g. ``EDML_TOPIC_TRIPS``), ``EDML_TOPIC_PREFIX``,
-``EDML_SCHEMA_REGISTRY_URL``, ``EDML_MODEL_PUBLIC_KEY``, ``EDML_GOOGLE_KAFKA_AUTH`` (1: SASL/OAUTHBEARER
+``EDML_SCHEMA_REGISTRY_<KEY>`` for each key of ``[schema_registry]`` (``EDML_SCHEMA_REGISTRY_URL``,
+``EDML_SCHEMA_REGISTRY_BEARER_TOKEN``, ...), ``EDML_MODEL_PUBLIC_KEY``, ``EDML_GOOGLE_KAFKA_AUTH`` (1: SASL/OAUTHBEARER
 with Google credentials, for Managed Kafka), and ``EDML_KAFKA_<PROPERTY>`` for
 client properties (``EDML_KAFKA_SECURITY_PROTOCOL`` -> ``security.protocol``).
 """
@@ -62,6 +65,45 @@ class Topics:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class SchemaRegistrySettings:
+    """How to reach a Confluent-compatible schema registry; no ``url``: no registry.
+
+    Authentication is one of: ``basic_auth_user_info`` (``KEY:SECRET``, e.g. a Confluent Cloud API
+    key), ``bearer_token`` (a static token; ``bearer_logical_cluster`` and
+    ``bearer_identity_pool`` are sent beside it when the registry wants them), or
+    ``google_auth`` (a fresh OAuth2 access token from Google Application Default Credentials
+    on every request, for Google Cloud's managed registry). Secrets never appear in ``repr``.
+    """
+
+    url: str = ""
+    basic_auth_user_info: str = ""
+    bearer_token: str = ""
+    bearer_logical_cluster: str = ""
+    bearer_identity_pool: str = ""
+    google_auth: bool = False
+    ssl_ca_location: str = ""
+    timeout_s: float = 10.0
+
+    def __repr__(self) -> str:
+        auth = ("basic" if self.basic_auth_user_info else "bearer" if self.bearer_token
+                else "google" if self.google_auth else "none")
+        return f"SchemaRegistrySettings(url={redact_url(self.url)!r}, auth={auth})"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the credentials a ``scheme://user:secret@host`` URL carries."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+_REGISTRY_KEYS: dict[str, Any] = {"url": str, "basic_auth_user_info": str, "bearer_token": str,
+                                  "bearer_logical_cluster": str, "bearer_identity_pool": str,
+                                  "google_auth": None, "ssl_ca_location": str, "timeout_s": float}
+
+
 COMPACTED_TOPICS = ("models",)
 # The model topic is tiny and read whole by every worker: one partition keeps order simple.
 SINGLE_PARTITION_TOPICS = ("models", "model_status")
@@ -77,12 +119,17 @@ class Settings:
     state_dir: Path = Path(".edml")
     artifact_store: str = ""
     model_name: str = "trip-duration"
-    schema_registry_url: str = ""
+    schema_registry: SchemaRegistrySettings = field(default_factory=SchemaRegistrySettings)
     model_public_key: str = ""
     google_kafka_auth: bool = False
     # every interface, for Prometheus in another pod; 127.0.0.1 keeps /metrics on the host
     metrics_host: str = "0.0.0.0"
     kafka: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def schema_registry_url(self) -> str:
+        """The schema registry's URL; empty: no registry (single-object encoding)."""
+        return self.schema_registry.url
 
     @property
     def artifact_store_uri(self) -> str:
@@ -153,7 +200,6 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         "artifact_store": str,
         "partitions": int,
         "model_name": str,
-        "schema_registry_url": str,
         "model_public_key": str,
         "google_kafka_auth": boolean,
         "metrics_host": str,
@@ -167,6 +213,36 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
             values[name] = cast(raw)
         except ValueError:
             raise ConfigError(f"{name}={raw!r} is not a valid {cast.__name__}") from None
+    values["schema_registry"] = _schema_registry_settings(path, data, env)
     if data:
         raise ConfigError(f"{path}: unknown setting(s) {sorted(data)}")
     return Settings(topics=topics, kafka=kafka, **values)
+
+
+def _schema_registry_settings(path: Path, data: dict[str, Any], env: dict[str, str]) -> SchemaRegistrySettings:
+    """The ``[schema_registry]`` table (or a top-level ``schema_registry_url``), then ``EDML_SCHEMA_REGISTRY_*``."""
+    table = dict(data.pop("schema_registry", {}))
+    if "schema_registry_url" in data:
+        table.setdefault("url", data.pop("schema_registry_url"))
+    unknown = set(table) - set(_REGISTRY_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown [schema_registry] key(s) {sorted(unknown)}; "
+                          f"known: {sorted(_REGISTRY_KEYS)}")
+    for key in _REGISTRY_KEYS:
+        if f"EDML_SCHEMA_REGISTRY_{key.upper()}" in env:
+            table[key] = env[f"EDML_SCHEMA_REGISTRY_{key.upper()}"]
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        cast = _REGISTRY_KEYS[key] or boolean
+        try:
+            values[key] = cast(raw)
+        except ValueError:
+            # the value may be a secret: name the key only
+            raise ConfigError(f"[schema_registry] {key} has an invalid value; see README: schema registry") from None
+    registry = SchemaRegistrySettings(**values)
+    if registry.url and not registry.url.startswith(("http://", "https://")):
+        raise ConfigError(f"[schema_registry] url {redact_url(registry.url)!r} is not an http(s):// URL")
+    auths = sum(map(bool, (registry.basic_auth_user_info, registry.bearer_token, registry.google_auth)))
+    if auths > 1:
+        raise ConfigError("[schema_registry]: set one of basic_auth_user_info, bearer_token, google_auth")
+    return registry

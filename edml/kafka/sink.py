@@ -13,7 +13,7 @@ from edml.core.config import Settings
 from edml.kafka.clients import make_producer
 from edml.kafka.messages import OutgoingMessage
 from edml.schemas.records import DeadLetter
-from edml.schemas.serde import dead_letter_serde
+from edml.schemas.wire import RecordSerde, single_object_serdes, topic_serdes
 
 log = logging.getLogger("edml.sink")
 # What a too-large message keeps of its key and value when it becomes a dead letter
@@ -25,6 +25,7 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
         self._settings, self._overrides = settings, producer_overrides
         self._producer = self._new_producer()
         self._dead_letter_topic = settings.topics.dead_letter
+        self._dead_letter_serde = topic_serdes(settings).dead_letter
         self._failed: list[tuple[OutgoingMessage, KafkaError]] = []
 
     def _new_producer(self) -> Producer:
@@ -47,7 +48,7 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
                 if e.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
                     raise
                 # one oversized output must not stop the dataflow (it would again after a restart)
-                m = too_large_dead_letter(m, self._dead_letter_topic, e.args[0].str())
+                m = too_large_dead_letter(m, self._dead_letter_topic, e.args[0].str(), self._dead_letter_serde)
 
     def write_batch(self, items: list[list[OutgoingMessage]]) -> None:
         produce = self._producer.produce
@@ -75,7 +76,7 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
             time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)) if attempt > 1 else 0)
             for m, err in failed:
                 if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    m = too_large_dead_letter(m, self._dead_letter_topic, err.str())
+                    m = too_large_dead_letter(m, self._dead_letter_topic, err.str(), self._dead_letter_serde)
                 self._produce(m)
             self._producer.flush()
 
@@ -83,12 +84,13 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
         self._producer.flush()
 
 
-def too_large_dead_letter(m: OutgoingMessage, dead_letter_topic: str, reason: str) -> OutgoingMessage:
+def too_large_dead_letter(m: OutgoingMessage, dead_letter_topic: str, reason: str,
+                          serde: RecordSerde[DeadLetter] | None = None) -> OutgoingMessage:
     """A dead letter in place of ``m``, which Kafka refused as too large; keeps KEPT_BYTES of its bytes.
 
     A dead letter that is itself too large keeps its origin and reason with a truncated value.
     """
-    serde = dead_letter_serde()
+    serde = serde or single_object_serdes().dead_letter
     size = len(m.key or b"") + len(m.value or b"")
     if m.topic == dead_letter_topic:
         letter = serde.decode(m.value)

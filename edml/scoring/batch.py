@@ -11,8 +11,8 @@ import numpy as np
 from edml.core import metrics
 from edml.core.config import Topics
 from edml.kafka.messages import OutgoingMessage
-from edml.schemas.serde import dead_letter_serde, prediction_serde
 from edml.schemas.validation import TripBatch
+from edml.schemas.wire import TopicSerdes, single_object_serdes
 from edml.scoring.reemission import EmittedPredictions
 from edml.scoring.serving import ActiveModels, LoadedModel
 
@@ -32,15 +32,15 @@ class BatchScorer:
 
     def __init__(self, active: ActiveModels, topics: Topics, per_event: bool = False,
                  wait_for_model_s: float | None = None, event_clock: bool = False,
-                 emitted: EmittedPredictions | None = None) -> None:
+                 emitted: EmittedPredictions | None = None, serdes: TopicSerdes | None = None) -> None:
         self.active = active
         self.topics = topics
         self.emitted = emitted
         self.per_event = per_event
         self.event_clock = event_clock
         self.wait_for_model_s = wait_for_model_s
-        self._prediction_serde = prediction_serde()
-        self._dead_letter_serde = dead_letter_serde()
+        self.serdes = serdes or single_object_serdes(topics)
+        self._dead_letter_serde = self.serdes.dead_letter
         self._heap_frozen_for: object | None = None
 
     def _freeze_heap(self, serving: object) -> None:
@@ -110,7 +110,7 @@ class BatchScorer:
         trip_ids = columns.trip_id
         ts = np.fromiter(batch.timestamps_ms, dtype=np.int64, count=n)
         scored_at = ts if self.event_clock else int(time.time() * 1000)
-        encoded = self._prediction_serde.encode_columns({
+        encoded = self.serdes.for_topic(topic).encode_columns({
             "trip_id": trip_ids, "predicted_duration_s": np.asarray(values, dtype=np.float64),
             "model_name": model.name, "model_version": model.version,
             "event_time": columns.pickup_time,

@@ -136,6 +136,7 @@ def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuild
     from edml.kafka.source import HeldKafkaSource
     from edml.kafka.topics import existing_topics
     from edml.model_topic.stores import open_store
+    from edml.schemas.wire import topic_serdes
     from edml.scoring.batch import BatchScorer
     from edml.scoring.reemission import EmittedPredictions
 
@@ -164,7 +165,8 @@ def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuild
         emitted = EmittedPredictions(settings)
     source = HeldKafkaSource(settings, settings.topics.trips, gate=active.ready, batch_size=options.batch_size,
                              tail=options.tail, on_resume=emitted, unsnapshotted_since_ms=created_ms)
-    flow = build_flow(source, BatchScorer(active, settings.topics, per_event=options.per_event, emitted=emitted),
+    flow = build_flow(source, BatchScorer(active, settings.topics, per_event=options.per_event, emitted=emitted,
+                                          serdes=topic_serdes(settings)),
                       KafkaMessageSink(settings))
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

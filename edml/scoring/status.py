@@ -11,7 +11,8 @@ from edml.core.config import Settings
 from edml.core.metrics import MODEL_STATUS
 from edml.kafka.clients import make_producer
 from edml.schemas.records import ModelStatus
-from edml.schemas.serde import encode_model_key, model_status_serde
+from edml.schemas.serde import encode_model_key
+from edml.schemas.wire import topic_serdes
 
 log = logging.getLogger("edml.models")
 
@@ -27,7 +28,7 @@ class StatusReporter:
     def __init__(self, settings: Settings, process: str | None = None) -> None:
         self._producer = make_producer(settings)
         self._topic = settings.topics.model_status
-        self._serde = model_status_serde()
+        self._serde = topic_serdes(settings).model_status
         self.process = process or process_name()
 
     def report(self, model_name: str, version: str, status: str, reason: str = "") -> None:

@@ -34,7 +34,8 @@ from edml.model_topic.stores import (
     open_store,
 )
 from edml.schemas.records import ModelRecord
-from edml.schemas.serde import DecodeError, model_record_serde
+from edml.schemas.serde import DecodeError
+from edml.schemas.wire import topic_serdes
 from edml.scoring.loader import ModelRejected, load_model
 from edml.scoring.model_store import ModelStore
 from edml.scoring.serving import ActiveModels, LoadedModel, ServingSet
@@ -68,7 +69,7 @@ class ModelSubscriber:
         self.model_name = model_name or settings.model_name
         self.check_record = check_record
         self.first_backoff_s = first_backoff_s
-        self._serde = model_record_serde()
+        self._serde = topic_serdes(settings).models
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="edml-model-subscriber", daemon=True)
         self._pending: ModelRecord | None = None
