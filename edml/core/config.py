@@ -78,6 +78,9 @@ class Settings:
     model_name: str = "trip-duration"
     schema_registry_url: str = ""
     model_public_key: str = ""
+    # a serving model is quarantined when more than this share of its last window of rows failed
+    model_failure_rate: float = 0.05
+    model_failure_window: int = 1000
     google_kafka_auth: bool = False
     kafka: dict[str, str] = field(default_factory=dict)
 
@@ -151,6 +154,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         "model_name": str,
         "schema_registry_url": str,
         "model_public_key": str,
+        "model_failure_rate": float,
+        "model_failure_window": int,
         "google_kafka_auth": boolean,
     }
     values: dict[str, Any] = {}

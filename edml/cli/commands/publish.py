@@ -10,12 +10,16 @@ import datetime as dt
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from edml.cli.commands.options import BootstrapOpt, ConfigOpt, settings_from
 from edml.core.errors import OperatorError
+
+if TYPE_CHECKING:
+    from edml.core.config import Settings
+    from edml.schemas.records import ModelStatus
 
 # other modules may add commands about models to this group (import it from here)
 models_app = typer.Typer(help="The models on the model topic and in the artifact store.", no_args_is_help=True)
@@ -157,17 +161,46 @@ def models_list(
 
 @models_app.command("status")
 def models_status(config: ConfigOpt = None, bootstrap_servers: BootstrapOpt = None) -> None:
-    """The latest status each scoring process reported for each model (received/rejected/active...)."""
-    from edml.model_topic.history import latest_statuses
+    """Desired vs serving version per scoring process, then the latest status of each model record."""
+    from edml.model_topic.history import desired_records, latest_statuses
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
     statuses = latest_statuses(settings)
     if not statuses:
         typer.echo(f"no status reports on {settings.topics.model_status}")
         return
+    serving = _serving_statuses(settings)
+    if serving:
+        desired = desired_records(settings)
+        typer.echo(f"{'PROCESS':28} {'NAME':20} {'DESIRED':40} {'SERVING':40} TIME")
+        for s in serving:
+            record = desired.get(s.model_name)
+            now = s.version if s.status == "serving" else "no model serving (events held)"
+            typer.echo(f"{s.process:28} {s.model_name:20} {record.version if record else '-':40} {now:40} "
+                       f"{_fmt_ms(s.time)}")
+        typer.echo("")
     typer.echo(f"{'PROCESS':28} {'NAME':20} {'VERSION':40} {'STATUS':9} {'TIME':20} REASON")
     for s in statuses:
         typer.echo(f"{s.process:28} {s.model_name:20} {s.version:40} {s.status:9} {_fmt_ms(s.time):20} {s.reason}")
+
+
+def _serving_statuses(settings: Settings) -> list[ModelStatus]:
+    """The latest 'serving' or 'held' report per (process, model name): what each process serves now."""
+    from edml.kafka.reading import read_to_end
+    from edml.schemas.serde import DecodeError, model_status_serde
+
+    serde = model_status_serde()
+    latest: dict[tuple[str, str], ModelStatus] = {}
+    for m in read_to_end(settings, settings.topics.model_status):
+        try:
+            status = serde.decode(m.value)
+        except DecodeError:
+            continue  # latest_statuses warns about it
+        if status.status in ("serving", "held"):
+            key = (status.process, status.model_name)
+            if key not in latest or latest[key].time <= status.time:
+                latest[key] = status
+    return [latest[k] for k in sorted(latest)]
 
 
 @models_app.command("retire")
