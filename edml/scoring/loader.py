@@ -82,6 +82,8 @@ def record_problem(record: ModelRecord, key: str | None = None) -> str | None:
         try:
             check_name(value, what)
         except StoreError as e:
+            if len(value) > 60:  # say so without echoing all of it
+                return f"invalid record: {what} of {len(value)} characters ({value[:20]!r}...); at most 200 allowed"
             return f"invalid record: {e}"
     return None
 

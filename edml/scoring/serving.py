@@ -123,14 +123,14 @@ class ServingSet:
     challengers: tuple[LoadedModel, ...] = ()
 
 
-def freeze_heap(first: bool) -> None:
+def freeze_heap(first: bool = False) -> None:
     """Take what is alive now (TensorFlow, the models) out of the cyclic GC's full collections.
 
     With TensorFlow and a SavedModel loaded a process holds ~330k tracked objects, and a full
     collection, which the per-batch garbage triggers every few seconds, walks them all: a 200 ms
     stall that every trip in flight waits for. Frozen objects are skipped. Called when a model
-    is swapped in: after the first swap the heap is collected once (freeing the old model) and
-    frozen again.
+    is swapped in, off the scoring path: after the ``first`` freeze the heap is collected once
+    (freeing the old model, a stall of that size) and frozen again.
     """
     if not first:
         gc.unfreeze()
@@ -149,6 +149,7 @@ class ActiveModels:
         self._changed = threading.Condition()
         self.bootstrapped = threading.Event()
         self._on_faulty: Callable[[LoadedModel, str], None] | None = None
+        self._frozen = False  # whether a swap froze the heap already (later swaps collect first)
 
     def on_faulty(self, handler: Callable[[LoadedModel, str], None]) -> None:
         """Call ``handler(model, reason)`` when scoring finds a serving model faulty (the subscriber quarantines it)."""
@@ -174,7 +175,8 @@ class ActiveModels:
             previous, self._current = self._current, serving
             self._changed.notify_all()
         if serving is not None and serving is not previous:
-            freeze_heap(first=previous is None)
+            freeze_heap(first=not self._frozen)
+            self._frozen = True
 
 
     def wait_ready(self, timeout: float | None = None) -> ServingSet | None:

@@ -260,8 +260,8 @@ class ModelSubscriber:
         """Swap ``serving`` in, remember it served, prune what no longer serves, and say so."""
         champion = serving.champion
         self.active.swap(serving)
-        self.store.set_active(self.model_name, champion.version)
         self.store.mark_served(self.model_name, champion.version)
+        self.store.set_active(self.model_name, champion.version)  # prunes what is no longer kept
         metrics.set_active_model(self.model_name, champion.version, tuple(c.version for c in serving.challengers))
         self.status.report(champion.name, champion.version, "active", reason)
         for challenger in serving.challengers:

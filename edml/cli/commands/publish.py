@@ -162,14 +162,13 @@ def models_list(
 @models_app.command("status")
 def models_status(config: ConfigOpt = None, bootstrap_servers: BootstrapOpt = None) -> None:
     """Desired vs serving version per scoring process, then the latest status of each model record."""
-    from edml.model_topic.history import desired_records, latest_statuses
+    from edml.model_topic.history import desired_records
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
-    statuses = latest_statuses(settings)
-    if not statuses:
+    serving, statuses = _latest_statuses(settings)
+    if not statuses and not serving:
         typer.echo(f"no status reports on {settings.topics.model_status}")
         return
-    serving = _serving_statuses(settings)
     if serving:
         desired = desired_records(settings)
         typer.echo(f"{'PROCESS':28} {'NAME':20} {'DESIRED':40} {'SERVING':40} TIME")
@@ -184,23 +183,28 @@ def models_status(config: ConfigOpt = None, bootstrap_servers: BootstrapOpt = No
         typer.echo(f"{s.process:28} {s.model_name:20} {s.version:40} {s.status:9} {_fmt_ms(s.time):20} {s.reason}")
 
 
-def _serving_statuses(settings: Settings) -> list[ModelStatus]:
-    """The latest 'serving' or 'held' report per (process, model name): what each process serves now."""
+def _latest_statuses(settings: Settings) -> tuple[list[ModelStatus], list[ModelStatus]]:
+    """Per (process, model name): the latest 'serving'/'held' report, and the latest report of any other status.
+
+    The first says what a process serves now; the second what it last did with a record
+    (received, rejected, active, ...). The last one a process wrote wins (its time, then position).
+    """
     from edml.kafka.reading import read_to_end
     from edml.schemas.serde import DecodeError, model_status_serde
 
     serde = model_status_serde()
-    latest: dict[tuple[str, str], ModelStatus] = {}
+    decoded = []
     for m in read_to_end(settings, settings.topics.model_status):
         try:
-            status = serde.decode(m.value)
-        except DecodeError:
-            continue  # latest_statuses warns about it
-        if status.status in ("serving", "held"):
-            key = (status.process, status.model_name)
-            if key not in latest or latest[key].time <= status.time:
-                latest[key] = status
-    return [latest[k] for k in sorted(latest)]
+            decoded.append((m.partition, m.offset, serde.decode(m.value)))
+        except DecodeError as e:
+            typer.echo(f"edml: warning: model-status offset {m.offset} is not a ModelStatus: {e}; skipped", err=True)
+    serving: dict[tuple[str, str], ModelStatus] = {}
+    other: dict[tuple[str, str], ModelStatus] = {}
+    for _, _, status in sorted(decoded, key=lambda d: (d[2].time, d[0], d[1])):
+        latest = serving if status.status in ("serving", "held") else other
+        latest[(status.process, status.model_name)] = status
+    return [serving[k] for k in sorted(serving)], [other[k] for k in sorted(other)]
 
 
 @models_app.command("retire")
