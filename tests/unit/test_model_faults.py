@@ -13,6 +13,7 @@ from edml.model_topic.publisher import record_from_manifest
 from edml.schemas.validation import TripColumns
 from edml.trainer.generator import generate_trips
 
+from bench.per_event import call_per_event
 from edml.scoring.batch import FailureWindow, FaultPolicy, score_rows
 from edml.scoring.loader import ModelRejected, load_model
 from edml.scoring.serving import LoadedModel
@@ -46,8 +47,12 @@ def test_check_output_accepts_one_float_per_row_only() -> None:
 
 
 def test_failing_rows_are_isolated_by_halving(tmp_path: Path, trips: TripColumns) -> None:
-    good = score_rows(loaded(tmp_path, GOOD), "champion", trips.as_dict(), len(trips))
+    good_model = loaded(tmp_path, GOOD)
+    good = score_rows(good_model, "champion", trips.as_dict(), len(trips))
     assert good.ok.all() and good.calls == 1 and not good.failures
+    few = {k: v[:40] for k, v in trips.as_dict().items()}
+    per_event = score_rows(good_model, "champion", few, 40, call=call_per_event)  # the benchmark's variant
+    assert per_event.ok.all() and np.array_equal(per_event.values, good.values[:40])
 
     raises = score_rows(loaded(tmp_path, RAISES_FAR), "champion", trips.as_dict(), len(trips))
     far = np.flatnonzero(trips.trip_distance_km >= 20.0)
