@@ -1,12 +1,16 @@
 """The scoring dataflow: trips in, predictions out, with the model from the model topic.
 
     trips topic --held until a model is active--> decode + validate --bad--> dead-letter topic
-                                                        | ok, one batch per poll
-    model topic --per-process subscriber--> model store --> score batch --> predictions topic
-                                                            (challengers --> shadow-predictions)
+                                                        | ok, one batch per poll        ^
+    model topic --per-process subscriber--> model store --> score batch --failing rows--+
+                                                              | per model, one call per batch
+                                              encode predictions (clock: wall / event time)
+                                                              |
+                                              re-use first bytes --> predictions topic
+                                                                     (challengers --> shadow-predictions)
 
 The same definition runs live (``edml serve``: Kafka source and sink) and offline (``edml
-replay``: an archive source and a file sink): only the source and the sink differ.
+replay``: an archive source and a file sink): only the source, the sink and the clock differ.
 """
 
 from __future__ import annotations
@@ -18,16 +22,18 @@ from bytewax.outputs import Sink
 from edml.schemas.validation import TripDecoder
 
 from edml.kafka.messages import OutgoingMessage, SourceMessage
-from edml.scoring.batch import BatchScorer
+from edml.scoring.batch import ScoringSteps
 
 
-def build_flow(trips: Source[list[SourceMessage]], scorer: BatchScorer, out: Sink[list[OutgoingMessage]],
+def build_flow(trips: Source[list[SourceMessage]], steps: ScoringSteps, out: Sink[list[OutgoingMessage]],
                name: str = "edml-scoring") -> Dataflow:
-    """trips -> decode + validate -> score batch -> predictions; bad events -> dead letters."""
+    """trips -> decode + validate -> score batch -> encode predictions -> re-use first bytes; dead letters."""
     flow = Dataflow(name)
     batches = op.input("trips", flow, trips)
-    decoded = op.map("decode_validate", batches, TripDecoder(scorer.serdes.trips).decode_batch)
-    dead_letters = op.map("dead_letters", decoded, scorer.dead_letters)
-    predictions = op.map("score_batch", decoded, scorer.score)
+    decoded = op.map("decode_validate", batches, TripDecoder(steps.serdes.trips).decode_batch)
+    scored = op.map("score_batch", decoded, steps.scorer.score)
+    dead_letters = op.map("dead_letters", scored, steps.dead_letters.encode)
+    encoded = op.map("encode_predictions", scored, steps.predictions.encode)
+    predictions = op.map("reuse_first_bytes", encoded, steps.first_bytes.reuse)
     op.output("out", op.merge("predictions_and_dead_letters", predictions, dead_letters), out)
     return flow

@@ -73,6 +73,59 @@ def signature_problems(signature: ModelSignature) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class CheckedOutput:
+    """A model call's output checked against the rows it was given.
+
+    ``problem`` (one line) is set when the output as a whole is unusable: not one float per
+    row (a wrong length, a second column, a non-float dtype). Otherwise ``values`` holds one
+    float64 per row and ``nonfinite`` the indices of rows whose value is NaN or infinite.
+    """
+
+    values: Any  # np.ndarray of float64, shape (n,), or None with a problem
+    problem: str | None
+    nonfinite: Any  # np.ndarray of int64 row indices
+
+
+def check_output(result: Any, n: int) -> CheckedOutput:
+    """The one definition of a usable model output, for the publish gate, warm-up and scoring.
+
+    ``result`` is what the serving function returned for ``n`` rows (a dict of tensors or a
+    tensor). Usable means exactly one output of a float dtype with shape ``(n,)`` or ``(n, 1)``;
+    never flattened or cut to fit.
+    """
+    import numpy as np
+
+    none = np.empty(0, dtype=np.int64)
+    if isinstance(result, dict):
+        if len(result) != 1:
+            return CheckedOutput(None, f"the model returned {len(result)} outputs, expected one", none)
+        result = next(iter(result.values()))
+    try:
+        array = np.asarray(result)
+    except Exception as e:  # noqa: BLE001 - whatever the output object is, it is not usable
+        return CheckedOutput(None, f"the model output does not convert to an array: {type(e).__name__}", none)
+    if array.dtype.kind != "f":
+        return CheckedOutput(None, f"the model returned {array.dtype} values, expected floats", none)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.shape != (n,):
+        return CheckedOutput(None, f"the model returned shape {list(array.shape)} for {n} rows, expected [{n}]",
+                             none)
+    values = array.astype(np.float64)
+    return CheckedOutput(values, None, np.flatnonzero(~np.isfinite(values)))
+
+
+def output_problems(checked: CheckedOutput) -> list[str]:
+    """Why a checked output is not usable as a whole, non-finite values included (empty when usable)."""
+    if checked.problem is not None:
+        return [checked.problem]
+    if len(checked.nonfinite):
+        return [f"the model returned {len(checked.nonfinite)} non-finite (NaN/inf) outputs "
+                f"for {len(checked.values)} rows"]
+    return []
+
+
 def golden_problems(
     serving_fn: Any,
     signature: ModelSignature,
@@ -105,13 +158,11 @@ def golden_problems(
     except Exception as e:  # any TF error here means the model cannot score trips
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         return [f"the model failed on the golden rows: {type(e).__name__}: {first}"]
-    tensor = next(iter(result.values())) if isinstance(result, dict) else result
-    got = np.asarray(tensor, dtype=np.float64).reshape(-1)
-    if got.shape[0] != n:
-        return [f"the model returned {got.shape[0]} outputs for {n} golden rows"]
-    bad = int(np.count_nonzero(~np.isfinite(got)))
-    if bad:
-        return [f"the model returned {bad} non-finite (NaN/inf) outputs for {n} golden rows"]
+    checked = check_output(result, n)
+    problems = output_problems(checked)
+    if problems:
+        return [p + " (golden rows)" for p in problems]
+    got = checked.values
     want = np.asarray(golden_outputs, dtype=np.float64)
     off = np.abs(got - want) > atol + rtol * np.abs(want)
     if off.any():

@@ -31,7 +31,7 @@ from edml.model_topic.artifact import (
 )
 from edml.model_topic.gate import DEFAULT_TOLERANCE, GateResult, check
 from edml.model_topic.history import desired_records, record_history
-from edml.model_topic.stores import ArtifactStore, VersionExists, check_name, open_store
+from edml.model_topic.stores import ArtifactStore, StoreError, VersionExists, check_name, open_store
 from edml.model_topic.versioning import Revision, current_revision, next_version, version_prefix
 from edml.schemas.records import ModelRecord
 from edml.schemas.serde import encode_model_key
@@ -229,26 +229,60 @@ def rollback(
 ) -> ModelRecord:
     """Make ``to_version`` the desired model of ``name`` again by publishing its record.
 
-    The record comes from the topic's history when compaction kept it (the same bytes, the
-    same signature), else it is rebuilt from the artifact's manifest in the store. Either way
-    the artifact must still be in the store with the record's sha256.
+    The record is the newest one on the topic's history that scorers accept (the same bytes,
+    the same signature): its artifact matches its sha256 and names its version, and with a
+    model public key set its signature verifies. Without one, it is rebuilt from the
+    artifact's manifest in the store.
     """
     check_name(name, "model name")
     check_model_topic(settings)
     matches = [r for r in record_history(settings, name) if r.version == to_version]
     store = open_store(store_uri or settings.artifact_store_uri)
-    if matches:
-        record = matches[-1]
-        artifact_store = open_store(record.artifact_uri)
-        verify_sha256(artifact_store.get(record.artifact_uri), record.sha256)
+    refused = []
+    for candidate in reversed(matches):  # the newest accepted record, never merely the newest one
+        problem = _acceptance_problem(settings, name, candidate)
+        if problem is None:
+            record = candidate
+            break
+        refused.append(problem)
+        log.warning("rollback: a record of %s %s on the topic is not one scorers accept: %s", name, to_version, problem)
     else:
         if to_version not in store.versions(name):
-            raise OperatorError(f"{name} has no version {to_version} on the model topic or in {store.uri}")
+            why = f" (records on the topic refused: {refused[0]})" if refused else ""
+            raise OperatorError(f"{name} has no accepted version {to_version} on the model topic or in {store.uri}"
+                                f"{why}")
         record = _record_from_store(store, name, to_version)
     if signing_key is not None:
         record = _sign(record, signing_key)
     publish_record(settings, record)
     return record
+
+
+def _acceptance_problem(settings: Settings, name: str, record: ModelRecord) -> str | None:
+    """Why scorers would refuse ``record`` of ``name`` before loading it, or None when they accept it.
+
+    Accepted means: it names ``name`` (the topic key), its artifact is in the store with the
+    record's sha256 and holds that name and version, and, with a model public key set, its
+    signature verifies.
+    """
+    if record.model_name != name:
+        return f"the record names {record.model_name}"
+    if settings.model_public_key:
+        from edml.model_topic.signing import SignatureInvalid, read_key, verify_record
+
+        try:
+            verify_record(record, read_key(settings.model_public_key))
+        except SignatureInvalid as e:
+            return e.reason
+    try:
+        data = open_store(record.artifact_uri).get(record.artifact_uri)
+        verify_sha256(data, record.sha256)
+        manifest = read_manifest(data)
+    except (ArtifactError, StoreError) as e:
+        return e.reason
+    if (manifest.model_name, manifest.version) != (record.model_name, record.version):
+        return f"its artifact holds {manifest.model_name} {manifest.version}"
+    return None
 
 
 def retire_model(settings: Settings, name: str) -> None:

@@ -3,6 +3,10 @@
 The publisher signs the record's Avro encoding with ``signature_ed25519`` set to null; a
 scorer holding the public key (``Settings.model_public_key``) verifies it before it fetches the
 artifact. The record carries the artifact's sha256, so the signature covers the model bytes too.
+
+The topic key is not in the signed bytes: a scorer accepts a record only under its own model
+name as key (``scoring.loader.record_problem``), and the model name is signed, so the key is
+covered without changing what is signed (signatures made before still verify).
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ publishers cannot both win.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -149,16 +151,32 @@ class FileStore(ArtifactStore):
         return uri
 
     def get(self, uri: str) -> bytes:
-        """Read the file at a ``file://`` URI."""
+        """Read the regular file at a ``file://`` URI.
+
+        Only a regular file is read: a fifo would block the reader for good, a device never
+        ends, a folder or a symbolic link (which may point anywhere) is not an artifact. The
+        file is opened without blocking and without following a final link, then checked.
+        """
         path = self.path_of(uri)
         try:
-            return path.read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError):
             raise ArtifactMissing(f"no artifact at {uri}") from None
-        except IsADirectoryError:
-            raise ArtifactMissing(f"{uri} is a folder, not an artifact") from None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise ArtifactMissing(f"{uri} is a symbolic link, not an artifact") from None
+            raise StoreUnavailable(f"cannot read {uri}: {e.strerror or e}") from None
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+                raise ArtifactMissing(f"{uri} is {kind}, not an artifact")
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                return f.read()
         except OSError as e:
             raise StoreUnavailable(f"cannot read {uri}: {e.strerror or e}") from None
+        finally:
+            os.close(fd)
 
     def versions(self, model_name: str) -> list[str]:
         """Versions from the file names under ``<root>/<name>/``."""

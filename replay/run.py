@@ -71,8 +71,9 @@ def replay_archive(
     from bytewax.testing import run_main
     from edml.dataflows.replay import build_replay_flow
     from edml.replay.file_io import ArchiveSource, PredictionFileSink
+    from edml.schemas.wire import single_object_serdes
 
-    from edml.scoring.batch import BatchScorer
+    from edml.scoring.batch import event_clock, scoring_steps
     from edml.scoring.serving import ActiveModels, ServingSet
 
     reader = archive if isinstance(archive, ArchiveReader) else ArchiveReader(archive)
@@ -92,7 +93,7 @@ def replay_archive(
 
     source = ArchiveSource(reader, TRIPS, batch_size=batch_size, on_batch=counted)
     sink = PredictionFileSink(out_dir, topics)
-    flow = build_replay_flow(source, BatchScorer(active, topics, event_clock=True), sink)
+    flow = build_replay_flow(source, scoring_steps(active, single_object_serdes(topics), clock=event_clock), sink)
     output = sink.output
     started = time.perf_counter()
     try:

@@ -89,7 +89,7 @@ class ModelRecord:
     signature_ed25519: bytes | None = None
 
 
-MODEL_STATES = ("received", "rejected", "active", "retired", "retrying")
+MODEL_STATES = ("received", "rejected", "active", "retired", "retrying", "serving", "held")
 
 
 @dataclass(slots=True)

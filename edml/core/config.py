@@ -121,6 +121,9 @@ class Settings:
     model_name: str = "trip-duration"
     schema_registry: SchemaRegistrySettings = field(default_factory=SchemaRegistrySettings)
     model_public_key: str = ""
+    # a serving model is quarantined when more than this share of its last window of rows failed
+    model_failure_rate: float = 0.05
+    model_failure_window: int = 1000
     google_kafka_auth: bool = False
     # every interface, for Prometheus in another pod; 127.0.0.1 keeps /metrics on the host
     metrics_host: str = "0.0.0.0"
@@ -201,6 +204,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         "partitions": int,
         "model_name": str,
         "model_public_key": str,
+        "model_failure_rate": float,
+        "model_failure_window": int,
         "google_kafka_auth": boolean,
         "metrics_host": str,
     }

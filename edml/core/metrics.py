@@ -29,6 +29,10 @@ MODEL_LOAD = Histogram("edml_model_load_seconds", "Fetch, verify, unpack, load a
 ACTIVE_MODEL = Gauge("edml_active_model_info", "1 for the model version that serves", ["model_name", "version", "role"])
 HELD_EVENTS = Gauge("edml_held_events", "Events waiting in held partitions (no model active yet)",
                     ["topic", "partition"])
+MODEL_FAILURES = Counter("edml_model_failures", "Rows a serving model failed to score (dead letters for the champion)",
+                         ["role", "kind"])
+MODEL_FALLBACK = Gauge("edml_model_fallback", "1 while the process serves a version other than the desired one "
+                       "(last known good), 0 otherwise", ["model_name"])
 MODEL_STATUS = Counter("edml_model_status", "Model status events of this process", ["status"])
 
 

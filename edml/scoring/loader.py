@@ -21,7 +21,8 @@ from edml.model_topic.artifact import (
     signature_of,
     verify_sha256,
 )
-from edml.model_topic.gate import GOLDEN_ATOL, GOLDEN_RTOL, signature_problems
+from edml.model_topic.gate import GOLDEN_ATOL, GOLDEN_RTOL, output_problems, signature_problems
+from edml.model_topic.stores import StoreError, check_name
 from edml.schemas.records import ModelRecord, ModelSignature
 from edml.scoring.serving import LoadedModel, bind_inputs
 
@@ -39,17 +40,23 @@ def check_signature(signature: ModelSignature) -> str:
 
 
 def warm_up(model: LoadedModel) -> None:
-    """Score the golden rows shipped in the artifact and compare with their expected outputs."""
+    """Score the golden rows shipped in the artifact and compare with their expected outputs.
+
+    The output is checked by the publish gate's definition (``gate.output_problems``): a
+    model the gate refuses is refused here too, whoever wrote its record.
+    """
     golden = model.manifest.golden_inputs
     missing = [b.name for b in model.bindings if b.name not in golden]
     if missing:
         raise ModelRejected(f"golden rows lack inputs {missing}")
     try:
-        outputs = model.predict_columns({b.name: golden[b.name] for b in model.bindings})
+        checked = model.call({b.name: golden[b.name] for b in model.bindings})
     except Exception as e:  # whatever TF raises here means the model cannot score trips
-        raise ModelRejected(f"golden rows fail in the model: {type(e).__name__}: {str(e).splitlines()[0]}") from None
-    if not np.all(np.isfinite(outputs)):
-        raise ModelRejected("golden rows give NaN or infinite outputs")
+        raise ModelRejected(f"golden rows fail in the model: {type(e).__name__}: {_first_line(e)}") from None
+    problems = output_problems(checked)
+    if problems:
+        raise ModelRejected(f"golden rows: {problems[0]}")
+    outputs = checked.values
     expected = np.asarray(model.manifest.golden_outputs, dtype=np.float64)
     if expected.shape != outputs.shape:
         raise ModelRejected(f"golden rows give {outputs.shape[0]} outputs, the manifest expects {expected.shape[0]}")
@@ -59,11 +66,52 @@ def warm_up(model: LoadedModel) -> None:
                             f"the manifest expects {expected[worst]:.3f}")
 
 
+def record_problem(record: ModelRecord, key: str | None = None) -> str | None:
+    """Why ``record`` (read under ``key``) is not a valid model record, or None.
+
+    The key must equal the model name: the topic is compacted by key, so a record under another
+    key would serve one name while the topic's desired state names another. A signature covers
+    the model name, so with this check it covers the key too.
+    """
+    if key is not None and key != record.model_name:
+        return f"record keyed {key!r} names model {record.model_name!r}; the key must be the model name"
+    for value, what in ((record.model_name, "model name"), (record.version, "version")):
+        try:
+            check_name(value, what)
+        except StoreError as e:
+            if len(value) > 60:  # say so without echoing all of it
+                return f"invalid record: {what} of {len(value)} characters ({value[:20]!r}...); at most 200 allowed"
+            return f"invalid record: {e}"
+    return None
+
+
+def unpack_folder(workdir: Path, record: ModelRecord) -> Path:
+    """Where the artifact of ``record`` is unpacked."""
+    return workdir / _safe_name(record.model_name) / _safe_name(record.version)
+
+
 def load_model(record: ModelRecord, archive: bytes, workdir: Path) -> LoadedModel:
-    """Verify, unpack, load, check and warm up one model version."""
+    """Verify, unpack, load, check and warm up one model version.
+
+    A rejected artifact's unpacked files are removed at once.
+    """
+    problem = record_problem(record)
+    if problem:
+        raise ModelRejected(problem)
+    dest = unpack_folder(workdir, record)
+    try:
+        return _load(record, archive, dest)
+    except ModelRejected:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    except OSError as e:  # a full disk, a name the file system refuses: this model cannot serve here
+        shutil.rmtree(dest, ignore_errors=True)
+        raise ModelRejected(f"cannot unpack the artifact: {e.strerror or e}") from None
+
+
+def _load(record: ModelRecord, archive: bytes, dest: Path) -> LoadedModel:
     try:
         verify_sha256(archive, record.sha256)
-        dest = workdir / _safe_name(record.model_name) / _safe_name(record.version)
         if dest.exists():
             shutil.rmtree(dest)
         manifest: Manifest = safe_unpack(archive, dest)
@@ -79,6 +127,23 @@ def load_model(record: ModelRecord, archive: bytes, workdir: Path) -> LoadedMode
                         bindings=bind_inputs(signature), output_name=output_name)
     warm_up(model)
     return model
+
+
+def prune_unpacked(workdir: Path, model_name: str, keep: set[str]) -> list[Path]:
+    """Remove the unpacked folders of ``model_name``'s versions not in ``keep``; returns them."""
+    root = workdir / _safe_name(model_name)
+    kept = {_safe_name(v) for v in keep}
+    removed = []
+    if root.is_dir():
+        for folder in root.iterdir():
+            if folder.name not in kept:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+    return removed
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 def _safe_name(part: str) -> str:

@@ -8,8 +8,11 @@ Keys (values are raw bytes)::
     archive/<name>/<version>   the artifact .tar.gz as fetched and verified
     manifest/<name>/<version>  manifest.json
     record/<name>/<version>    the ModelRecord (Avro single-object encoding)
+    loaded/<name>/<version>    the ModelRecord the kept archive loaded with
     active/<name>              the version that served last
     order/<name>               JSON list of kept versions, oldest first
+    served/<name>              JSON list of versions that served well, oldest first (last known good)
+    faulty/<name>/<version>    why scoring quarantined that version (it never serves again here)
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class ModelStore:
             self._put(f"archive/{name}/{version}", archive)
             self._put(f"manifest/{name}/{version}", manifest_json)
             self.put_record(record)
+            # the record that loaded: a later record naming the same version cannot replace it
+            self._put(f"loaded/{name}/{version}", self._serde.encode(record))
             order = [v for v in self.versions(name) if v != version] + [version]
             self._put(f"order/{name}", json.dumps(order).encode())
             self._prune(name, order)
@@ -69,12 +74,15 @@ class ModelStore:
             record = self.record(name, active)
             if record:
                 protected.update(record.challengers)
+        served = self.served(name)
+        if served:
+            protected.add(served[-1])  # the last known good: what a rejected desired record falls back on
         keep = order[-self._keep:]
         for version in order[:-self._keep]:
             if version in protected:
                 keep.insert(0, version)
                 continue
-            for kind in ("archive", "manifest"):
+            for kind in ("archive", "manifest", "loaded"):
                 self._db.delete(f"{kind}/{name}/{version}".encode())
         self._put(f"order/{name}", json.dumps([v for v in order if v in keep]).encode())
 
@@ -109,3 +117,35 @@ class ModelStore:
         """The version that served last."""
         raw = self._get(f"active/{name}")
         return None if raw is None else raw.decode()
+
+    def served(self, name: str) -> list[str]:
+        """Versions that served well, oldest first."""
+        raw = self._get(f"served/{name}")
+        return [] if raw is None else json.loads(raw)
+
+    def mark_served(self, name: str, version: str) -> None:
+        """``version`` serves (again): it becomes the newest last-known-good version."""
+        with self._lock:
+            order = [v for v in self.served(name) if v != version] + [version]
+            self._put(f"served/{name}", json.dumps(order).encode())
+
+    def mark_faulty(self, name: str, version: str, reason: str) -> None:
+        """Scoring quarantined ``version``: it is no longer good, whatever it did before."""
+        with self._lock:
+            self._put(f"faulty/{name}/{version}", reason.encode())
+            self._put(f"served/{name}", json.dumps([v for v in self.served(name) if v != version]).encode())
+
+    def faulty(self, name: str, version: str) -> str | None:
+        """Why ``version`` was quarantined, or None."""
+        raw = self._get(f"faulty/{name}/{version}")
+        return None if raw is None else raw.decode(errors="replace")
+
+    def last_good(self, name: str, excluding: set[str]) -> ModelRecord | None:
+        """The newest version that served well and can load from here (archive and record kept)."""
+        for version in reversed(self.served(name)):
+            if version in excluding or self.faulty(name, version) is not None:
+                continue
+            raw = self._get(f"loaded/{name}/{version}")
+            if raw is not None and self.archive(name, version) is not None:
+                return self._serde.decode(raw)
+        return None

@@ -40,7 +40,7 @@ class ScorerOptions:
     recovery: bool = True
     epoch_interval_s: float = 5.0
     keep_versions: int = 3
-    per_event: bool = False
+    model_call: Callable[..., Any] | None = None  # how a model is called on rows; None: once per batch
     tail: bool = True
 
 
@@ -137,7 +137,7 @@ def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuild
     from edml.kafka.topics import existing_topics
     from edml.model_topic.stores import open_store
     from edml.schemas.wire import topic_serdes
-    from edml.scoring.batch import BatchScorer
+    from edml.scoring.batch import FaultPolicy, call_batch, scoring_steps
     from edml.scoring.reemission import EmittedPredictions
 
     # configuration mistakes stop here with one line, not later inside a thread or the dataflow
@@ -165,9 +165,9 @@ def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuild
         emitted = EmittedPredictions(settings)
     source = HeldKafkaSource(settings, settings.topics.trips, gate=active.ready, batch_size=options.batch_size,
                              tail=options.tail, on_resume=emitted, unsnapshotted_since_ms=created_ms)
-    flow = build_flow(source, BatchScorer(active, settings.topics, per_event=options.per_event, emitted=emitted,
-                                          serdes=topic_serdes(settings)),
-                      KafkaMessageSink(settings))
+    steps = scoring_steps(active, topic_serdes(settings), emitted=emitted, faults=FaultPolicy.from_settings(settings),
+                          call=options.model_call or call_batch)
+    flow = build_flow(source, steps, KafkaMessageSink(settings))
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:

@@ -6,14 +6,16 @@ same name, with the dtype the signature asks for, and the model is called once p
 
 from __future__ import annotations
 
+import gc
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from edml.model_topic.artifact import Manifest
+from edml.model_topic.gate import CheckedOutput, check_output, output_problems
 from edml.schemas.records import ModelRecord, ModelSignature, TripPickup
 
 # dtype names as TensorFlow spells them -> numpy dtype used to build the column
@@ -75,8 +77,12 @@ class LoadedModel:
         """The model version."""
         return self.record.version
 
-    def predict_columns(self, columns: dict[str, Any]) -> np.ndarray:
-        """One model call on a batch of columns; returns the output as float64."""
+    def call(self, columns: dict[str, Any]) -> CheckedOutput:
+        """One model call on a batch of columns, its output checked row by row.
+
+        Whatever the model raises propagates; an output that is not one float per row is
+        reported in ``problem``, never flattened or cut to fit (see ``gate.check_output``).
+        """
         import tensorflow as tf
 
         n = len(columns[self.bindings[0].name])
@@ -87,12 +93,26 @@ class LoadedModel:
             if padded != n:
                 column = np.concatenate([column, np.repeat(column[-1:], padded - n)])
             tensors[b.name] = tf.constant(column)
-        out = self.function(**tensors)[self.output_name]
-        return np.asarray(out, dtype=np.float64).reshape(-1)[:n]
+        checked = check_output(self.function(**tensors), padded)
+        if checked.problem is not None or padded == n:
+            return checked
+        return CheckedOutput(checked.values[:n], None, checked.nonfinite[checked.nonfinite < n])
+
+    def predict_columns(self, columns: dict[str, Any]) -> np.ndarray:
+        """Predicted durations (s) as float64; ModelOutputError when the output is not usable."""
+        checked = self.call(columns)
+        problems = output_problems(checked)
+        if problems:
+            raise ModelOutputError(problems[0])
+        return checked.values
 
     def predict(self, trips: Sequence[TripPickup]) -> np.ndarray:
         """Predicted durations (s) for ``trips``: one model call for the whole batch."""
         return self.predict_columns(trip_columns(trips, self.bindings))
+
+
+class ModelOutputError(Exception):
+    """A model call's output is not one finite float per row."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +121,21 @@ class ServingSet:
 
     champion: LoadedModel
     challengers: tuple[LoadedModel, ...] = ()
+
+
+def freeze_heap(first: bool = False) -> None:
+    """Take what is alive now (TensorFlow, the models) out of the cyclic GC's full collections.
+
+    With TensorFlow and a SavedModel loaded a process holds ~330k tracked objects, and a full
+    collection, which the per-batch garbage triggers every few seconds, walks them all: a 200 ms
+    stall that every trip in flight waits for. Frozen objects are skipped. Called when a model
+    is swapped in, off the scoring path: after the ``first`` freeze the heap is collected once
+    (freeing the old model, a stall of that size) and frozen again.
+    """
+    if not first:
+        gc.unfreeze()
+        gc.collect()
+    gc.freeze()
 
 
 class ActiveModels:
@@ -113,6 +148,17 @@ class ActiveModels:
         self._current: ServingSet | None = None
         self._changed = threading.Condition()
         self.bootstrapped = threading.Event()
+        self._on_faulty: Callable[[LoadedModel, str], None] | None = None
+        self._frozen = False  # whether a swap froze the heap already (later swaps collect first)
+
+    def on_faulty(self, handler: Callable[[LoadedModel, str], None]) -> None:
+        """Call ``handler(model, reason)`` when scoring finds a serving model faulty (the subscriber quarantines it)."""
+        self._on_faulty = handler
+
+    def report_faulty(self, model: LoadedModel, reason: str) -> None:
+        """Scoring found ``model`` failing past the declared rate: hand it to the handler."""
+        if self._on_faulty is not None:
+            self._on_faulty(model, reason)
 
     @property
     def current(self) -> ServingSet | None:
@@ -126,8 +172,12 @@ class ActiveModels:
     def swap(self, serving: ServingSet | None) -> None:
         """Replace the serving set (None stops scoring: events are then held)."""
         with self._changed:
-            self._current = serving
+            previous, self._current = self._current, serving
             self._changed.notify_all()
+        if serving is not None and serving is not previous:
+            freeze_heap(first=not self._frozen)
+            self._frozen = True
+
 
     def wait_ready(self, timeout: float | None = None) -> ServingSet | None:
         """Block until a serving set is active (or ``timeout``); returns it."""

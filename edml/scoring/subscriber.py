@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from edml.core import metrics
 from edml.core.config import Settings
@@ -36,7 +37,7 @@ from edml.model_topic.stores import (
 from edml.schemas.records import ModelRecord
 from edml.schemas.serde import DecodeError
 from edml.schemas.wire import topic_serdes
-from edml.scoring.loader import ModelRejected, load_model
+from edml.scoring.loader import ModelRejected, load_model, prune_unpacked, record_problem
 from edml.scoring.model_store import ModelStore
 from edml.scoring.serving import ActiveModels, LoadedModel, ServingSet
 from edml.scoring.status import StatusReporter
@@ -76,6 +77,10 @@ class ModelSubscriber:
         self._pending_tombstone = False
         self._attempt = 0
         self._next_try = 0.0
+        self._desired: str | None = None  # the desired version of model_name ("-" once retired)
+        self._invalid_at_start: tuple[str, str] | None = None
+        self._faulty: deque[tuple[LoadedModel, str]] = deque()
+        active.on_faulty(lambda model, reason: self._faulty.append((model, reason)))
 
     def start(self) -> None:
         """Start reading the model topic in the background."""
@@ -98,6 +103,7 @@ class ModelSubscriber:
                 if msg is not None:
                     self._on_message(msg)
                 self._retry_pending()
+                self._quarantine()
         except Exception:  # the scorer must keep serving what it has; log loudly and retry
             log.exception("model subscriber failed; restarting it in 5 s")
             if not self._stop.wait(5):
@@ -105,7 +111,7 @@ class ModelSubscriber:
         finally:
             consumer.close()
 
-    def _assign_all(self, consumer: object) -> dict[int, int]:
+    def _assign_all(self, consumer: Consumer) -> dict[int, int]:
         topic = self.settings.topics.models
         while not self._stop.is_set():
             try:
@@ -122,7 +128,7 @@ class ModelSubscriber:
                 self._stop.wait(2)
         return {}
 
-    def _bootstrap(self, consumer: object, ends: dict[int, int]) -> None:
+    def _bootstrap(self, consumer: Consumer, ends: dict[int, int]) -> None:
         """Read to the high watermarks seen at start; load only the latest record."""
         remaining = {p: end for p, end in ends.items() if end > 0}
         latest: ModelRecord | None = None
@@ -143,6 +149,9 @@ class ModelSubscriber:
             name, record = parsed
             if name == self.model_name:
                 latest, tombstoned = record, record is None
+                self._invalid_at_start = None  # a later valid record is the desired state
+        if self._invalid_at_start is not None:
+            latest, tombstoned = None, False
         log.info("model topic read to its end at start: %s",
                  f"desired {self.model_name} {latest.version}" if latest else "no model yet")
         if latest is not None:
@@ -150,22 +159,45 @@ class ModelSubscriber:
             self._retry_pending()
         elif tombstoned:
             self.active.swap(None)
+            self._report_serving()
+        elif self._invalid_at_start is not None:
+            self._fall_back(*self._invalid_at_start)
         self.active.bootstrapped.set()
 
-    def _parse(self, msg: object) -> tuple[str, ModelRecord | None] | None:
-        """(model name, record or None for a tombstone), or None for an unreadable message."""
+    def _parse(self, msg: Message) -> tuple[str, ModelRecord | None] | None:
+        """(model name, record or None for a tombstone), or None for a message that is not a valid record.
+
+        A record is valid only under its own model name as key: the topic is compacted by key,
+        so a record under another key would serve one name while the desired state names another.
+        An invalid record under this process's model name is the desired state all the same: it
+        is rejected, and the last known good version serves.
+        """
         name = (msg.key() or b"").decode(errors="replace")
         if msg.value() is None:
             return name, None
         try:
             record = self._serde.decode(msg.value())
         except DecodeError as e:
-            self.status.report(name or "?", "?", "rejected", f"unreadable model record at offset {msg.offset()}: {e}")
+            self._invalid(name, "?", f"unreadable model record at offset {msg.offset()}: {e}")
+            return None
+        problem = record_problem(record, name)
+        if problem:
+            self._invalid(name, record.version[:200], problem)
             return None
         self.store.put_record(record)
         return record.model_name, record
 
-    def _on_message(self, msg: object) -> None:
+    def _invalid(self, name: str, version: str, reason: str) -> None:
+        self.status.report(name or "?", version, "rejected", reason)
+        if name == self.model_name:
+            self._pending = None
+            self._desired = version
+            if self.active.bootstrapped.is_set():
+                self._fall_back(version, reason)
+            else:  # decided once the topic is read to its end: a later record may follow
+                self._invalid_at_start = (version, reason)
+
+    def _on_message(self, msg: Message) -> None:
         if msg.error():
             if msg.error().code() != KafkaError._PARTITION_EOF:
                 log.warning("model topic: %s", msg.error())
@@ -189,16 +221,19 @@ class ModelSubscriber:
     def _set_pending(self, record: ModelRecord) -> None:
         # A newer record replaces one still waiting for its artifact: desired state wins.
         self._pending, self._attempt, self._next_try = record, 0, 0.0
+        self._desired = record.version
         self.status.report(record.model_name, record.version, "received")
 
     def _retire(self) -> None:
         self._pending = None
+        self._desired = "-"
         current = self.active.current
         self.active.swap(None)
         self.store.set_active(self.model_name, None)
         metrics.set_active_model(self.model_name, None)
         self.status.report(self.model_name, current.champion.version if current else "-", "retired",
                            "tombstone on the model topic: events are held until a model is published")
+        self._report_serving()
 
     def _retry_pending(self) -> None:
         record = self._pending
@@ -217,16 +252,89 @@ class ModelSubscriber:
         except ModelRejected as e:
             self._pending = None
             self.status.report(record.model_name, record.version, "rejected", e.reason)
+            self._fall_back(record.version, e.reason)
             return
         self._pending = None
+        self._activate(serving)
+
+    def _activate(self, serving: ServingSet, reason: str = "") -> None:
+        """Swap ``serving`` in, remember it served, prune what no longer serves, and say so."""
+        champion = serving.champion
         self.active.swap(serving)
-        self.store.set_active(self.model_name, record.version)
-        metrics.set_active_model(self.model_name, record.version,
-                                 tuple(c.version for c in serving.challengers))
-        self.status.report(record.model_name, record.version, "active")
+        self.store.mark_served(self.model_name, champion.version)
+        self.store.set_active(self.model_name, champion.version)  # prunes what is no longer kept
+        metrics.set_active_model(self.model_name, champion.version, tuple(c.version for c in serving.challengers))
+        self.status.report(champion.name, champion.version, "active", reason)
         for challenger in serving.challengers:
             self.status.report(challenger.name, challenger.version, "active", "challenger (shadow)")
+        self._prune(serving)
+        self._report_serving()
+
+    def _prune(self, serving: ServingSet) -> None:
+        keep = set(self.store.versions(self.model_name))
+        keep.update(m.version for m in (serving.champion, *serving.challengers))
+        for folder in prune_unpacked(self.workdir, self.model_name, keep):
+            log.info("removed the unpacked files of %s (no longer kept)", folder)
+
+    def _report_serving(self) -> None:
+        """Desired vs serving, one status event: what ``edml models status`` shows for this process."""
+        current = self.active.current
+        desired = self._desired or "-"
+        if current is None:
+            metrics.MODEL_FALLBACK.labels(self.model_name).set(0)
+            self.status.report(self.model_name, "-", "held", f"no model serving (desired {desired}): events are held")
+        else:
+            serving = current.champion.version
+            fallback = desired not in ("-", serving)
+            metrics.MODEL_FALLBACK.labels(self.model_name).set(1 if fallback else 0)
+            self.status.report(self.model_name, serving, "serving",
+                               f"desired {desired}" + (": serving the last known good version" if fallback else ""))
         self.status.flush()
+
+    def _fall_back(self, rejected: str, reason: str) -> None:
+        """The desired version cannot serve: keep what serves, else serve the last known good version."""
+        current = self.active.current
+        if current is not None and current.champion.version != rejected:
+            log.warning("desired %s %s cannot serve (%s); %s goes on serving", self.model_name, rejected, reason,
+                        current.champion.version)
+            self._report_serving()
+            return
+        excluding = {rejected}
+        while (record := self.store.last_good(self.model_name, excluding)) is not None:
+            try:
+                champion = self._load(record)
+            except (ModelRejected, StoreUnavailable) as e:
+                self.status.report(record.model_name, record.version, "rejected",
+                                   f"last known good: {getattr(e, 'reason', e)}")
+                excluding.add(record.version)
+                continue
+            self._activate(ServingSet(champion=champion),
+                           f"last known good: desired {rejected} cannot serve ({reason})")
+            return
+        if current is None:
+            log.warning("no version of %s to fall back on: events are held", self.model_name)
+        self._report_serving()
+
+    def _quarantine(self) -> None:
+        """Quarantine the models scoring reported faulty: fall back for a champion, drop a challenger."""
+        while self._faulty:
+            model, reason = self._faulty.popleft()
+            current = self.active.current
+            if current is None:
+                continue
+            same = [m for m in (current.champion, *current.challengers)
+                    if m.version == model.version and m.record.sha256 == model.record.sha256]
+            if not same:
+                continue  # already swapped out
+            self.store.mark_faulty(model.name, model.version, reason)
+            if same[0] is current.champion:
+                self.status.report(model.name, model.version, "rejected", f"quarantined: {reason}")
+                self._fall_back(model.version, f"quarantined: {reason}")
+            else:
+                self.status.report(model.name, model.version, "rejected", f"challenger quarantined: {reason}")
+                self.active.swap(ServingSet(current.champion,
+                                            tuple(c for c in current.challengers if c is not same[0])))
+                self.status.flush()
 
     def _prepare(self, record: ModelRecord) -> ServingSet:
         champion = self._load(record)
@@ -258,6 +366,9 @@ class ModelSubscriber:
         """The model of ``record``: already serving, or loaded from rocksdict or the artifact store."""
         if self.check_record is not None:
             self.check_record(record)
+        faulty = self.store.faulty(record.model_name, record.version)
+        if faulty is not None:
+            raise ModelRejected(f"quarantined earlier by this process: {faulty}")
         already = self._loaded(record)
         if already is not None:
             return LoadedModel(record=record, manifest=already.manifest, function=already.function,

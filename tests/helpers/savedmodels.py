@@ -31,6 +31,11 @@ GOOD = "good"
 NAN = "nan"  # returns NaN for every row
 WRONG_SIGNATURE = "wrong-signature"  # an input is missing and another has the wrong name
 WRONG_DTYPE = "wrong-dtype"  # trip_distance_km declared as a string
+# faults the golden rows do not show (they hold 1-2 passengers and at most 18 km)
+RAISES_FAR = "raises-far"  # raises for a batch holding a trip longer than 20 km
+NAN_CROWDED = "nan-crowded"  # NaN for trips of 5 or more passengers, inf for 4
+FIXED_16 = "fixed-16"  # always returns the first 16 rows: fine for batches of up to 16
+TWO_COLUMNS = "two-columns"  # returns [n, 2]: the publish gate refuses it
 
 
 class _TripDurationModel(tf.Module):
@@ -44,6 +49,17 @@ class _TripDurationModel(tf.Module):
         duration = self.base + self.per_km * trip_distance_km + 10.0 * tf.cast(passenger_count, tf.float32)
         if self.kind == NAN:
             duration = duration * float("nan")
+        if self.kind == RAISES_FAR:
+            check = tf.debugging.assert_less(trip_distance_km, 20.0, message="distance out of the model's range")
+            with tf.control_dependencies([check]):
+                duration = tf.identity(duration)
+        if self.kind == NAN_CROWDED:
+            crowd = tf.cast(passenger_count, tf.float32)
+            duration = tf.where(crowd >= 5.0, float("nan"), tf.where(crowd >= 4.0, float("inf"), duration))
+        if self.kind == FIXED_16:
+            duration = duration[:16]
+        if self.kind == TWO_COLUMNS:
+            duration = tf.stack([duration, duration], axis=1)
         return {"duration_s": duration}
 
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edml.cli.commands.options import BootstrapOpt, ConfigOpt, settings_from
 from edml.core.errors import OperatorError
+
+if TYPE_CHECKING:
+    from edml.core.config import Settings
+    from edml.schemas.records import ModelStatus
 
 # other modules may add commands about models to this group (import it from here)
 models_app = typer.Typer(help="The models on the model topic and in the artifact store.", no_args_is_help=True)
@@ -142,17 +146,51 @@ def models_list(
 
 @models_app.command("status")
 def models_status(config: ConfigOpt = None, bootstrap_servers: BootstrapOpt = None) -> None:
-    """The latest status each scoring process reported for each model (received/rejected/active...)."""
-    from edml.model_topic.history import latest_statuses
+    """Desired vs serving version per scoring process, then the latest status of each model record."""
+    from edml.model_topic.history import desired_records
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
-    statuses = latest_statuses(settings)
-    if not statuses:
+    serving, statuses = _latest_statuses(settings)
+    if not statuses and not serving:
         typer.echo(f"no status reports on {settings.topics.model_status}")
         return
+    if serving:
+        desired = desired_records(settings)
+        typer.echo(f"{'PROCESS':28} {'NAME':20} {'DESIRED':40} {'SERVING':40} TIME")
+        for s in serving:
+            record = desired.get(s.model_name)
+            now = s.version if s.status == "serving" else "no model serving (events held)"
+            typer.echo(f"{s.process:28} {s.model_name:20} {record.version if record else '-':40} {now:40} "
+                       f"{_fmt_ms(s.time)}")
+        typer.echo("")
     typer.echo(f"{'PROCESS':28} {'NAME':20} {'VERSION':40} {'STATUS':9} {'TIME':20} REASON")
     for s in statuses:
         typer.echo(f"{s.process:28} {s.model_name:20} {s.version:40} {s.status:9} {_fmt_ms(s.time):20} {s.reason}")
+
+
+def _latest_statuses(settings: Settings) -> tuple[list[ModelStatus], list[ModelStatus]]:
+    """Per (process, model name): the latest 'serving'/'held' report, and the latest report of any other status.
+
+    The first says what a process serves now; the second what it last did with a record
+    (received, rejected, active, ...). The last one a process wrote wins (its time, then position).
+    """
+    from edml.kafka.reading import read_to_end
+    from edml.schemas.serde import DecodeError
+    from edml.schemas.wire import topic_serdes
+
+    serde = topic_serdes(settings).model_status
+    decoded = []
+    for m in read_to_end(settings, settings.topics.model_status):
+        try:
+            decoded.append((m.partition, m.offset, serde.decode(m.value)))
+        except DecodeError as e:
+            typer.echo(f"edml: warning: model-status offset {m.offset} is not a ModelStatus: {e}; skipped", err=True)
+    serving: dict[tuple[str, str], ModelStatus] = {}
+    other: dict[tuple[str, str], ModelStatus] = {}
+    for _, _, status in sorted(decoded, key=lambda d: (d[2].time, d[0], d[1])):
+        latest = serving if status.status in ("serving", "held") else other
+        latest[(status.process, status.model_name)] = status
+    return [serving[k] for k in sorted(serving)], [other[k] for k in sorted(other)]
 
 
 @models_app.command("retire")

@@ -58,10 +58,18 @@ def serve(
         argv = _without_flag(argv, ("--processes", "-p", "--metrics-port"))
         raise typer.Exit(launch_processes(argv, processes, cluster_port, metrics_port or None))
     address_list = cluster_addresses(process_id, addresses)
+    model_call = None
+    if per_event:
+        try:
+            from bench.per_event import call_per_event
+        except ImportError:
+            raise OperatorError("--per-event is for benchmarks: run it from a checkout of the repository "
+                                "(it needs the bench package)") from None
+        model_call = call_per_event
     run_scorer(settings, ScorerOptions(
         workers=workers, process_id=process_id, addresses=address_list, batch_size=batch_size,
         metrics_port=metrics_port or None, recovery=recovery, epoch_interval_s=epoch_interval,
-        keep_versions=keep_versions, per_event=per_event, tail=not stop_at_end,
+        keep_versions=keep_versions, model_call=model_call, tail=not stop_at_end,
     ), build_flow)
 
 
