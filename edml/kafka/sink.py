@@ -34,12 +34,15 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
 
     def _on_delivery(self, err: KafkaError | None, msg: object) -> None:
         if err is not None:
-            self._failed.append((OutgoingMessage(msg.topic(), msg.key(), msg.value()), err))
+            self._failed.append((OutgoingMessage(msg.topic(), msg.key(), msg.value(), msg.headers()), err))
 
     def _produce(self, m: OutgoingMessage) -> None:
         while True:
             try:
-                self._producer.produce(m.topic, m.value, m.key)
+                if m.headers is None:
+                    self._producer.produce(m.topic, m.value, m.key)
+                else:
+                    self._producer.produce(m.topic, m.value, m.key, headers=m.headers)
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.5)
@@ -54,7 +57,10 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
         for messages in items:
             for m in messages:
                 try:  # the common case inline: one method call less per message
-                    produce(m.topic, m.value, m.key)
+                    if m.headers is None:
+                        produce(m.topic, m.value, m.key)
+                    else:
+                        produce(m.topic, m.value, m.key, headers=m.headers)
                 except (BufferError, KafkaException):
                     self._produce(m)  # waits for room, or turns a too-large message into a dead letter
             self._producer.poll(0)

@@ -96,7 +96,7 @@ class BatchScorer:
             out += self._encode(challenger, batch, self._predict(challenger, batch),
                                 self.topics.shadow_predictions, "challenger")
         if self.emitted is not None:
-            self.emitted.reuse(batch.last_message, out)
+            self.emitted.reuse(batch, out)
         metrics.BATCH_SIZE.observe(len(batch))
         metrics.SCORING_LATENCY.observe(max(0.0, time.time() - min(batch.timestamps_ms) / 1000))
         return out
