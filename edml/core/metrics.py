@@ -30,6 +30,11 @@ ACTIVE_MODEL = Gauge("edml_active_model_info", "1 for the model version that ser
 HELD_EVENTS = Gauge("edml_held_events", "Events waiting in held partitions (no model active yet)",
                     ["topic", "partition"])
 MODEL_STATUS = Counter("edml_model_status", "Model status events of this process", ["status"])
+SOURCE_LAG = Gauge("edml_source_lag", "Events behind: the partition's high watermark minus the next offset to read",
+                   ["topic", "partition"])
+TOPIC_CHANGES = Counter("edml_source_topic_changes", "Source partitions whose topic changed under the recovery state "
+                        "(re-created, offsets out of range, partition gone, partitions added)",
+                        ["topic", "partition", "change"])
 
 
 def set_active_model(name: str, champion: str | None, challengers: tuple[str, ...] = ()) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -32,7 +33,7 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
         # argument costs ~0.4 us a message (measured: 0.86 vs 0.49 us per produce call).
         return make_producer(self._settings, on_delivery=self._on_delivery, **self._overrides)
 
-    def _on_delivery(self, err: KafkaError | None, msg: object) -> None:
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:  # noqa: ANN401 - a confluent_kafka.Message
         if err is not None:
             self._failed.append((OutgoingMessage(msg.topic(), msg.key(), msg.value(), msg.headers()), err))
 

@@ -97,8 +97,8 @@ class EmittedPredictions:
             return
         emitted = self._load()
         reused = 0
-        for m in messages:
-            first = emitted.get((m.topic, m.headers[0][1]))  # type: ignore[index]
+        for i, m in enumerate(messages):
+            first = emitted.get((m.topic, positions[i % n]))
             if first is not None:
                 m.value = first
                 reused += 1
