@@ -82,16 +82,19 @@ class TripBatch:
     was built from; the other view is built on first use.
     """
 
-    __slots__ = ("_trips", "_columns", "timestamps_ms", "dead_letters", "last_message")
+    __slots__ = ("_trips", "_columns", "timestamps_ms", "dead_letters", "last_message", "offsets")
 
     def __init__(self, trips: list[TripPickup] | None = None, timestamps_ms: list[int] | None = None,
-                 dead_letters: list[DeadLetter] | None = None, columns: TripColumns | None = None) -> None:
+                 dead_letters: list[DeadLetter] | None = None, columns: TripColumns | None = None,
+                 offsets: list[int] | None = None) -> None:
         self._trips = trips if trips is not None or columns is not None else []
         self._columns = columns
         self.timestamps_ms: list[int] = timestamps_ms if timestamps_ms is not None else []
         self.dead_letters: list[DeadLetter] = dead_letters if dead_letters is not None else []
         # (topic, partition, offset) of the source batch's last message
         self.last_message: tuple[str, int, int] | None = None
+        # each valid trip's source offset (in last_message's topic and partition): its source position
+        self.offsets: list[int] = offsets if offsets is not None else []
 
     @property
     def trips(self) -> list[TripPickup]:
@@ -178,7 +181,8 @@ class TripDecoder:
         refused = read.refused if read is not None else {}
         if read is None or not len(read.rows):
             each = self._decode_each(messages, range(len(messages)), refused)
-            return TripBatch(trips=each.trips, timestamps_ms=each.timestamps_ms, dead_letters=each.dead_letters)
+            return TripBatch(trips=each.trips, timestamps_ms=each.timestamps_ms, dead_letters=each.dead_letters,
+                             offsets=[messages[i].offset for i in each.indices])
         c = read.columns
         distance = c["trip_distance_km"]
         lo, hi = PICKUP_TIME_RANGE_MS
@@ -193,19 +197,21 @@ class TripDecoder:
                  & np.fromiter((b in BOROUGHS for b in c["pickup_borough"]), dtype=bool, count=len(read.rows)))
         fast = read.rows[valid]
         if len(fast) == len(messages):  # the common case: every trip read and in range
-            return TripBatch(columns=_select(c, valid), timestamps_ms=[m.timestamp_ms for m in messages])
+            return TripBatch(columns=_select(c, valid), timestamps_ms=[m.timestamp_ms for m in messages],
+                             offsets=[m.offset for m in messages])
         rest = np.ones(len(messages), dtype=bool)
         rest[fast] = False
         slow = self._decode_each(messages, np.flatnonzero(rest).tolist(), refused)
         if not slow.trips:
-            return TripBatch(columns=_select(c, valid), timestamps_ms=[messages[i].timestamp_ms for i in fast.tolist()],
-                             dead_letters=slow.dead_letters)
+            kept = fast.tolist()
+            return TripBatch(columns=_select(c, valid), timestamps_ms=[messages[i].timestamp_ms for i in kept],
+                             dead_letters=slow.dead_letters, offsets=[messages[i].offset for i in kept])
         # trips from both paths: back in source order
         trips = dict(zip(fast.tolist(), _select(c, valid).to_trips(), strict=True))
         trips.update(zip(slow.indices, slow.trips, strict=True))
         order = sorted(trips)
         return TripBatch(trips=[trips[i] for i in order], timestamps_ms=[messages[i].timestamp_ms for i in order],
-                         dead_letters=slow.dead_letters)
+                         dead_letters=slow.dead_letters, offsets=[messages[i].offset for i in order])
 
     def _decode_each(self, messages: list[SourceMessage], indices: Iterable[int],
                      refused: dict[int, tuple[str, str]]) -> _Decoded:

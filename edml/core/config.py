@@ -20,7 +20,8 @@ Resolution order (later wins): built-in defaults -> ``edml.toml`` (or the file n
 Environment: ``EDML_BOOTSTRAP_SERVERS``, ``EDML_STATE_DIR``, ``EDML_ARTIFACT_STORE``,
 ``EDML_PARTITIONS``, ``EDML_METRICS_HOST``, ``EDML_TOPIC_<NAME>`` (e.g. ``EDML_TOPIC_TRIPS``), ``EDML_TOPIC_PREFIX``,
 ``EDML_SCHEMA_REGISTRY_<KEY>`` for each key of ``[schema_registry]`` (``EDML_SCHEMA_REGISTRY_URL``,
-``EDML_SCHEMA_REGISTRY_BEARER_TOKEN``, ...), ``EDML_MODEL_PUBLIC_KEY``, ``EDML_GOOGLE_KAFKA_AUTH`` (1: SASL/OAUTHBEARER
+``EDML_SCHEMA_REGISTRY_BEARER_TOKEN``, ...), ``EDML_MODEL_PUBLIC_KEY``, ``EDML_ON_TOPIC_CHANGE`` (earliest | exit),
+``EDML_GOOGLE_KAFKA_AUTH`` (1: SASL/OAUTHBEARER
 with Google credentials, for Managed Kafka), and ``EDML_KAFKA_<PROPERTY>`` for
 client properties (``EDML_KAFKA_SECURITY_PROTOCOL`` -> ``security.protocol``).
 """
@@ -128,6 +129,10 @@ class Settings:
     # every interface, for Prometheus in another pod; 127.0.0.1 keeps /metrics on the host
     metrics_host: str = "0.0.0.0"
     kafka: dict[str, str] = field(default_factory=dict)
+    # What a source does when its topic changed under its recovery state (re-created, offsets out
+    # of range, partitions gone): "earliest" logs, counts and reads from the earliest offset;
+    # "exit" stops with exit code 2 and one line naming the topic.
+    on_topic_change: str = "earliest"
 
     @property
     def schema_registry_url(self) -> str:
@@ -145,6 +150,17 @@ class Settings:
         if "state_dir" in given:
             given["state_dir"] = Path(given["state_dir"])
         return dataclasses.replace(self, **given)
+
+
+TOPIC_CHANGE_POLICIES = ("earliest", "exit")
+
+
+def topic_change_policy(raw: object) -> str:
+    """One of TOPIC_CHANGE_POLICIES."""
+    text = str(raw).strip().lower()
+    if text not in TOPIC_CHANGE_POLICIES:
+        raise ValueError(text)
+    return text
 
 
 def boolean(raw: object) -> bool:
@@ -208,6 +224,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         "model_failure_window": int,
         "google_kafka_auth": boolean,
         "metrics_host": str,
+        "on_topic_change": topic_change_policy,
     }
     values: dict[str, Any] = {}
     for name, cast in simple.items():

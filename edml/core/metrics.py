@@ -34,6 +34,11 @@ MODEL_FAILURES = Counter("edml_model_failures", "Rows a serving model failed to 
 MODEL_FALLBACK = Gauge("edml_model_fallback", "1 while the process serves a version other than the desired one "
                        "(last known good), 0 otherwise", ["model_name"])
 MODEL_STATUS = Counter("edml_model_status", "Model status events of this process", ["status"])
+SOURCE_LAG = Gauge("edml_source_lag", "Events behind: the partition's high watermark minus the next offset to read",
+                   ["topic", "partition"])
+TOPIC_CHANGES = Counter("edml_source_topic_changes", "Source partitions whose topic changed under the recovery state "
+                        "(re-created, offsets out of range, partition gone, partitions added)",
+                        ["topic", "partition", "change"])
 
 
 def set_active_model(name: str, champion: str | None, challengers: tuple[str, ...] = ()) -> None:

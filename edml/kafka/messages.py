@@ -23,8 +23,13 @@ class SourceMessage:
 
 @dataclass(slots=True)
 class OutgoingMessage:
-    """One message to produce: topic, key and encoded value."""
+    """One message to produce: topic, key, encoded value and, for predictions, headers.
+
+    ``headers`` (None: none) carry the source position a prediction was scored from (see
+    edml.scoring.reemission), which is what matches a re-emitted prediction to its first one.
+    """
 
     topic: str
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, str | bytes | None]] | None = None

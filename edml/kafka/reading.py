@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -17,6 +19,8 @@ _TRANSIENT = {
     KafkaError.UNKNOWN_TOPIC_OR_PART,
     KafkaError._TIMED_OUT,
 }
+T = TypeVar("T")
+Headers = list[tuple[str, bytes]]
 
 
 def read_to_end(settings: Settings, topic: str, timeout: float = 30.0, attempts: int = 10,
@@ -26,9 +30,24 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 30.0, attempts:
     With ``since_ms``, only from each partition's first message timestamped at or after it.
     Retried while a new topic's partitions get their leaders.
     """
+    return _retried(settings, topic, timeout, attempts, since_ms, _message)
+
+
+def read_with_headers(settings: Settings, topic: str, timeout: float = 30.0, attempts: int = 10,
+                      since_ms: int | None = None) -> list[tuple[Message, Headers]]:
+    """Like :func:`read_to_end`, each message with its Kafka headers (empty when it has none)."""
+    return _retried(settings, topic, timeout, attempts, since_ms, lambda m: (_message(m), m.headers() or []))
+
+
+def _message(msg: Any) -> Message:  # noqa: ANN401 - a confluent_kafka.Message
+    return Message(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.timestamp()[1])
+
+
+def _retried(settings: Settings, topic: str, timeout: float, attempts: int, since_ms: int | None,
+             convert: Callable[[Any], T]) -> list[T]:
     for attempt in range(attempts):
         try:
-            return _read_to_end(settings, topic, timeout, since_ms)
+            return _read_to_end(settings, topic, timeout, since_ms, convert)
         except KafkaException as e:
             error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
             if error is None or error.code() not in _TRANSIENT or attempt == attempts - 1:
@@ -37,7 +56,8 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 30.0, attempts:
     raise AssertionError("unreachable")
 
 
-def _read_to_end(settings: Settings, topic: str, timeout: float, since_ms: int | None) -> list[Message]:
+def _read_to_end(settings: Settings, topic: str, timeout: float, since_ms: int | None,
+                 convert: Callable[[Any], T]) -> list[T]:
     consumer = make_consumer(settings)
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
@@ -57,7 +77,7 @@ def _read_to_end(settings: Settings, topic: str, timeout: float, since_ms: int |
         if not ends:
             return []
         consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
-        out: list[Message] = []
+        out: list[T] = []
         deadline = time.monotonic() + timeout
         while ends and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
@@ -67,8 +87,7 @@ def _read_to_end(settings: Settings, topic: str, timeout: float, since_ms: int |
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     ends.pop(msg.partition(), None)
                 continue
-            out.append(Message(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                               msg.timestamp()[1]))
+            out.append(convert(msg))
             if msg.offset() + 1 >= ends.get(msg.partition(), 0):
                 ends.pop(msg.partition(), None)
         return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -33,14 +34,17 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
         # argument costs ~0.4 us a message (measured: 0.86 vs 0.49 us per produce call).
         return make_producer(self._settings, on_delivery=self._on_delivery, **self._overrides)
 
-    def _on_delivery(self, err: KafkaError | None, msg: object) -> None:
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:  # noqa: ANN401 - a confluent_kafka.Message
         if err is not None:
-            self._failed.append((OutgoingMessage(msg.topic(), msg.key(), msg.value()), err))
+            self._failed.append((OutgoingMessage(msg.topic(), msg.key(), msg.value(), msg.headers()), err))
 
     def _produce(self, m: OutgoingMessage) -> None:
         while True:
             try:
-                self._producer.produce(m.topic, m.value, m.key)
+                if m.headers is None:
+                    self._producer.produce(m.topic, m.value, m.key)
+                else:
+                    self._producer.produce(m.topic, m.value, m.key, headers=m.headers)
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.5)
@@ -55,7 +59,10 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
         for messages in items:
             for m in messages:
                 try:  # the common case inline: one method call less per message
-                    produce(m.topic, m.value, m.key)
+                    if m.headers is None:
+                        produce(m.topic, m.value, m.key)
+                    else:
+                        produce(m.topic, m.value, m.key, headers=m.headers)
                 except (BufferError, KafkaException):
                     self._produce(m)  # waits for room, or turns a too-large message into a dead letter
             self._producer.poll(0)

@@ -32,7 +32,7 @@ from edml.model_topic.gate import CheckedOutput
 from edml.schemas.records import DeadLetter
 from edml.schemas.validation import TripBatch
 from edml.schemas.wire import TopicSerdes
-from edml.scoring.reemission import EmittedPredictions
+from edml.scoring.reemission import SOURCE_HEADER, EmittedPredictions, source_positions
 from edml.scoring.serving import ActiveModels, LoadedModel, ServingSet
 
 log = logging.getLogger("edml.scorer")
@@ -243,19 +243,21 @@ class PredictionEncoder:
         self.serdes = serdes
         self.clock = clock
 
-    def encode(self, scored: ScoredBatch) -> tuple[tuple[str, int, int] | None, list[OutgoingMessage]]:
-        """(the source batch's last position, its prediction messages)."""
+    def encode(self, scored: ScoredBatch) -> tuple[TripBatch, list[OutgoingMessage]]:
+        """(the source batch, its prediction messages, each stamped with its trip's source position)."""
         batch = scored.batch
         out: list[OutgoingMessage] = []
         if scored.scored:
             ts = np.fromiter(batch.timestamps_ms, dtype=np.int64, count=len(batch))
+            positions = source_positions(batch)
             for rows in scored.scored:
                 topic = self.topics.predictions if rows.role == "champion" else self.topics.shadow_predictions
-                out += self._encode(rows, batch, ts, topic)
+                out += self._encode(rows, batch, ts, topic, positions)
             metrics.SCORING_LATENCY.observe(max(0.0, time.time() - min(batch.timestamps_ms) / 1000))
-        return batch.last_message, out
+        return batch, out
 
-    def _encode(self, rows: ScoredRows, batch: TripBatch, ts: np.ndarray, topic: str) -> list[OutgoingMessage]:
+    def _encode(self, rows: ScoredRows, batch: TripBatch, ts: np.ndarray, topic: str,
+                positions: list[bytes] | None) -> list[OutgoingMessage]:
         # column by column for the whole batch: per-record Prediction objects and fastavro calls
         # were the largest cost of the hot path
         columns = batch.columns
@@ -263,6 +265,7 @@ class PredictionEncoder:
         if not rows.ok.all():
             keep = np.flatnonzero(rows.ok)
             trip_ids, event_time, values, ts = _take(trip_ids, keep), event_time[keep], values[keep], ts[keep]
+            positions = None if positions is None else _take(positions, keep)
         n = len(trip_ids)
         if not n:
             return []
@@ -272,7 +275,11 @@ class PredictionEncoder:
             "model_name": rows.model.name, "model_version": rows.model.version, "event_time": event_time,
             "scored_at": scored_at, "latency_ms": (scored_at - ts).astype(np.float64), "role": rows.role,
         }, n)
-        out = [OutgoingMessage(topic, tid.encode(), v) for tid, v in zip(trip_ids, encoded, strict=True)]
+        if positions is None:
+            out = [OutgoingMessage(topic, tid.encode(), v) for tid, v in zip(trip_ids, encoded, strict=True)]
+        else:  # the position matches a re-emitted prediction to its first one (edml.scoring.reemission)
+            out = [OutgoingMessage(topic, tid.encode(), v, [(SOURCE_HEADER, pos)])
+                   for tid, v, pos in zip(trip_ids, encoded, positions, strict=True)]
         metrics.PREDICTIONS_OUT.labels(rows.role).inc(len(out))
         return out
 
@@ -298,16 +305,18 @@ class DeadLetterEncoder:
         return out
 
     def _model_failures(self, batch: TripBatch, rows: ScoredRows) -> list[DeadLetter]:
-        # the batch keeps no per-trip source position: the trip is re-encoded (the same bytes
-        # for single-object trips), keyed by its id, so it can be sent again once a model serves
+        # the trip is re-encoded (the same bytes for single-object trips), keyed by its id, with
+        # its source position, so it can be sent again once a model serves
         trips = batch.trips
-        topic = batch.last_message[0] if batch.last_message else self.topics.trips
+        topic, partition = (batch.last_message[0], batch.last_message[1]) if batch.last_message \
+            else (self.topics.trips, -1)
+        offsets = batch.offsets if len(batch.offsets) == len(trips) else None
         now = int(time.time() * 1000)
         model = rows.model
         return [
-            DeadLetter(source_topic=topic, partition=-1, offset=-1, key=trips[i].trip_id.encode(),
-                       value=self._trip_serde.encode(trips[i]), error_kind=failure.kind,
-                       message=f"{model.name} {model.version}: {failure.reason}", time=now)
+            DeadLetter(source_topic=topic, partition=partition, offset=-1 if offsets is None else offsets[i],
+                       key=trips[i].trip_id.encode(), value=self._trip_serde.encode(trips[i]),
+                       error_kind=failure.kind, message=f"{model.name} {model.version}: {failure.reason}", time=now)
             for failure in rows.failures for i in failure.rows.tolist()
         ]
 
@@ -318,11 +327,11 @@ class FirstBytes:
     def __init__(self, emitted: EmittedPredictions | None = None) -> None:
         self.emitted = emitted
 
-    def reuse(self, encoded: tuple[tuple[str, int, int] | None, list[OutgoingMessage]]) -> list[OutgoingMessage]:
+    def reuse(self, encoded: tuple[TripBatch, list[OutgoingMessage]]) -> list[OutgoingMessage]:
         """The prediction messages, with first-emission bytes where a trip was emitted before."""
-        last_message, messages = encoded
+        batch, messages = encoded
         if self.emitted is not None and messages:
-            self.emitted.reuse(last_message, messages)
+            self.emitted.reuse(batch, messages)
         return messages
 
 

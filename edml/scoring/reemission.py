@@ -7,6 +7,11 @@ that a repeat is byte-identical to the first (a compacted or idempotent consumer
 tell them apart), a resumed process reads the predictions emitted since the oldest snapshot it
 resumed from and sends those bytes again in place of new ones, until each resumed partition has
 been scored up to the end it had at the restart (later trips were never read before).
+
+A first emission is matched by the **source position** of the trip it was scored from (topic,
+partition, offset), which every prediction carries in its ``edml-source`` header; never by the
+trip id alone: a corrected trip sent again under the same id is another event with its own
+prediction (keyed by id, both were re-emitted with the first one's bytes, a replaced model's).
 """
 
 from __future__ import annotations
@@ -18,12 +23,30 @@ from confluent_kafka import KafkaException
 
 from edml.core.config import Settings
 from edml.kafka.messages import OutgoingMessage
-from edml.kafka.reading import read_to_end
+from edml.kafka.reading import read_with_headers
+from edml.schemas.validation import TripBatch
 
 log = logging.getLogger("edml.scoring.reemission")
 # Snapshot times come from the clock of the process that took them, which may be another host's.
 CLOCK_SKEW_MS = 5_000
 _READ_TIMEOUT_S = 120.0
+# The header each prediction carries: b"<source topic>/<partition>/<offset>" of its trip.
+SOURCE_HEADER = "edml-source"
+
+
+def source_position(header_value: bytes) -> tuple[str, int, int]:
+    """(topic, partition, offset) from an ``edml-source`` header value."""
+    topic, partition, offset = header_value.decode().rsplit("/", 2)
+    return topic, int(partition), int(offset)
+
+
+def source_positions(batch: TripBatch) -> list[bytes] | None:
+    """One ``edml-source`` header value per trip of ``batch`` (one partition's); None without positions."""
+    if batch.last_message is None or len(batch.offsets) != len(batch):
+        return None
+    topic, partition, _ = batch.last_message
+    prefix = b"%s/%d/" % (topic.encode(), partition)
+    return [prefix + b"%d" % o for o in batch.offsets]
 
 
 class EmittedPredictions:
@@ -37,7 +60,7 @@ class EmittedPredictions:
         self._snapshot_ms: list[int] = []
         self._unsnapshotted_ms: list[int] = []
         self._since_ms: int | None = None
-        self._emitted: dict[tuple[str, bytes], bytes] | None = None
+        self._emitted: dict[tuple[str, bytes], bytes] | None = None  # (topic, source header) -> value
         self._reused = 0
 
     def resumed(self, topic: str, partition: int, snapshot_ms: int, end_offset: int, snapshotted: bool) -> None:
@@ -55,21 +78,27 @@ class EmittedPredictions:
                 self._since_ms = since
                 self._emitted = None  # (re)read from the new point when first needed
 
-    def reuse(self, last_message: tuple[str, int, int] | None, messages: list[OutgoingMessage]) -> None:
-        """Give each message whose trip was already predicted the bytes first sent for it.
+    def reuse(self, batch: TripBatch, messages: list[OutgoingMessage]) -> None:
+        """Give the batch's predictions that were sent before a restart their first bytes.
 
-        ``last_message`` is the (topic, partition, offset) of the scored batch's last trip.
+        ``messages`` are the batch's predictions, each stamped with its trip's source position
+        (``edml-source`` header, see ``source_positions``) by the encoder.
         """
-        if not self._replay_ends or last_message is None:  # the common case: nothing re-read
+        last_message = batch.last_message
+        if last_message is None or not messages:
             return
         topic, partition, offset = last_message
+        if not self._replay_ends:  # the common case: nothing re-read
+            return
         end = self._replay_ends.get((topic, partition))
         if end is None:
             return
         emitted = self._load()
         reused = 0
         for m in messages:
-            first = emitted.get((m.topic, m.key))
+            if not m.headers:
+                continue
+            first = emitted.get((m.topic, m.headers[0][1]))
             if first is not None:
                 m.value = first
                 reused += 1
@@ -94,8 +123,11 @@ class EmittedPredictions:
                 emitted: dict[tuple[str, bytes], bytes] = {}
                 try:
                     for topic in self._topics:
-                        for m in read_to_end(self._settings, topic, timeout=_READ_TIMEOUT_S, since_ms=since):
-                            emitted.setdefault((topic, m.key), m.value)
+                        for m, headers in read_with_headers(self._settings, topic, timeout=_READ_TIMEOUT_S,
+                                                            since_ms=since):
+                            position = next((v for k, v in headers if k == SOURCE_HEADER), None)
+                            if position is not None and m.value is not None:
+                                emitted.setdefault((topic, position), m.value)
                 except KafkaException as e:  # scoring goes on; only the repeats' bytes are at stake
                     log.warning("could not read the predictions emitted before the restart (%s): trips scored "
                                 "again get new predictions", e)

@@ -8,6 +8,7 @@ across hosts.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -133,7 +134,7 @@ def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuild
     from edml.core.metrics import serve_metrics
     from edml.kafka.security import check_client_settings, describe
     from edml.kafka.sink import KafkaMessageSink
-    from edml.kafka.source import HeldKafkaSource
+    from edml.kafka.source import RESTART, STOP, HeldKafkaSource
     from edml.kafka.topics import existing_topics
     from edml.model_topic.stores import open_store
     from edml.schemas.wire import topic_serdes
@@ -163,17 +164,25 @@ def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuild
         recovery = recovery_config(settings, "scoring", options.process_id)
         # trips re-read after a crash are re-emitted with their first predictions' bytes
         emitted = EmittedPredictions(settings)
+    # without recovery a restart would read everything again: added partitions are then not restarted for
+    known_parts = settings.state_dir / "recovery" / "scoring.partitions.json" if options.recovery else None
     source = HeldKafkaSource(settings, settings.topics.trips, gate=active.ready, batch_size=options.batch_size,
-                             tail=options.tail, on_resume=emitted, unsnapshotted_since_ms=created_ms)
+                             tail=options.tail, on_resume=emitted, unsnapshotted_since_ms=created_ms,
+                             known_parts=known_parts, **({} if options.recovery else {"partition_check_s": math.inf}))
     steps = scoring_steps(active, topic_serdes(settings), emitted=emitted, faults=FaultPolicy.from_settings(settings),
                           call=options.model_call or call_batch)
     flow = build_flow(source, steps, KafkaMessageSink(settings))
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        cli_main(flow, workers_per_process=options.workers, process_id=options.process_id,
-                 addresses=options.addresses, epoch_interval=timedelta(seconds=options.epoch_interval_s),
-                 recovery_config=recovery)
+        while True:
+            cli_main(flow, workers_per_process=options.workers, process_id=options.process_id,
+                     addresses=options.addresses, epoch_interval=timedelta(seconds=options.epoch_interval_s),
+                     recovery_config=recovery)
+            if not RESTART.is_set() or STOP.is_set():
+                break
+            RESTART.clear()  # the topic gained partitions: run again from the last snapshot to read them
+            log.info("running the dataflow again from its last snapshot")
         log.info("stopped")
     finally:
         subscriber.stop()

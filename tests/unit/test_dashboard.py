@@ -16,7 +16,7 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "edml-d
 REQUIRED = {
     "edml_events_in_total", "edml_predictions_out_total", "edml_dead_letters_total", "edml_batch_size",
     "edml_scoring_latency_seconds", "edml_model_load_seconds", "edml_active_model_info", "edml_held_events",
-    "edml_eval_mae", "edml_eval_rmse",
+    "edml_eval_mae", "edml_eval_rmse", "edml_source_lag", "edml_source_topic_changes_total",
 }
 METRIC = re.compile(r"\bedml_[a-z0-9_]+")
 SUFFIXES = ("_bucket", "_sum", "_count")
