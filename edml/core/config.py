@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     kafka = {str(k): str(v) for k, v in data.pop("kafka", {}).items()}
     kafka.update(_env_kafka_properties(env))
 
-    simple = {
+    simple: dict[str, Callable[[Any], Any]] = {
         "bootstrap_servers": str,
         "state_dir": Path,
         "artifact_store": str,
@@ -165,7 +166,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         try:
             values[name] = cast(raw)
         except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a valid {cast.__name__}") from None
+            kind = getattr(cast, "__name__", "value")
+            raise ConfigError(f"{name}={raw!r} is not a valid {kind}") from None
     if data:
         raise ConfigError(f"{path}: unknown setting(s) {sorted(data)}")
     return Settings(topics=topics, kafka=kafka, **values)
