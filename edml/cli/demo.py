@@ -53,7 +53,7 @@ class LivePredictions:
     def _follow(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-        consumer = make_consumer(self.settings, **{"enable.partition.eof": False})
+        consumer = make_consumer(self.settings, enable_partition_eof=False)
         topic = self.settings.topics.predictions
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])

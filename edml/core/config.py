@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     kafka = {str(k): str(v) for k, v in data.pop("kafka", {}).items()}
     kafka.update(_env_kafka_properties(env))
 
-    simple = {
+    simple: dict[str, Callable[[Any], Any]] = {
         "bootstrap_servers": str,
         "state_dir": Path,
         "artifact_store": str,
@@ -234,7 +235,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         try:
             values[name] = cast(raw)
         except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a valid {cast.__name__}") from None
+            kind = getattr(cast, "__name__", "value")
+            raise ConfigError(f"{name}={raw!r} is not a valid {kind}") from None
     values["schema_registry"] = _schema_registry_settings(path, data, env)
     if data:
         raise ConfigError(f"{path}: unknown setting(s) {sorted(data)}")

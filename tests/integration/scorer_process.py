@@ -43,6 +43,7 @@ class ScorerProcess:
     log_path: Path | None = None
     # process i of `--processes N` listens on metrics_port + i: room for up to 4, reserved together
     metrics_port: int = field(default_factory=lambda: free_ports(4))
+    metrics_host: str = "127.0.0.1"  # where the test reaches /metrics (pass --metrics-host in args to move it)
     proc: subprocess.Popen | None = None
 
     def start(self) -> ScorerProcess:
@@ -61,7 +62,7 @@ class ScorerProcess:
     def healthy(self, process_index: int = 0) -> bool:
         """Whether ``/healthz`` answers 200 (a model is active)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port + process_index}/healthz",
+            with urllib.request.urlopen(f"http://{self.metrics_host}:{self.metrics_port + process_index}/healthz",
                                         timeout=1) as r:
                 return r.status == 200
         except OSError:
@@ -69,7 +70,7 @@ class ScorerProcess:
 
     def metrics(self, process_index: int = 0) -> str:
         """The Prometheus text of one process."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port + process_index}/metrics",
+        with urllib.request.urlopen(f"http://{self.metrics_host}:{self.metrics_port + process_index}/metrics",
                                     timeout=2) as r:
             return r.read().decode()
 

@@ -227,10 +227,14 @@ def test_two_processes_over_four_partitions(kafka_bootstrap: str, tmp_path: Path
     publish(settings, trained_model_dir, "v1")
     trips = generate_trips(2000, seed=18)
     produce_trips(settings, trips)
-    scorer = ScorerProcess(settings, args=["--processes", "2", "--cluster-port", str(free_ports(2))]).start()
+    # both processes bind the metrics address given to the launcher, and only it
+    scorer = ScorerProcess(settings, args=["--processes", "2", "--cluster-port", str(free_ports(2)),
+                                           "--metrics-host", "127.0.0.2"], metrics_host="127.0.0.2").start()
     try:
         scorer.wait_healthy(120, process_index=0)
         scorer.wait_healthy(60, process_index=1)
+        elsewhere = dataclasses.replace(scorer, metrics_host="127.0.0.1")
+        assert not elsewhere.healthy(0) and not elsewhere.healthy(1)
         wait_until(lambda: len(predictions(settings)) >= len(trips), 120, message=scorer.log())
         infos = [m for i in range(2) for m in scorer.metrics(i).splitlines()
                  if m.startswith("edml_active_model_info{")]

@@ -77,3 +77,17 @@ def test_generate_stays_quiet_in_logs_and_ci(tmp_path: Path, terminal: bool, ci:
     out, err = _generate_on(tmp_path, terminal=terminal, ci=ci)
     assert "wrote 30000 trips" in out
     assert err.strip() == ""
+
+
+def test_following_logs_leaves_the_commands_own_log_set_up_alone() -> None:
+    """bench configures its log with basicConfig inside the spinner: the root must still be free."""
+    import logging
+
+    from edml.cli.progress import following_logs
+
+    root = logging.getLogger()
+    before = list(root.handlers)
+    target = logging.getLogger("edml.test-progress")
+    with following_logs("working", logger="edml.test-progress"):
+        assert root.handlers == before
+    assert target.handlers == []
