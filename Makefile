@@ -156,8 +156,9 @@ tf-check: ## tofu fmt -check, validate and test terraform/ offline (OpenTofu + p
 tofu: ## Build (or reuse) OpenTofu from its Go module source into tools/bin/tofu
 	tools/tf-check.sh tofu
 
-demo: topics ## The main job end to end: train, publish, serve, stream, swap models, evaluate
-	$(BIN)/edml demo
+REGISTRY ?=
+demo: topics $(if $(REGISTRY),registry-up) ## The main job end to end: train, publish, serve, stream, swap models, evaluate (REGISTRY=1: through the local schema registry)
+	$(if $(REGISTRY),EDML_SCHEMA_REGISTRY_URL=http://127.0.0.1:$(REGISTRY_PORT)/apis/ccompat/v7) $(BIN)/edml demo
 
 clean: ## Remove the venv, jars and local state
 	rm -rf $(VENV) kafka/lib registry/app registry/download .edml

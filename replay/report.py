@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from edml.replay.archive import DROPOFFS, ArchiveReader
 from edml.replay.run import ReplayResult
-from edml.schemas.records import Prediction
+from edml.schemas.records import Prediction, TripDropoff
 from edml.schemas.serde import DecodeError, dropoff_serde
+from edml.schemas.wire import RecordSerde
 
 HOUR_MS = 3_600_000
 DEFAULT_DIFF_THRESHOLD = 0.10
@@ -83,9 +84,9 @@ class ReplayReport:
         return json.dumps(asdict(self), indent=1, sort_keys=True, allow_nan=False) + "\n"
 
 
-def actual_durations(archive: ArchiveReader) -> dict[str, float]:
+def actual_durations(archive: ArchiveReader, serde: RecordSerde[TripDropoff] | None = None) -> dict[str, float]:
     """Trip id -> actual duration (s) from the archive's drop-offs (undecodable ones skipped)."""
-    serde = dropoff_serde()
+    serde = serde or dropoff_serde()
     out: dict[str, float] = {}
     if DROPOFFS not in archive.roles():
         return out

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edml.replay.archive import TRIPS, ArchiveError, ArchiveReader
 from edml.replay.file_io import DEFAULT_BATCH_SIZE
+from edml.schemas.wire import TopicSerdes
 
 from edml.core.config import Topics
 from edml.scoring.serving import LoadedModel
@@ -60,8 +61,11 @@ def replay_archive(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
+    serdes: TopicSerdes | None = None,
 ) -> ReplayResult:
     """Score every trip of ``archive`` with ``champion`` (and shadow ``challengers``) into ``out_dir``.
+
+    ``serdes`` (default: single-object) reads the archive's trips; see ``schemas.wire.archive_serdes``.
 
     Runs :func:`dataflows.replay.build_replay_flow` -- the scoring dataflow of ``edml serve`` --
     with ``bytewax.testing.run_main`` (one worker, until the archive ends). Writes
@@ -93,7 +97,8 @@ def replay_archive(
 
     source = ArchiveSource(reader, TRIPS, batch_size=batch_size, on_batch=counted)
     sink = PredictionFileSink(out_dir, topics)
-    flow = build_replay_flow(source, scoring_steps(active, single_object_serdes(topics), clock=event_clock), sink)
+    flow = build_replay_flow(source, scoring_steps(active, serdes or single_object_serdes(topics), clock=event_clock),
+                             sink)
     output = sink.output
     started = time.perf_counter()
     try:

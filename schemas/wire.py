@@ -16,10 +16,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from edml.schemas import records
-from edml.schemas.serde import serde_for
+from edml.schemas.serde import CONFLUENT_MAGIC, AvroSerde, DecodeError, serde_for
 
 if TYPE_CHECKING:
     from edml.core.config import SchemaRegistrySettings, Settings, Topics
@@ -112,6 +112,58 @@ def single_object_serdes(topics: Topics | None = None) -> TopicSerdes:
     from edml.core.config import SchemaRegistrySettings, Topics
 
     return _topic_serdes(SchemaRegistrySettings(), topics or Topics())
+
+
+class EitherWireFormat(Generic[T]):
+    """Reads a record in either wire format, told apart by the first byte; writes single-object.
+
+    For bytes kept from another time, such as a replay archive: its trips were recorded in the
+    format the cluster used then. Confluent-framed values need a registry (``confluent``).
+    """
+
+    def __init__(self, single: AvroSerde[T], confluent: RecordSerde[T] | None) -> None:
+        self.single = single
+        self.confluent = confluent
+        self.record_type = single.record_type
+        self.schema_json = single.schema_json
+        self.fingerprint = single.fingerprint
+
+    def encode(self, record: T) -> bytes:
+        """Single-object encoding of ``record``."""
+        return self.single.encode(record)
+
+    def encode_columns(self, columns: dict[str, Any], n: int) -> list[bytes]:
+        """Single-object encodings of ``n`` records given by column."""
+        return self.single.encode_columns(columns, n)
+
+    def own_header(self) -> bytes | None:
+        """The Confluent header once its schema id is known (a registry archive), else single-object's."""
+        return (self.confluent.own_header() if self.confluent is not None else None) or self.single.own_header()
+
+    def decode(self, payload: bytes | None) -> T:
+        """The record in ``payload``, whichever format; raises ``DecodeError`` only."""
+        if payload is not None and payload[:1] == CONFLUENT_MAGIC:
+            if self.confluent is None:
+                raise DecodeError("bad-magic", "a Confluent-framed value (schema registry format): set "
+                                               "[schema_registry] url to read it")
+            return self.confluent.decode(payload)
+        return self.single.decode(payload)
+
+
+def archive_serdes(settings: Settings) -> TopicSerdes:
+    """Serdes for replaying an archive: trips and drop-offs in either format, outputs single-object.
+
+    Replay writes files, not topics; its outputs use the default topic names and format.
+    """
+    from edml.core.config import Topics
+
+    recorded = topic_serdes(settings) if settings.schema_registry_url else None
+    base = single_object_serdes(Topics())
+    return dataclasses.replace(
+        base,
+        trips=EitherWireFormat(serde_for("TripPickup"), recorded.trips if recorded else None),
+        dropoffs=EitherWireFormat(serde_for("TripDropoff"), recorded.dropoffs if recorded else None),
+    )
 
 
 def with_registry(settings: Settings, url: str) -> Settings:

@@ -20,12 +20,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from edml.core.config import Settings
+from edml.core.config import Settings, redact_url
 from edml.kafka.clients import make_consumer, make_producer
 from edml.kafka.local_broker import free_port
 from edml.kafka.topics import create_topics
 from edml.schemas.records import Prediction
-from edml.schemas.serde import prediction_serde, trip_serde
+from edml.schemas.wire import topic_serdes
 
 console = Console()
 
@@ -57,7 +57,7 @@ class LivePredictions:
         topic = self.settings.topics.predictions
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        serde = prediction_serde()
+        serde = topic_serdes(self.settings).predictions
         while not self._stop.is_set():
             msg = consumer.poll(0.2)
             if msg is None or msg.error():
@@ -134,6 +134,10 @@ def run_demo(base: Settings, trips_per_phase: int = 4000, rate: float = 250.0) -
     _step(f"1. Kafka at {settings.bootstrap_servers}: topics for this run")
     for topic, state in create_topics(settings).items():
         console.print(f"  {state:8} {topic}")
+    # children read the registry settings from the same edml.toml and EDML_SCHEMA_REGISTRY_* as this process
+    registry = redact_url(settings.schema_registry_url)
+    console.print(f"values: Confluent wire format, schemas in the registry at {registry}" if registry
+                  else "values: Avro single-object encoding (no schema registry)")
 
     _step("2. Train v1 (wide & deep, SavedModel on raw trip fields)")
     v1_dir = _train(root / "model-v1", 20_000, 2, 1, DEFAULT_START_MS)
@@ -241,11 +245,10 @@ def _wait_for(condition, timeout: float) -> None:  # noqa: ANN001
 
 def _dead_letters(settings: Settings) -> None:
     from edml.kafka.reading import wait_for_count
-    from edml.schemas.serde import dead_letter_serde
     from edml.trainer.generator import generate_trips
 
     trip = generate_trips(1, seed=7)[0].pickup
-    serde = trip_serde()
+    serde = topic_serdes(settings).trips
     bad = {
         b"bad-bytes": b"not avro at all",
         b"bad-zone": serde.encode(dataclasses.replace(trip, trip_id="bad-zone", pickup_zone=9999)),
@@ -255,7 +258,7 @@ def _dead_letters(settings: Settings) -> None:
     for key, value in bad.items():
         producer.produce(settings.topics.trips, key=key, value=value)
     producer.flush(10)
-    letters = [dead_letter_serde().decode(m.value)
+    letters = [topic_serdes(settings).dead_letter.decode(m.value)
                for m in wait_for_count(settings, settings.topics.dead_letter, len(bad), 30)]
     for d in letters:
         console.print(f"  {d.source_topic}[{d.partition}]@{d.offset} {d.error_kind}: {d.message}")

@@ -12,7 +12,10 @@ import dataclasses
 import io
 import json
 import logging
+import math
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -26,6 +29,8 @@ from edml.dataflows.evaluation import build_flow as build_evaluation_flow
 from edml.evaluation.config import EvaluationConfig
 from edml.model_topic.history import desired_records
 from edml.model_topic.publisher import publish_model
+from edml.replay.file_io import read_predictions
+from edml.replay.recorder import record_topics
 from edml.schemas.confluent import ConfluentSerde, RegistryRefused, make_client, subject_for
 from edml.schemas.local_registry import start_on_free_port
 from edml.schemas.records import TripPickup
@@ -38,7 +43,7 @@ from edml.trainer.producing import produce_trips
 from edml.core.config import Settings
 from edml.kafka.messages import SourceMessage
 from edml.kafka.reading import read_to_end
-from tests.integration.scorer_process import ScorerProcess, wait_until
+from tests.integration.scorer_process import ScorerProcess, scorer_env, wait_until
 
 pytestmark = pytest.mark.kafka
 NAME = "trip-duration"
@@ -62,7 +67,8 @@ def schema_ids(settings: Settings, topic: str) -> set[int]:
     return ids
 
 
-def test_scoring_and_evaluation_in_registry_mode(registry_settings: Settings, trained_model_dir: Path) -> None:
+def test_scoring_evaluation_and_replay_in_registry_mode(registry_settings: Settings, trained_model_dir: Path,
+                                                        tmp_path: Path) -> None:
     s, t = registry_settings, registry_settings.topics
     publish_model(s, trained_model_dir, NAME, version="v1", force=True)
     assert desired_records(s)[NAME].version == "v1"  # the model topic read back through the registry
@@ -93,6 +99,19 @@ def test_scoring_and_evaluation_in_registry_mode(registry_settings: Settings, tr
     for topic in (t.trips, t.dropoffs, t.models, t.predictions, t.model_status, t.evaluations):
         (schema_id,) = schema_ids(s, topic)
         assert client.get_latest_version(subject_for(topic)).schema_id == schema_id
+
+    # the recorder keeps the Confluent-framed bytes; replay reads them through the registry
+    archive = tmp_path / "archive"
+    assert record_topics(s, archive, stop_at_end=True).messages == {"trips": len(trips), "dropoffs": len(trips)}
+    proc = subprocess.run([sys.executable, "-m", "edml.cli", "replay", "--input", str(archive), "--model", "v1",
+                           "--out", str(tmp_path / "out")], env={**scorer_env(s), **registry_env(s)},
+                          capture_output=True, text=True, timeout=300)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    replayed = {p.trip_id: p for p in read_predictions(tmp_path / "out" / "predictions.csv")}
+    assert set(replayed) == {p.trip_id for p in predictions}
+    for p in predictions:
+        assert math.isclose(replayed[p.trip_id].predicted_duration_s, p.predicted_duration_s, rel_tol=1e-6)
 
 
 def test_confluent_avro_serdes_read_and_write_edml_records(registry_settings: Settings) -> None:

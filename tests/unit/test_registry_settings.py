@@ -9,7 +9,7 @@ from edml.schemas.confluent import client_config, make_client
 from edml.schemas.serde import serde_for
 from edml.schemas.wire import topic_serdes
 
-from edml.core.config import ConfigError, SchemaRegistrySettings, load_settings
+from edml.core.config import ConfigError, SchemaRegistrySettings, Settings, load_settings
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -97,3 +97,18 @@ def test_registry_commands_say_what_is_wrong_in_one_line(tmp_path: Path) -> None
         taken.listen()
         up = edml("up", "--port", str(taken.getsockname()[1]))
     assert up.returncode == 2 and up.stderr.strip().count("\n") == 0 and "is taken by another program" in up.stderr
+
+
+def test_archives_are_read_in_either_format() -> None:
+    """Replay reads single-object archives without a registry, and says how to read a registry archive."""
+    from edml.schemas.serde import DecodeError
+    from edml.schemas.wire import archive_serdes
+    from edml.trainer.generator import generate_trips
+
+    trip = generate_trips(1, seed=2)[0].pickup
+    serdes = archive_serdes(Settings())
+    assert serdes.trips.decode(serde_for("TripPickup").encode(trip)) == trip
+    framed = b"\x00\x00\x00\x00\x07" + serde_for("TripPickup").encode_body(trip)
+    with pytest.raises(DecodeError, match="set \\[schema_registry\\] url to read it") as e:
+        serdes.trips.decode(framed)
+    assert e.value.kind == "bad-magic"

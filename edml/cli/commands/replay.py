@@ -109,10 +109,12 @@ def replay(
     from edml.replay.models import desired_champion, load_desired, resolve_model
     from edml.replay.report import actual_durations, build_report, write_report
     from edml.replay.run import replay_archive
+    from edml.schemas.wire import archive_serdes
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store, model_name=model_name)
     name = settings.model_name
     reader = ArchiveReader(archive)  # a damaged archive fails here, before any model loads
+    serdes = archive_serdes(settings)  # recorded with a registry: its trips are read through it
     if TRIPS not in reader.roles():
         raise OperatorError(f"archive {archive} holds no trips (roles: {', '.join(reader.roles()) or 'none'})")
     console = Console(stderr=True)
@@ -130,10 +132,10 @@ def replay(
                        disable=not (interactive(console.file) if progress is None else progress))
         with bar:
             task = bar.add_task("replay", total=reader.count(TRIPS))
-            result = replay_archive(reader, serving, out, challengers, batch_size=batch_size,
+            result = replay_archive(reader, serving, out, challengers, batch_size=batch_size, serdes=serdes,
                                     on_batch=lambda n: bar.advance(task, n))
     predictions = read_predictions(result.predictions_path)
-    actuals = actual_durations(reader)
+    actuals = actual_durations(reader, serdes.dropoffs)
     summary = build_report(result, predictions, actuals, diff_threshold)
     report_path = write_report(summary, predictions, actuals, out, report)
 
