@@ -3,13 +3,51 @@
 from __future__ import annotations
 
 import importlib
-import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from edml.core.errors import EdmlError, exit_for
 
+
+class EdmlCommands(TyperGroup):
+    """The root command group: an ``EdmlError`` from any command becomes its one line and exit code.
+
+    Operator mistakes exit 2 (``edml: error: <reason>``), refusals exit 1 (``edml: <command> refused:
+    <reason>``); see ``edml.core.errors``. Here rather than in ``main`` so that every way of running
+    the app (``main``, typer's test runner) behaves the same.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Keep the command line: it names the command a refusal line mentions."""
+        ctx.meta["edml.argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command; map an edml error to its line and exit code."""
+        try:
+            return super().invoke(ctx)
+        except EdmlError as e:
+            code, line = exit_for(e, self.command_name(ctx.meta.get("edml.argv", [])))
+            typer.echo(line, err=True)
+            raise typer.Exit(code) from None
+
+    def command_name(self, argv: list[str]) -> str | None:
+        """The command ``argv`` runs, with its group (``publish``, ``models retire``); None when it names none."""
+        command: Any = self
+        names = []
+        for arg in argv:
+            subcommands = getattr(command, "commands", {})  # a group's commands
+            if arg not in subcommands:
+                break
+            names.append(arg)
+            command = subcommands[arg]
+        return " ".join(names) or None
+
+
 app = typer.Typer(
+    cls=EdmlCommands,
     help="edml: event-driven machine learning. Score a Kafka stream of taxi trips with the "
     "model on a compacted model topic.",
     no_args_is_help=True,
@@ -37,25 +75,7 @@ for _name in COMMAND_MODULES:
 
 def main() -> None:
     """Run the CLI; an edml error prints one line: operator mistakes exit 2, refusals exit 1."""
-    try:
-        app()
-    except EdmlError as e:
-        code, line = exit_for(e, command_name(sys.argv[1:]))
-        print(line, file=sys.stderr)
-        sys.exit(code)
-
-
-def command_name(argv: list[str]) -> str | None:
-    """The command ``argv`` runs, with its group (``publish``, ``models retire``); None when it names none."""
-    command = typer.main.get_command(app)
-    names = []
-    for arg in argv:
-        subcommands = getattr(command, "commands", {})  # a group's commands (typer ships its own click)
-        if arg not in subcommands:
-            break
-        names.append(arg)
-        command = subcommands[arg]
-    return " ".join(names) or None
+    app()
 
 if __name__ == "__main__":
     main()
