@@ -75,6 +75,7 @@ def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuild
     from edml.kafka.sink import KafkaMessageSink
     from edml.kafka.source import HeldKafkaSource
     from edml.model_topic.stores import open_store
+    from edml.schemas.oversized import too_large_dead_letters
     from edml.scoring.batch import BatchScorer
     from edml.scoring.reemission import EmittedPredictions
 
@@ -97,6 +98,7 @@ def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuild
         source = HeldKafkaSource(settings, settings.topics.trips, gate=active.ready, batch_size=options.batch_size,
                                  tail=options.tail, on_resume=emitted, unsnapshotted_since_ms=created_ms)
         scorer = BatchScorer(active, settings.topics, per_event=options.per_event, emitted=emitted)
-        run_flow(build_flow(source, scorer, KafkaMessageSink(settings)), run, recovery)
+        sink = KafkaMessageSink(settings, too_large=too_large_dead_letters(settings.topics.dead_letter))
+        run_flow(build_flow(source, scorer, sink), run, recovery)
     finally:
         subscriber.stop()
