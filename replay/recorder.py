@@ -38,6 +38,7 @@ from edml.core.config import Settings, Topics
 from edml.core.errors import OperatorError
 from edml.kafka.clients import make_consumer
 from edml.kafka.messages import SourceMessage
+from edml.kafka.reading import EndOffsets
 
 log = logging.getLogger("edml.replay.recorder")
 DEFAULT_ROLES = (TRIPS, DROPOFFS)
@@ -103,19 +104,18 @@ def record_topics(
     stats = RecordStats(messages={role: 0 for role in topic_roles.values()})
     started = time.monotonic()
     try:
-        assignment, remaining = [], {}
+        assignment, firsts = [], {}
         metadata = consumer.list_topics(timeout=30)
         for topic, role in topic_roles.items():
             for p in sorted(metadata.topics[topic].partitions):
                 offset = resume.get((role, p), OFFSET_BEGINNING if start == "earliest" else OFFSET_END)
                 assignment.append(TopicPartition(topic, p, offset))
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-                first = offset if offset >= 0 else (low if start == "earliest" else high)
+                firsts[(topic, p)] = offset if offset >= 0 else (low if start == "earliest" else high)
                 if (role, p) in resume and low > offset:
                     log.warning("%s partition %d: offsets %d..%d are gone from Kafka (retention): the archive "
                                 "has a gap there", topic, p, offset, low - 1)
-                if high > max(first, low):
-                    remaining[(topic, p)] = high
+        ends = EndOffsets.of(consumer, firsts, 30, starts=firsts)
         consumer.assign(assignment)
         log.info("recording %s into %s", ", ".join(f"{r} ({t})" for t, r in topic_roles.items()), writer.root)
         last_report = 0.0
@@ -124,10 +124,11 @@ def record_topics(
                 break
             if duration_s is not None and time.monotonic() - started >= duration_s:
                 break
-            if stop_at_end and not remaining:
+            if stop_at_end and ends.done:
                 break
             by_topic: dict[str, list[SourceMessage]] = {}
             for msg in consumer.consume(_BATCH, _POLL_S):
+                ends.passed(msg)
                 err = msg.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
@@ -137,8 +138,6 @@ def record_topics(
                 topic, partition, offset = cast(str, msg.topic()), cast(int, msg.partition()), cast(int, msg.offset())
                 by_topic.setdefault(topic, []).append(
                     SourceMessage(topic, partition, offset, msg.key(), msg.value(), msg.timestamp()[1]))
-                if offset + 1 >= remaining.get((topic, partition), offset + 2):
-                    del remaining[(topic, partition)]
             for topic, messages in by_topic.items():
                 role = topic_roles[topic]
                 stats.messages[role] += writer.append(role, messages)

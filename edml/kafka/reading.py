@@ -1,12 +1,17 @@
-"""Read a topic from the beginning up to its current end (high watermarks)."""
+"""Read a topic from the beginning up to its current end (high watermarks).
+
+``EndOffsets`` is the one "read every partition to its end" of the package: ``read_to_end``, the
+model subscriber's bootstrap and the recorder's ``--stop-at-end`` all track their partitions with it.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from edml.core.config import Settings
 from edml.kafka.clients import make_consumer
@@ -21,6 +26,44 @@ _TRANSIENT = {
 }
 T = TypeVar("T")
 Headers = list[tuple[str, bytes]]
+
+
+@dataclass
+class EndOffsets:
+    """The end (high watermark at the start) of each partition still to be read; done when none is left."""
+
+    remaining: dict[tuple[str, int], int]
+
+    @classmethod
+    def of(cls, consumer: Any, partitions: Iterable[tuple[str, int]], timeout: float,
+           starts: Mapping[tuple[str, int], int] | None = None) -> EndOffsets:
+        """The ends of ``partitions`` (topic, partition) that hold messages at or after their start.
+
+        A partition starts at its low watermark unless ``starts`` gives an offset (a negative one,
+        Kafka's logical offsets, counts as the low watermark).
+        """
+        remaining = {}
+        for topic, partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            start = (starts or {}).get((topic, partition), low)
+            if high > max(start, low):
+                remaining[(topic, partition)] = high
+        return cls(remaining)
+
+    @property
+    def done(self) -> bool:
+        """Every partition was read to its end."""
+        return not self.remaining
+
+    def passed(self, msg: Any) -> None:
+        """Note a polled message, or a partition-EOF event: its partition may now be at its end."""
+        key = (msg.topic(), msg.partition())
+        error = msg.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                self.remaining.pop(key, None)
+        elif msg.offset() + 1 >= self.remaining.get(key, 0):
+            self.remaining.pop(key, None)
 
 
 def read_to_end(settings: Settings, topic: str, timeout: float = 30.0, attempts: int = 10,
@@ -62,34 +105,25 @@ def _read_to_end(settings: Settings, topic: str, timeout: float, since_ms: int |
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
         partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
-        starts, ends = {}, {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                starts[p], ends[p] = low, high
-        if since_ms is not None and starts:
-            found = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in starts], timeout=timeout)
-            for tp in found:
-                if tp.offset < 0:  # nothing that recent in this partition
-                    ends.pop(tp.partition)
-                else:
-                    starts[tp.partition] = tp.offset
-        if not ends:
+        starts: dict[tuple[str, int], int] = {}
+        if since_ms is not None and partitions:
+            found = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in partitions],
+                                               timeout=timeout)
+            starts = {(topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
+            partitions = [p for p in partitions if (topic, p) in starts]  # the others hold nothing that recent
+        ends = EndOffsets.of(consumer, [(topic, p) for p in partitions], timeout, starts)
+        if ends.done:
             return []
-        consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
+        consumer.assign([TopicPartition(topic, p, starts.get((topic, p), OFFSET_BEGINNING)) for _, p in ends.remaining])
         out: list[T] = []
         deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
+        while not ends.done and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    ends.pop(msg.partition(), None)
-                continue
-            out.append(convert(msg))
-            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                ends.pop(msg.partition(), None)
+            ends.passed(msg)
+            if not msg.error():
+                out.append(convert(msg))
         return out
     finally:
         consumer.close()

@@ -1,10 +1,14 @@
-"""A Bytewax sink that produces lists of already-encoded messages to their topics."""
+"""A Bytewax sink that produces lists of already-encoded messages to their topics.
+
+A message Kafka refuses as too large is handed to ``too_large`` (``edml.schemas.oversized`` makes
+a dead letter of it): the sink encodes nothing itself, so the Kafka plumbing stays below the schemas.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -13,20 +17,16 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from edml.core.config import Settings
 from edml.kafka.clients import make_producer
 from edml.kafka.messages import OutgoingMessage
-from edml.schemas.records import DeadLetter
-from edml.schemas.wire import RecordSerde, single_object_serdes, topic_serdes
 
 log = logging.getLogger("edml.sink")
-# What a too-large message keeps of its key and value when it becomes a dead letter
-KEPT_BYTES = 64 * 1024
+# (message Kafka refused as too large, Kafka's reason) -> the message to produce instead
+TooLarge = Callable[[OutgoingMessage, str], OutgoingMessage]
 
 
 class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
-    def __init__(self, settings: Settings, producer_overrides: dict) -> None:
-        self._settings, self._overrides = settings, producer_overrides
+    def __init__(self, settings: Settings, producer_overrides: dict, too_large: TooLarge | None) -> None:
+        self._settings, self._overrides, self._too_large = settings, producer_overrides, too_large
         self._producer = self._new_producer()
-        self._dead_letter_topic = settings.topics.dead_letter
-        self._dead_letter_serde = topic_serdes(settings).dead_letter
         self._failed: list[tuple[OutgoingMessage, KafkaError]] = []
 
     def _new_producer(self) -> Producer:
@@ -49,10 +49,10 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.5)
             except KafkaException as e:
-                if e.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                if e.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE or self._too_large is None:
                     raise
                 # one oversized output must not stop the dataflow (it would again after a restart)
-                m = too_large_dead_letter(m, self._dead_letter_topic, e.args[0].str(), self._dead_letter_serde)
+                m = self._too_large(m, e.args[0].str())
 
     def write_batch(self, items: list[list[OutgoingMessage]]) -> None:
         produce = self._producer.produce
@@ -83,7 +83,9 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
             time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)) if attempt > 1 else 0)
             for m, err in failed:
                 if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    m = too_large_dead_letter(m, self._dead_letter_topic, err.str(), self._dead_letter_serde)
+                    if self._too_large is None:
+                        raise KafkaException(err)
+                    m = self._too_large(m, err.str())
                 self._produce(m)
             self._producer.flush()
 
@@ -91,37 +93,14 @@ class _ProducerPartition(StatelessSinkPartition[list[OutgoingMessage]]):
         self._producer.flush()
 
 
-def too_large_dead_letter(m: OutgoingMessage, dead_letter_topic: str, reason: str,
-                          serde: RecordSerde[DeadLetter] | None = None) -> OutgoingMessage:
-    """A dead letter in place of ``m``, which Kafka refused as too large; keeps KEPT_BYTES of its bytes.
-
-    A dead letter that is itself too large keeps its origin and reason with a truncated value.
-    """
-    serde = serde or single_object_serdes().dead_letter
-    size = len(m.key or b"") + len(m.value or b"")
-    if m.topic == dead_letter_topic:
-        letter = serde.decode(m.value)
-        letter = dataclasses.replace(
-            letter, key=None if letter.key is None else letter.key[:KEPT_BYTES],
-            value=None if letter.value is None else letter.value[:KEPT_BYTES],
-            message=f"{letter.message} [value truncated to {KEPT_BYTES} bytes of {len(letter.value or b'')}: "
-                    f"too large for Kafka ({reason})]")
-    else:
-        letter = DeadLetter(source_topic=m.topic, partition=-1, offset=-1,
-                            key=None if m.key is None else m.key[:KEPT_BYTES], value=None,
-                            error_kind="output-too-large",
-                            message=f"a {size}-byte message for {m.topic} was not produced: {reason}",
-                            time=int(time.time() * 1000))
-    log.warning("%s message of %d bytes is too large for Kafka; sent to %s instead", m.topic, size,
-                dead_letter_topic)
-    return OutgoingMessage(dead_letter_topic, letter.key, serde.encode(letter))
-
-
 class KafkaMessageSink(DynamicSink[list[OutgoingMessage]]):
-    """One idempotent producer per worker; each item is a list of messages."""
+    """One idempotent producer per worker; each item is a list of messages.
 
-    def __init__(self, settings: Settings, **producer_overrides: object) -> None:
-        self.settings = settings
+    ``too_large`` replaces a message Kafka refuses as too large (None: the refusal is raised).
+    """
+
+    def __init__(self, settings: Settings, too_large: TooLarge | None = None, **producer_overrides: object) -> None:
+        self.settings, self.too_large = settings, too_large
         # delivery reports only for failures (the only ones _on_delivery keeps): no Python callback
         # per delivered message
         self.producer_overrides = {"linger.ms": 2, "batch.num.messages": 10000,
@@ -130,4 +109,4 @@ class KafkaMessageSink(DynamicSink[list[OutgoingMessage]]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
         """A producer for this worker."""
-        return _ProducerPartition(self.settings, self.producer_overrides)
+        return _ProducerPartition(self.settings, self.producer_overrides, self.too_large)

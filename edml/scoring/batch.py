@@ -238,10 +238,12 @@ class BatchScorer:
 class PredictionEncoder:
     """Prediction messages of a scored batch: champion to predictions, challengers to shadow-predictions."""
 
-    def __init__(self, serdes: TopicSerdes, clock: Clock = wall_clock) -> None:
+    def __init__(self, serdes: TopicSerdes, clock: Clock = wall_clock, stamp_positions: bool = False) -> None:
         self.topics = serdes.topics
         self.serdes = serdes
         self.clock = clock
+        # the source position header is what re-emission after a restart matches: only with recovery
+        self.stamp_positions = stamp_positions
 
     def encode(self, scored: ScoredBatch) -> tuple[TripBatch, list[OutgoingMessage]]:
         """(the source batch, its prediction messages, each stamped with its trip's source position)."""
@@ -249,7 +251,7 @@ class PredictionEncoder:
         out: list[OutgoingMessage] = []
         if scored.scored:
             ts = np.fromiter(batch.timestamps_ms, dtype=np.int64, count=len(batch))
-            positions = source_positions(batch)
+            positions = source_positions(batch) if self.stamp_positions else None
             for rows in scored.scored:
                 topic = self.topics.predictions if rows.role == "champion" else self.topics.shadow_predictions
                 out += self._encode(rows, batch, ts, topic, positions)
@@ -350,5 +352,5 @@ def scoring_steps(active: ActiveModels, serdes: TopicSerdes, *, clock: Clock = w
                   emitted: EmittedPredictions | None = None, faults: FaultPolicy | None = None,
                   call: ModelCall = call_batch, wait_for_model_s: float | None = None) -> ScoringSteps:
     """The steps of one scoring dataflow over ``active``, encoding with ``serdes`` (the wire format of the settings)."""
-    return ScoringSteps(BatchScorer(active, faults, wait_for_model_s, call), PredictionEncoder(serdes, clock),
+    return ScoringSteps(BatchScorer(active, faults, wait_for_model_s, call), PredictionEncoder(serdes, clock, stamp_positions=emitted is not None),
                         DeadLetterEncoder(serdes), FirstBytes(emitted), serdes)

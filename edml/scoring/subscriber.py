@@ -26,6 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from edml.core import metrics
 from edml.core.config import Settings
 from edml.kafka.clients import make_consumer
+from edml.kafka.reading import EndOffsets
 from edml.model_topic.stores import (
     ArtifactMissing,
     FileStore,
@@ -111,7 +112,7 @@ class ModelSubscriber:
         finally:
             consumer.close()
 
-    def _assign_all(self, consumer: Consumer) -> dict[int, int]:
+    def _assign_all(self, consumer: Consumer) -> EndOffsets:
         topic = self.settings.topics.models
         while not self._stop.is_set():
             try:
@@ -119,30 +120,25 @@ class ModelSubscriber:
                 partitions = sorted(metadata.topics[topic].partitions)
                 if not partitions:
                     raise KafkaException(f"model topic {topic} has no partitions")
-                ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                        for p in partitions}
+                ends = EndOffsets.of(consumer, [(topic, p) for p in partitions], timeout=10)
                 consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
                 return ends
             except KafkaException as e:
                 log.warning("cannot read model topic %s yet (%s); retrying", topic, e)
                 self._stop.wait(2)
-        return {}
+        return EndOffsets({})
 
-    def _bootstrap(self, consumer: Consumer, ends: dict[int, int]) -> None:
+    def _bootstrap(self, consumer: Consumer, ends: EndOffsets) -> None:
         """Read to the high watermarks seen at start; load only the latest record."""
-        remaining = {p: end for p, end in ends.items() if end > 0}
         latest: ModelRecord | None = None
         tombstoned = False
-        while remaining and not self._stop.is_set():
+        while not ends.done and not self._stop.is_set():
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
+            ends.passed(msg)
             if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    remaining.pop(msg.partition(), None)
                 continue
-            if msg.offset() + 1 >= remaining.get(msg.partition(), 0):
-                remaining.pop(msg.partition(), None)
             parsed = self._parse(msg)
             if parsed is None:
                 continue

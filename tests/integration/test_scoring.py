@@ -248,6 +248,9 @@ def test_two_processes_over_four_partitions(kafka_bootstrap: str, tmp_path: Path
     assert {p.trip_id for p in preds} == {t.pickup.trip_id for t in trips}
     assert len(infos) == 2 and all('version="v1"' in i for i in infos)
     assert all(e > 0 for e in events) and sum(events) == len(trips)
+    # a normal start says nothing alarming (Bytewax's "error connecting to worker 0 ... retrying" included)
+    alarming = [line for line in scorer.log(tail=None).splitlines() if "error" in line.lower()]
+    assert alarming == [], "\n".join(alarming)
 
 
 def test_one_failed_process_stops_the_local_cluster(kafka_bootstrap: str, tmp_path: Path,

@@ -5,8 +5,10 @@ Each case starts a real ``edml serve`` (in parallel, to keep the suite fast) wit
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,25 @@ def _run_cases(settings: Settings, tmp_path: Path, cases: dict[str, tuple[dict[s
         if proc.returncode != 2 or len(errors) != 1 or "Traceback" in err or cases[name][1] not in errors[0]:
             failures.append(f"{name}: exit {proc.returncode}, stderr:\n{err[-3000:]}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_a_busy_cluster_port_exits_2_with_one_line_before_anything_starts(settings: Settings,
+                                                                           tmp_path: Path) -> None:
+    with socket.socket() as taken:  # another program holds the first cluster port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "edml.cli", "serve", "--processes", "2", "--cluster-port", str(busy),
+             "--metrics-port", str(free_port())],
+            env={**scorer_env(settings), "EDML_STATE_DIR": str(tmp_path / "state")},
+            capture_output=True, text=True, timeout=90,
+        )
+        seconds = time.monotonic() - started
+    print(f"[busy cluster port] exit={proc.returncode} after {seconds:.1f} s: {proc.stderr.strip()}")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"edml: error: cluster port {busy} is in use (the 2 processes listen on {busy}..{busy + 1}): "
+        "pass another --cluster-port"]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""

@@ -46,7 +46,7 @@ def test_bad_config_names_the_problem(tmp_path: Path, text: str, fragment: str) 
 ])
 def test_cluster_flags_are_checked(process_id: int | None, addresses: str | None, fragment: str) -> None:
     from edml.core.errors import OperatorError
-    from edml.scoring.service import cluster_addresses
+    from edml.runtime.service import cluster_addresses
 
     with pytest.raises(OperatorError, match=fragment):
         cluster_addresses(process_id, addresses)
@@ -66,7 +66,7 @@ def test_state_dir_check_holds_when_processes_share_the_folder(tmp_path: Path) -
 
 
 def _check_many(path: Path) -> None:
-    from edml.scoring.service import state_dir_writable
+    from edml.runtime.service import state_dir_writable
 
     for _ in range(300):
         state_dir_writable(path)

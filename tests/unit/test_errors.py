@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: Exception,
             argv: list[str]) -> tuple[int, list[str]]:
     """``edml <argv>`` through the real entry point, with commands that raise ``error``."""
-    app = typer.Typer()
+    app = typer.Typer(cls=root.EdmlCommands)
 
     @app.command("publish")
     def publish() -> None:

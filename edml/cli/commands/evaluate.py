@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import signal
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -53,10 +51,6 @@ def _reference(settings: Settings, path: Path | None, drift: bool):  # noqa: ANN
         return None
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def evaluate(
     config: ConfigOpt = None,
     bootstrap_servers: BootstrapOpt = None,
@@ -89,12 +83,18 @@ def evaluate(
     = False,
 ) -> None:
     """Join predictions (champion and shadow) with drop-offs; live error per model version; drift alerts."""
-    from bytewax.run import cli_main
-
     from edml.dataflows.evaluation import build_flow
     from edml.evaluation.config import EvaluationConfig, parse_duration_ms
-    from edml.kafka.topics import existing_topics
-    from edml.scoring.service import cluster_addresses, configure_logging, recovery_config, state_dir_writable
+    from edml.runtime.service import (
+        FlowOptions,
+        check_cluster_port,
+        check_topics,
+        cluster_addresses,
+        configure_logging,
+        recovery_config,
+        run_flow,
+        start_metrics,
+    )
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, state_dir=state_dir,
                              metrics_host=metrics_host)
@@ -110,7 +110,8 @@ def evaluate(
         psi_threshold=psi_threshold,
         drift_min_per_bin=drift_min_per_bin,
     )
-    address_list = cluster_addresses(process_id, addresses)
+    run = FlowOptions(workers=workers, process_id=process_id, addresses=cluster_addresses(process_id, addresses),
+                      metrics_port=metrics_port or None, recovery=recovery, epoch_interval_s=epoch_interval)
     t = settings.topics
     needed = {t.predictions, t.shadow_predictions, t.dropoffs, t.evaluations, t.scores, t.dead_letter}
     drift_reference = _reference(settings, reference, drift)
@@ -118,36 +119,13 @@ def evaluate(
         needed |= {t.trips, t.alerts}
         log.info("drift check against %s: %s", drift_reference.source,
                  ", ".join(drift_reference.for_window(eval_config.drift_window_ms).features))
-    missing = needed - existing_topics(settings)
-    if missing:
-        raise OperatorError(f"topics {sorted(missing)} do not exist on {settings.bootstrap_servers}: "
-                            "run `edml topics create`")
-    if metrics_port:
-        from edml.core.metrics import serve_metrics
-
-        port = metrics_port
-        try:
-            serve_metrics(port, lambda: True, settings.metrics_host)
-        except OSError as e:
-            raise OperatorError(f"metrics port {port} is not free ({e.strerror}): pass --metrics-port") from None
-        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
-    recovery_cfg = None
-    if recovery:
-        state_dir_writable(settings.state_dir)
-        recovery_cfg = recovery_config(settings, "evaluation", process_id)
+    check_topics(settings, needed)
+    check_cluster_port(run.addresses, run.process_id)
+    start_metrics(run.metrics_port, lambda: True, settings.metrics_host)
+    recovery_cfg = recovery_config(settings, "evaluation", process_id) if recovery else None
     flow = build_flow(settings, eval_config, drift_reference, tail=not stop_at_end)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        cli_main(flow, workers_per_process=workers, process_id=process_id,
-                 addresses=address_list,
-                 epoch_interval=timedelta(seconds=epoch_interval), recovery_config=recovery_cfg)
-    except KeyboardInterrupt:
-        log.info("stopping")
-    except Exception as e:
-        # a signal that lands inside a Python callback reaches us wrapped by Bytewax
-        if not isinstance(e.__cause__, KeyboardInterrupt):
-            raise
-        log.info("stopping")
+    # Bytewax's Kafka source does not watch STOP, and an input that ends flushes the open windows
+    run_flow(flow, run, recovery_cfg, sources_honour_stop=False)
 
 
 def scores(

@@ -38,14 +38,9 @@ def serve(
     import sys
 
     from edml.dataflows.scoring import build_flow
-    from edml.scoring.service import (
-        ScorerOptions,
-        cluster_addresses,
-        configure_logging,
-        launch_processes,
-        run_scorer,
-        state_dir_writable,
-    )
+    from edml.runtime.cluster import launch_processes
+    from edml.runtime.service import FlowOptions, cluster_addresses, configure_logging, state_dir_writable
+    from edml.scoring.service import ScorerOptions, run_scorer
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, state_dir=state_dir, model_name=model_name,
                              metrics_host=metrics_host)
@@ -54,10 +49,8 @@ def serve(
     if processes > 1:
         if process_id is not None or addresses:
             raise OperatorError("use either --processes (one host) or --process-id/--addresses (a cluster)")
-        argv = [a for a in sys.argv[2:]]
-        argv = _without_flag(argv, ("--processes", "-p", "--metrics-port"))
-        raise typer.Exit(launch_processes(argv, processes, cluster_port, metrics_port or None))
-    address_list = cluster_addresses(process_id, addresses)
+        argv = _without_flag(sys.argv[2:], ("--processes", "-p", "--metrics-port"))
+        raise typer.Exit(launch_processes(["serve"], argv, processes, cluster_port, metrics_port or None))
     model_call = None
     if per_event:
         try:
@@ -66,11 +59,10 @@ def serve(
             raise OperatorError("--per-event is for benchmarks: run it from a checkout of the repository "
                                 "(it needs the bench package)") from None
         model_call = call_per_event
-    run_scorer(settings, ScorerOptions(
-        workers=workers, process_id=process_id, addresses=address_list, batch_size=batch_size,
-        metrics_port=metrics_port or None, recovery=recovery, epoch_interval_s=epoch_interval,
-        keep_versions=keep_versions, model_call=model_call, tail=not stop_at_end,
-    ), build_flow)
+    run = FlowOptions(workers=workers, process_id=process_id, addresses=cluster_addresses(process_id, addresses),
+                      metrics_port=metrics_port or None, recovery=recovery, epoch_interval_s=epoch_interval)
+    run_scorer(settings, ScorerOptions(flow=run, batch_size=batch_size, keep_versions=keep_versions,
+                                       model_call=model_call, tail=not stop_at_end), build_flow)
 
 
 def _without_flag(argv: list[str], names: tuple[str, ...]) -> list[str]:
