@@ -163,7 +163,7 @@ def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuild
         recovery = recovery_config(settings, "scoring", options.process_id)
         # trips re-read after a crash are re-emitted with their first predictions' bytes
         emitted = EmittedPredictions(settings)
-    # without recovery a restart would read everything again: added partitions are then not restarted for
+    # without recovery a restart would read everything again, so added partitions do not restart the flow
     known_parts = settings.state_dir / "recovery" / "scoring.partitions.json" if options.recovery else None
     source = HeldKafkaSource(settings, settings.topics.trips, gate=active.ready, batch_size=options.batch_size,
                              tail=options.tail, on_resume=emitted, unsnapshotted_since_ms=created_ms,
