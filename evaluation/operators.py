@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
 from edml.evaluation import metrics
 from edml.evaluation.config import EvaluationConfig
@@ -31,6 +31,7 @@ from edml.schemas.wire import RecordSerde, topic_serdes
 
 from edml.core.config import Settings
 from edml.kafka.clients import base_config, producer_config
+from edml.kafka.source import CommittingKafkaSource
 
 Check = Callable[[Any], str | None]
 log = logging.getLogger("edml.evaluation")
@@ -104,8 +105,9 @@ def kafka_records(
     """Every partition of ``topics`` from the beginning (or the recovered offsets), decoded as ``record_name``."""
     serdes = {topic: topic_serdes(settings).for_topic(topic) for topic in topics}
     # a recovered offset that retention already deleted resumes at the oldest record still there
-    config = {**_client_props(base_config(settings)), "auto.offset.reset": "earliest"}
-    source = KafkaSource(_brokers(settings), topics, tail=tail, add_config=config, raise_on_errors=False)
+    # group.id: offsets are committed to the group named after the dataflow, for monitoring tools only
+    config = {**_client_props(base_config(settings)), "auto.offset.reset": "earliest", "group.id": flow.flow_id}
+    source = CommittingKafkaSource(_brokers(settings), topics, tail=tail, add_config=config, raise_on_errors=False)
     decoded = op.filter_map("decode", op.input("kafka", flow, source), _decoder(serdes, check))
     split = op.branch("ok", decoded, lambda r: not isinstance(r, DeadLetter))
     return Records(split.trues, split.falses)

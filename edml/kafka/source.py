@@ -30,8 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
 
@@ -391,3 +392,49 @@ class HeldKafkaSource(FixedPartitionedSource[list[SourceMessage], PartitionPosit
             log.warning("%s: %s; it reads nothing and keeps its state", where, change)
         else:
             log.warning("%s: %s; reading it from its earliest offset", where, change)
+
+
+class CommittingKafkaSource(KafkaSource):
+    """Bytewax's KafkaSource whose partitions commit each snapshotted offset and set ``edml_source_lag``.
+
+    Give ``add_config`` a ``group.id`` (the dataflow's name): the group monitoring tools show.
+    As for HeldKafkaSource, the commit is for them only; recovery resumes from its snapshots.
+    """
+
+    # a wrapper, not bytewax's private partition class: Bytewax needs only a StatefulSourcePartition
+    def build_part(self, step_id: str, for_part: str,  # type: ignore[override]
+                   resume_state: int | None) -> _CommittingPartition:
+        """Bytewax's partition, wrapped."""
+        return _CommittingPartition(super().build_part(step_id, for_part, resume_state))
+
+
+class _CommittingPartition(StatefulSourcePartition[Any, int | None]):
+    def __init__(self, inner: Any) -> None:  # noqa: ANN401 - bytewax's private _KafkaSourcePartition
+        self._inner = inner
+        self._consumer: Consumer = inner._consumer  # noqa: SLF001 - the one consumer of this partition
+        self._tp = TopicPartition(inner._topic, inner._part_idx)  # noqa: SLF001
+        self._committed: int | None = None
+        self._lag_gauge = SOURCE_LAG.labels(inner._topic, str(inner._part_idx))  # noqa: SLF001
+
+    def next_batch(self) -> list[Any]:
+        return self._inner.next_batch()
+
+    def next_awake(self) -> datetime | None:
+        return self._inner.next_awake()
+
+    def snapshot(self) -> int | None:
+        offset = self._inner.snapshot()
+        if offset is not None and offset >= 0 and offset != self._committed:
+            try:
+                self._consumer.commit(offsets=[TopicPartition(self._tp.topic, self._tp.partition, offset)],
+                                      asynchronous=True)
+                self._committed = offset
+            except KafkaException as e:
+                log.debug("%s-%d: offset not committed (%s)", self._tp.topic, self._tp.partition, e)
+        low, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        if high >= 0:
+            self._lag_gauge.set(max(0, high - (offset if offset is not None and offset >= 0 else max(low, 0))))
+        return offset
+
+    def close(self) -> None:
+        self._inner.close()

@@ -352,5 +352,6 @@ def scoring_steps(active: ActiveModels, serdes: TopicSerdes, *, clock: Clock = w
                   emitted: EmittedPredictions | None = None, faults: FaultPolicy | None = None,
                   call: ModelCall = call_batch, wait_for_model_s: float | None = None) -> ScoringSteps:
     """The steps of one scoring dataflow over ``active``, encoding with ``serdes`` (the wire format of the settings)."""
-    return ScoringSteps(BatchScorer(active, faults, wait_for_model_s, call), PredictionEncoder(serdes, clock, stamp_positions=emitted is not None),
-                        DeadLetterEncoder(serdes), FirstBytes(emitted), serdes)
+    predictions = PredictionEncoder(serdes, clock, stamp_positions=emitted is not None)
+    return ScoringSteps(BatchScorer(active, faults, wait_for_model_s, call), predictions, DeadLetterEncoder(serdes),
+                        FirstBytes(emitted), serdes)

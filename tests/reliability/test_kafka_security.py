@@ -143,7 +143,8 @@ def bytewax_connectors(settings: Settings, tmp_path: Path) -> list[tuple[str, st
             connector = getattr(step, "source", None) or getattr(step, "sink", None)
             if isinstance(connector, KafkaSource | KafkaSink):
                 config = {"bootstrap.servers": ",".join(connector._brokers), **connector._add_config}
-                found.append((step.step_id, type(connector).__name__, config))
+                kind = "KafkaSource" if isinstance(connector, KafkaSource) else "KafkaSink"  # subclasses too
+                found.append((step.step_id, kind, config))
             walk(step.substeps)
 
     walk(flow.substeps)

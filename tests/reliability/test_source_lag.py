@@ -7,6 +7,7 @@ monitoring only (recovery stays the truth of where to resume).
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from edml.trainer.generator import generate_trips
@@ -20,20 +21,21 @@ pytestmark = pytest.mark.kafka
 GROUP = "edml-scoring"
 
 
-def group_lag(settings: Settings) -> dict[int, tuple[int, int]]:
-    """Partition -> (committed offset, lag) of the trips topic, as kafka-consumer-groups --describe shows it."""
+def group_lag(settings: Settings, group: str = GROUP, topic: str | None = None) -> dict[int, tuple[int, int]]:
+    """Partition -> (committed offset, lag) of ``topic`` (trips), as kafka-consumer-groups --describe shows it."""
+    topic = topic or settings.topics.trips
     from edml.kafka.local_broker import LIB_DIR
 
     out = subprocess.run(
         ["java", "-cp", f"{LIB_DIR}/*", "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-         "--bootstrap-server", settings.bootstrap_servers, "--describe", "--group", GROUP],
+         "--bootstrap-server", settings.bootstrap_servers, "--describe", "--group", group],
         capture_output=True, text=True, timeout=90,
     )
     rows = {}
     for line in out.stdout.splitlines():
         cells = line.split()
         # GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG ...
-        if len(cells) >= 6 and cells[1] == settings.topics.trips and cells[3].isdigit():
+        if len(cells) >= 6 and cells[1] == topic and cells[3].isdigit():
             rows[int(cells[2])] = (int(cells[3]), int(cells[5]))
     return rows
 
@@ -68,3 +70,22 @@ def test_lag_in_metrics_and_in_the_consumer_groups_tool(settings: Settings, tiny
           f"consumer-groups tool: committed={committed} lag={lag}")
     assert held_lag == len(trips)
     assert all(lag == 0 for _, lag in rows.values()), rows
+
+
+def test_the_evaluator_commits_its_snapshotted_offsets(settings: Settings, tmp_path: Path) -> None:
+    from edml.evaluation.config import EvaluationConfig
+    from edml.schemas.serde import dropoff_serde, prediction_serde
+
+    from tests.integration.test_evaluation import T0, dropoff, prediction, produce, run_to_end
+
+    n = 200
+    preds = [prediction(f"trip-{i}", T0 + i * 1000, 600.0) for i in range(n)]
+    produce(settings, settings.topics.predictions, preds, prediction_serde())
+    produce(settings, settings.topics.dropoffs, [dropoff(p.trip_id, p.event_time, 610.0) for p in preds],
+            dropoff_serde())
+    run_to_end(settings, EvaluationConfig(), recovery=tmp_path / "recovery")
+    rows = group_lag(settings, "edml-evaluation", settings.topics.dropoffs)
+    rows.update({-1 - p: row for p, row in group_lag(settings, "edml-evaluation", settings.topics.predictions).items()})
+    committed, lag = sum(c for c, _ in rows.values()), sum(lag for _, lag in rows.values())
+    print(f"\n[evaluator lag] predictions={n} dropoffs={n}: group edml-evaluation committed={committed} lag={lag}")
+    assert committed == 2 * n and lag == 0, rows

@@ -118,3 +118,53 @@ def test_partitions_added_while_serving_are_read(settings: Settings, tiny_models
           f"partitions were added, without a restart of the process; counted={counted:.0f}")
     assert alive
     assert counted == 2.0
+
+
+def test_offsets_before_the_start_are_counted_and_read_from_the_earliest(settings: Settings,
+                                                                        tiny_models: TinyModels) -> None:
+    from confluent_kafka import TopicPartition
+
+    publish(settings, tiny_models.v1, "v1")
+    _scored_once(settings, 300, seed=47)
+    read = {p: admin_high(settings, p) for p in range(settings.partitions)}  # where the snapshots are
+    unread = generate_trips(400, seed=48)
+    produce_trips(settings, unread)
+    ends = {p: admin_high(settings, p) for p in read}
+    # retention (here: delete_records) removes 20 events per partition the stopped scorer never read
+    cut = {p: read[p] + 20 for p in read}
+    admin = make_admin(settings)
+    topic = settings.topics.trips
+    for future in admin.delete_records([TopicPartition(topic, p, cut[p]) for p in cut]).values():
+        future.result(30)
+    held = sum(ends[p] - cut[p] for p in ends)
+    with running(ScorerProcess(settings)) as scorer:
+        wait_for(lambda: metric_total(scorer, "offset-before-start") == settings.partitions, 120, scorer,
+                 "offset-before-start counted")
+        wait_for(lambda: len(predictions(settings)) >= 300 + held, 120, scorer, "predictions of the events still held")
+        log = scorer.log(None)
+    scored = {p.trip_id for p in predictions(settings)} & {t.pickup.trip_id for t in unread}
+    print(f"\n[offsets before the start] unread={len(unread)} deleted unread by retention={len(unread) - held} "
+          f"scored of the unread={len(scored)} counted={settings.partitions}")
+    assert len(scored) == held
+    assert "deleted unread" in log and "Traceback" not in log
+
+
+def admin_high(settings: Settings, partition: int) -> int:
+    """The partition's high watermark."""
+    from confluent_kafka import TopicPartition
+
+    from edml.kafka.clients import make_consumer
+
+    consumer = make_consumer(settings)
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(settings.topics.trips, partition), timeout=30)[1]
+    finally:
+        consumer.close()
+
+
+def metric_total(scorer: ScorerProcess, change: str) -> float:
+    """topic_changes of the scorer, 0 before its metrics server answers."""
+    try:
+        return topic_changes(scorer.metrics(), change)
+    except OSError:
+        return 0.0
