@@ -83,7 +83,7 @@ def _decoder(serdes: dict[str, RecordSerde[Any]], check: Check) -> Callable[[Kaf
             metrics.SOURCE_ERRORS_TOTAL.labels(msg.msg.topic or "").inc()
             return None
         try:
-            record = serdes[msg.topic].decode(msg.value)
+            record = serdes[msg.topic or ""].decode(msg.value)
             reason = check(record)
             kind = "invalid"
         except DecodeError as e:

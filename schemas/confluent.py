@@ -109,7 +109,7 @@ def google_bearer_fields() -> Callable[[dict[str, str]], dict[str, str]]:
         with lock:
             if not credentials.valid:
                 credentials.refresh(google.auth.transport.requests.Request())
-            return {"bearer.auth.token": credentials.token,
+            return {"bearer.auth.token": str(credentials.token),
                     "bearer.auth.logical.cluster": config.get("logical_cluster", "")}
 
     return fields

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 
 from edml.schemas.records import DeadLetter
-from edml.schemas.serde import AvroSerde, dead_letter_serde
+from edml.schemas.serde import dead_letter_serde
+from edml.schemas.wire import RecordSerde
 
 from edml.kafka.messages import OutgoingMessage
 
@@ -24,7 +25,7 @@ KEPT_BYTES = 64 * 1024
 TooLarge = Callable[[OutgoingMessage, str], OutgoingMessage]
 
 
-def too_large_dead_letters(dead_letter_topic: str, serde: AvroSerde[DeadLetter] | None = None) -> TooLarge:
+def too_large_dead_letters(dead_letter_topic: str, serde: RecordSerde[DeadLetter] | None = None) -> TooLarge:
     """The sink's replacement for a too-large message: a dead letter on ``dead_letter_topic``."""
     letters = serde or dead_letter_serde()
 
@@ -35,7 +36,7 @@ def too_large_dead_letters(dead_letter_topic: str, serde: AvroSerde[DeadLetter] 
 
 
 def too_large_dead_letter(m: OutgoingMessage, dead_letter_topic: str, reason: str,
-                          serde: AvroSerde[DeadLetter] | None = None) -> OutgoingMessage:
+                          serde: RecordSerde[DeadLetter] | None = None) -> OutgoingMessage:
     """A dead letter in place of ``m``, which Kafka refused as too large; keeps KEPT_BYTES of its bytes.
 
     A dead letter that is itself too large keeps its origin and reason with a truncated value.

@@ -32,7 +32,7 @@ import typing
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import fastavro
 import numpy as np
@@ -140,10 +140,10 @@ def _converter(hint: Any) -> Callable[[Any], Any] | None:
         return _record_builder(hint)  # type: ignore[arg-type]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     origin = typing.get_origin(hint)
-    if origin is list and args and (inner := _converter(args[0])):
-        return lambda v: [inner(x) for x in v]
-    if origin is dict and len(args) == 2 and (inner := _converter(args[1])):
-        return lambda v: {k: inner(x) for k, x in v.items()}
+    if origin is list and args and (item := _converter(args[0])) is not None:
+        return lambda v: [item(x) for x in v]
+    if origin is dict and len(args) == 2 and (value := _converter(args[1])) is not None:
+        return lambda v: {k: value(x) for k, x in v.items()}
     if origin in (typing.Union, types.UnionType) and len(args) == 1 and (inner := _converter(args[0])):
         return lambda v: None if v is None else inner(v)
     return None
@@ -279,7 +279,7 @@ class AvroSerde(Generic[T]):
         if buf.tell() != len(payload):
             raise DecodeError("trailing-bytes", f"{len(payload) - buf.tell()} bytes after the record")
         try:
-            return self._build(data)
+            return self._build(cast(dict[str, Any], data))  # the writer schema is a record
         except (TypeError, KeyError) as e:
             raise DecodeError("schema-mismatch", str(e)) from None
 

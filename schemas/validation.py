@@ -100,6 +100,7 @@ class TripBatch:
     def trips(self) -> list[TripPickup]:
         """The valid trips as records."""
         if self._trips is None:
+            assert self._columns is not None  # a batch is built from trips or from columns
             self._trips = self._columns.to_trips()
         return self._trips
 
@@ -107,11 +108,11 @@ class TripBatch:
     def columns(self) -> TripColumns:
         """The valid trips as columns."""
         if self._columns is None or (self._trips is not None and len(self._trips) != len(self._columns)):
-            self._columns = TripColumns.from_trips(self._trips)
+            self._columns = TripColumns.from_trips(self.trips)
         return self._columns
 
     def __len__(self) -> int:
-        return len(self._trips) if self._trips is not None else len(self._columns)
+        return len(self._trips) if self._trips is not None else len(self.columns)
 
     def __repr__(self) -> str:
         return f"TripBatch({len(self)} trips, {len(self.dead_letters)} dead letters)"
@@ -261,7 +262,7 @@ def _trip_reader(serde: RecordSerde[TripPickup], header: bytes) -> ColumnarReade
 
 def _select(columns: dict[str, Any], keep: np.ndarray) -> TripColumns:
     """The rows ``keep`` (a mask) of the reader's columns."""
-    out = {}
+    out: dict[str, Any] = {}
     for name in _TRIP_FIELDS:
         values = columns[name]
         out[name] = values[keep] if isinstance(values, np.ndarray) else [v for v, k in zip(values, keep.tolist(),

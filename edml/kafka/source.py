@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -163,7 +163,7 @@ class _HeldPartition(StatefulSourcePartition[list[SourceMessage], PartitionPosit
                     log.warning("partition %s-%d: %s", self._topic, self._partition, err)
                 continue
             ts = msg.timestamp()[1]
-            batch.append(SourceMessage(self._topic, self._partition, msg.offset(), msg.key(), msg.value(),
+            batch.append(SourceMessage(self._topic, self._partition, cast(int, msg.offset()), msg.key(), msg.value(),
                                        ts if ts > 0 else int(time.time() * 1000)))
         if not batch:
             return []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import cast
 
 from confluent_kafka import KafkaException
 
@@ -98,7 +99,7 @@ class EmittedPredictions:
         for m in messages:
             if not m.headers:
                 continue
-            first = emitted.get((m.topic, m.headers[0][1]))
+            first = emitted.get((m.topic, cast(bytes, m.headers[0][1])))
             if first is not None:
                 m.value = first
                 reused += 1
