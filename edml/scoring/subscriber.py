@@ -136,12 +136,13 @@ class ModelSubscriber:
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    remaining.pop(msg.partition(), None)
+            error, partition = msg.error(), msg.partition() or 0
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    remaining.pop(partition, None)
                 continue
-            if msg.offset() + 1 >= remaining.get(msg.partition(), 0):
-                remaining.pop(msg.partition(), None)
+            if (msg.offset() or 0) + 1 >= remaining.get(partition, 0):
+                remaining.pop(partition, None)
             parsed = self._parse(msg)
             if parsed is None:
                 continue
@@ -197,9 +198,10 @@ class ModelSubscriber:
                 self._invalid_at_start = (version, reason)
 
     def _on_message(self, msg: Message) -> None:
-        if msg.error():
-            if msg.error().code() != KafkaError._PARTITION_EOF:
-                log.warning("model topic: %s", msg.error())
+        error = msg.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("model topic: %s", error)
             return
         parsed = self._parse(msg)
         if parsed is None or parsed[0] != self.model_name:
