@@ -248,9 +248,8 @@ def rollback(
         log.warning("rollback: a record of %s %s on the topic is not one scorers accept: %s", name, to_version, problem)
     else:
         if to_version not in store.versions(name):
-            why = f" (records on the topic refused: {refused[0]})" if refused else ""
-            raise OperatorError(f"{name} has no accepted version {to_version} on the model topic or in {store.uri}"
-                                f"{why}")
+            why = f" (its records on the topic are not accepted: {refused[0]})" if refused else ""
+            raise OperatorError(f"{name} has no version {to_version} on the model topic or in {store.uri}{why}")
         record = _record_from_store(store, name, to_version)
     if signing_key is not None:
         record = _sign(record, signing_key)

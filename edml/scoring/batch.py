@@ -126,8 +126,14 @@ def _take(column: Any, rows: np.ndarray) -> Any:
     return column[rows] if isinstance(column, np.ndarray) else [column[i] for i in rows.tolist()]
 
 
+# lines of a TensorFlow error that say where, not what
+_ERROR_FRAMING = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "File ", "[[")
+
+
 def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0][:200]
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    what = [line for line in lines if not line.startswith(_ERROR_FRAMING)]
+    return (what or lines or [""])[0][:200]
 
 
 def score_rows(model: LoadedModel, role: str, columns: dict[str, Any], n: int,

@@ -194,9 +194,10 @@ class ModelSubscriber:
                 self._invalid_at_start = (version, reason)
 
     def _on_message(self, msg: Message) -> None:
-        if msg.error():
-            if msg.error().code() != KafkaError._PARTITION_EOF:
-                log.warning("model topic: %s", msg.error())
+        error = msg.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("model topic: %s", error)
             return
         parsed = self._parse(msg)
         if parsed is None or parsed[0] != self.model_name:

@@ -39,6 +39,7 @@ from edml.core.config import Settings
 from edml.kafka.clients import make_producer
 from tests.helpers.savedmodels import FIXED_16, NAN_CROWDED, RAISES_FAR, TWO_COLUMNS, write_model_dir
 from tests.integration.scorer_process import ScorerProcess, dead_letters, predictions, statuses
+from tests.integration.test_publish import edml
 from tests.reliability.harness import NAME, TinyModels, publish, running, wait_for, wait_status
 
 pytestmark = pytest.mark.kafka
@@ -189,6 +190,8 @@ def test_faulty_records_are_rejected_and_the_last_good_version_serves(settings: 
         wait_for(lambda: ids <= {p.trip_id for p in predictions(settings)}, 120, restarted)
     served_after = {p.model_version for p in predictions(settings) if p.trip_id in ids}
     serving = [s for s in statuses(settings) if s.status == "serving"][-1]
+    code, status_table, _ = edml(settings, "models", "status")
+    row = next(line.split() for line in status_table.splitlines() if line.startswith(serving.process))
 
     # a record named v5 whose artifact is v1's (sha256 of v1): scorers refuse it; rollback must not pick it
     v1_uri = store.artifact_uri(NAME, "v1")
@@ -202,6 +205,7 @@ def test_faulty_records_are_rejected_and_the_last_good_version_serves(settings: 
         print(f"  {version[:24]:24s} rejected: {reason}")
     print(f"[model records] after a restart with v6-bad-sha desired: {len(ids)} trips scored by "
           f"{sorted(served_after)}; status {serving.status} {serving.version} ({serving.reason})")
+    print(f"[model records] edml models status: {' '.join(row)}")
     print(f"[model records] rollback --to v5 published sha256 {rolled.sha256[:12]} (accepted v5 {v5.sha256[:12]})")
 
     assert "sha256 mismatch" in reasons["v2-bad-sha"]
@@ -213,4 +217,5 @@ def test_faulty_records_are_rejected_and_the_last_good_version_serves(settings: 
     assert folders == ["v5"], "rejected artifacts and versions no longer kept leave no files"
     assert served_after == {"v5"}
     assert serving.version == "v5" and "desired v6-bad-sha" in serving.reason
+    assert code == 0 and row[1:4] == [NAME, "v6-bad-sha", "v5"], row
     assert rolled.sha256 == v5.sha256 and rolled.artifact_uri == v5.artifact_uri

@@ -61,6 +61,7 @@ def test_failing_rows_are_isolated_by_halving(tmp_path: Path, trips: TripColumns
           f"{raises.calls} model calls")
     assert 0 < len(far) < len(trips) and failed == far.tolist()
     assert {f.kind for f in raises.failures} == {"model-error"}
+    assert "assertion failed: [distance out of the model" in raises.failures[0].reason, raises.failures[0].reason
     assert np.array_equal(raises.values[raises.ok], good.values[raises.ok])
 
     crowded = score_rows(loaded(tmp_path, NAN_CROWDED), "champion", trips.as_dict(), len(trips))
