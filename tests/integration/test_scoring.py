@@ -277,6 +277,26 @@ def test_one_failed_process_stops_the_local_cluster(kafka_bootstrap: str, tmp_pa
     assert f"metrics port {scorer.metrics_port + 1} is not free" in scorer.log()
 
 
+def committed_trips(settings: Settings) -> int:
+    """How many trips the scorer's consumer group has committed (offsets of its snapshots), over every partition."""
+    from confluent_kafka import TopicPartition
+
+    from edml.kafka.clients import make_consumer
+
+    consumer = make_consumer(settings, group_id="edml-scoring")
+    try:
+        parts = [TopicPartition(settings.topics.trips, p) for p in range(settings.partitions)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
+def wait_for_commit(settings: Settings, above: int) -> int:
+    """Wait until the scorer's group has committed more than ``above`` trips; that count."""
+    wait_until(lambda: committed_trips(settings) > above, 60, message="no snapshot committed its offsets")
+    return committed_trips(settings)
+
+
 @pytest.mark.parametrize("epoch_interval", [60, 1], ids=["before-the-first-snapshot", "after-snapshots"])
 def test_kill_9_and_restart_loses_nothing(settings: Settings, trained_model_dir: Path, epoch_interval: int) -> None:
     publish(settings, trained_model_dir, "v1")
@@ -286,6 +306,11 @@ def test_kill_9_and_restart_loses_nothing(settings: Settings, trained_model_dir:
     producing = threading.Thread(target=produce_trips, args=(settings, trips), kwargs={"rate": 1000})
     producing.start()
     wait_until(lambda: len(predictions(settings)) >= 1200, 60, message=scorer.log())
+    if epoch_interval == 1:
+        # a snapshot that covers scored trips must be on disk before the kill: the scorer commits
+        # each snapshot's offsets to its group, so the second commit with trips in it proves the first
+        first = wait_for_commit(settings, above=0)
+        wait_for_commit(settings, above=first)
     scorer.kill()
     killed_at = len(predictions(settings))
     producing.join()
