@@ -28,12 +28,12 @@ COMMENT_FIELDS = ("comment_id", "created_at", "community", "author_id", "text")
 DECISION_FIELDS = ("comment_id", "decided_at", "removed", "reason", "moderator_id")
 
 
-def comment_schema() -> dict[str, Any]:
+def comment_schema() -> Any:
     """The parsed Comment schema."""
     return fastavro.parse_schema(json.loads(COMMENT_SCHEMA_PATH.read_text()))
 
 
-def decision_schema() -> dict[str, Any]:
+def decision_schema() -> Any:
     """The parsed ModerationDecision schema."""
     return fastavro.parse_schema(json.loads(DECISION_SCHEMA_PATH.read_text()))
 
@@ -52,7 +52,7 @@ class DataSet:
         return DataSet(folder / COMMENTS_FILE, folder / DECISIONS_FILE)
 
 
-def _write(path: Path, schema: dict[str, Any], rows: Iterable[dict[str, Any]], marker: str) -> Path:
+def _write(path: Path, schema: Any, rows: Iterable[dict[str, Any]], marker: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sync_marker = hashlib.sha256(marker.encode()).digest()[:16]
     tmp = path.with_name(path.name + ".partial")
@@ -85,13 +85,16 @@ def _records(path: Path, fields: tuple[str, ...], kind: str, max_rows: int | Non
     try:
         with path.open("rb") as f:
             reader = fastavro.reader(f)
-            names = {fld["name"] for fld in reader.writer_schema.get("fields", [])}
+            schema: Any = reader.writer_schema
+            names = {fld["name"] for fld in schema.get("fields", [])}
             missing = [name for name in fields if name not in names]
             if missing:
                 raise DataFileError(f"data file {path} is not {kind} records: missing fields {', '.join(missing)}")
             for i, rec in enumerate(reader):
                 if max_rows is not None and i >= max_rows:
                     break
+                if not isinstance(rec, dict):
+                    raise DataFileError(f"data file {path} is not {kind} records: it holds {type(rec).__name__}s")
                 yield rec
     except DataFileError:
         raise
