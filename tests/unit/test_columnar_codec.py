@@ -92,9 +92,15 @@ def fastavro_read(schema: dict[str, Any], body: bytes) -> dict[str, Any] | None:
 
 
 def same_value(spec: FieldSpec, ours: Any, theirs: Any) -> bool:
-    """Equal values; floats compared by their bits (NaN is NaN, -0.0 is not 0.0)."""
+    """Equal values; floats compared by their bits (-0.0 is not 0.0), any NaN equal to any NaN.
+
+    A NaN's payload bits need not survive fastavro's float -> double conversion, so two NaNs count
+    as the same value whatever their payloads.
+    """
     if theirs is None or ours is None:
         return ours is None and theirs is None
+    if spec.type in ("float", "double") and np.isnan(ours) and np.isnan(theirs):
+        return True
     if spec.type == "float":
         return np.float32(ours).tobytes() == np.float32(theirs).tobytes()
     if spec.type == "double":
