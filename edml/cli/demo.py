@@ -41,6 +41,8 @@ class LivePredictions:
     recent: list[Prediction] = field(default_factory=list)
     first_seen_ms: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
+    # the follower thread adds predictions while the demo's thread reads them
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
         """Follow the topic in a background thread."""
@@ -63,18 +65,25 @@ class LivePredictions:
             if msg is None or msg.error():
                 continue
             p = serde.decode(msg.value())
-            if p.model_version not in self.first_seen_ms:
-                self.first_seen_ms[p.model_version] = msg.timestamp()[1]
-            if p.trip_id in self.seen:
-                self.repeats += 1
-            self.seen[p.trip_id] = p
-            self.recent = (self.recent + [p])[-8:]
+            with self._lock:
+                if p.model_version not in self.first_seen_ms:
+                    self.first_seen_ms[p.model_version] = msg.timestamp()[1]
+                if p.trip_id in self.seen:
+                    self.repeats += 1
+                self.seen[p.trip_id] = p
+                self.recent = (self.recent + [p])[-8:]
         consumer.close()
+
+    def predictions(self) -> list[Prediction]:
+        """The latest prediction of every trip seen so far (a copy)."""
+        with self._lock:
+            return list(self.seen.values())
 
     def table(self, sent: int) -> Table:
         """The latest predictions beside the actual durations."""
-        by_version = Counter(p.model_version for p in self.seen.values())
-        t = Table(title=f"trips sent {sent}  predictions {len(self.seen)}  by version "
+        seen = self.predictions()
+        by_version = Counter(p.model_version for p in seen)
+        t = Table(title=f"trips sent {sent}  predictions {len(seen)}  by version "
                         + ", ".join(f"{v}: {n}" for v, n in sorted(by_version.items())))
         for col in ("trip", "predicted (s)", "actual (s)", "error (s)"):
             t.add_column(col, justify="right" if col != "trip" else "left")
@@ -201,7 +210,7 @@ def run_demo(base: Settings, trips_per_phase: int = 4000, rate: float = 250.0) -
 
 def _count(live: LivePredictions, trips: list) -> int:
     ids = {t.pickup.trip_id for t in trips}
-    return sum(1 for trip_id in live.seen if trip_id in ids)
+    return sum(1 for p in live.predictions() if p.trip_id in ids)
 
 
 def _stream(settings: Settings, trips: list, rate: float, live: LivePredictions) -> int:
@@ -265,7 +274,7 @@ def _dead_letters(settings: Settings) -> None:
 
 
 def _summary(live: LivePredictions, sent: int, v1: str, v2: str) -> None:
-    preds = list(live.seen.values())
+    preds = live.predictions()
     missing = sent - len(preds)
     console.print(summary_table(live, v1, v2))
     console.print(f"trips sent {sent}, predicted {len(preds)}, without prediction {missing}, "
@@ -274,7 +283,7 @@ def _summary(live: LivePredictions, sent: int, v1: str, v2: str) -> None:
 
 def summary_table(live: LivePredictions, v1: str, v2: str) -> Table:
     """Predictions, error and latency of each version."""
-    preds = list(live.seen.values())
+    preds = live.predictions()
     t = Table(title="summary")
     add_version_column(t, [v1, v2])
     for col in ("predictions", "MAE (s)", "latency p50 (ms)", "latency p99 (ms)"):
