@@ -41,7 +41,7 @@ def build_flow(
     flow = Dataflow("edml-evaluation")
     predictions = kafka_records("predictions", flow, settings, [t.predictions, t.shadow_predictions], "Prediction",
                                 check_prediction, tail)
-    dropoffs = kafka_records("dropoffs", flow, settings, [t.dropoffs], "TripDropoff", check_dropoff, tail)
+    dropoffs = kafka_records("dropoffs", flow, settings, [t.labels], "TripDropoff", check_dropoff, tail)
     dead = op.merge("bad_inputs", predictions.dead, dropoffs.dead)
     to_kafka("dead_letters", dead, settings, t.dead_letter, "DeadLetter",
              key=lambda d: f"{d.source_topic}/{d.partition}/{d.offset}")

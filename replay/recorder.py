@@ -188,7 +188,7 @@ def write_generated(archive_dir: Path | str, n: int, seed: int, *, partitions: i
         for p in range(partitions):
             writer.append(TRIPS, pickups[p])
             ordered = sorted(dropoffs[p], key=lambda d: (d[0], d[1]))
-            writer.append(DROPOFFS, [SourceMessage(topics.dropoffs, p, i, key, value, ts)
+            writer.append(DROPOFFS, [SourceMessage(topics.labels, p, i, key, value, ts)
                                      for i, (ts, key, value) in enumerate(ordered)])
     stats.segments = len(writer.segments)
     stats.seconds = time.monotonic() - started

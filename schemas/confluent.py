@@ -198,7 +198,7 @@ class ConfluentSerde(Generic[T]):
                                                                                                    schema),
                                  attempts=self._attempts)
         except SchemaRegistryError as e:
-            raise RegistryRefused(f"the schema registry refused {self.serde.record_type.__name__}'s schema under "
+            raise RegistryRefused(f"the schema registry refused {self.serde.record_name}'s schema under "
                                   f"{self.subject!r}: HTTP {_status(e)} {e.error_message}") from None
 
     @property

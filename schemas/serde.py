@@ -167,27 +167,36 @@ def _as_bytes(payload: Any) -> bytes:
 
 
 class AvroSerde(Generic[T]):
-    """Reads and writes one record type; knows older writer schemas by fingerprint."""
+    """Reads and writes one record type; knows older writer schemas by fingerprint.
+
+    ``record_type`` is the dataclass records are read into; None reads and writes plain dicts
+    (a pipeline's records, whose schema is declared, not written in code).
+    """
 
     def __init__(
         self,
         schema_json: dict[str, Any],
-        record_type: type[T],
+        record_type: type[T] | None,
         writer_schemas: list[dict[str, Any]] | None = None,
     ) -> None:
         self.schema_json = schema_json
-        self.record_type = record_type
+        self.record_type: Any = record_type if record_type is not None else dict
+        self.record_name = record_type.__name__ if record_type is not None else str(schema_json.get("name", "record"))
         self.schema = parse_writer_schema(schema_json)
         self.fingerprint = schema_fingerprint(schema_json)
         self._header = SINGLE_OBJECT_MAGIC + self.fingerprint
         self._writers: dict[bytes, Any] = {self.fingerprint: self.schema}
         for older in writer_schemas or []:
             self.add_writer_schema(older)
-        self._field_names = [f.name for f in dataclasses.fields(record_type)]  # type: ignore[arg-type]
+        self._dicts = record_type is None
+        self._field_names = ([str(f["name"]) for f in schema_json.get("fields", [])] if record_type is None
+                             else [f.name for f in dataclasses.fields(record_type)])  # type: ignore[arg-type]
         self._simple = not _has_nested_records(schema_json)
-        self._build: Callable[[dict[str, Any]], T] = (
-            (lambda d: record_type(**d)) if self._simple else _record_builder(record_type)
-        )
+        self._build: Callable[[dict[str, Any]], T]
+        if record_type is None:
+            self._build = cast(Callable[[dict[str, Any]], T], dict)
+        else:
+            self._build = (lambda d: record_type(**d)) if self._simple else _record_builder(record_type)
         self._columnar = columnar_writer(schema_json, self._header)
 
     def own_header(self) -> bytes:
@@ -207,6 +216,8 @@ class AvroSerde(Generic[T]):
 
     def to_dict(self, record: T) -> dict[str, Any]:
         """The record as the dict fastavro writes."""
+        if self._dicts:
+            return cast(dict[str, Any], record)
         if self._simple:
             # asdict deep-copies recursively; flat records only need their attributes (10x faster)
             return {name: getattr(record, name) for name in self._field_names}
@@ -230,7 +241,7 @@ class AvroSerde(Generic[T]):
         names = self._field_names
         per_record = {k: isinstance(v, list | tuple | np.ndarray) for k, v in columns.items()}
         return [
-            self.encode(self.record_type(**{k: (columns[k][i] if per_record[k] else columns[k]) for k in names}))
+            self.encode(self._build({k: (columns[k][i] if per_record[k] else columns[k]) for k in names}))
             for i in range(n)
         ]
 
@@ -256,7 +267,7 @@ class AvroSerde(Generic[T]):
         if writer is None:
             raise DecodeError(
                 "unknown-fingerprint",
-                f"no known {self.record_type.__name__} schema has fingerprint {fp.hex()}",
+                f"no known {self.record_name} schema has fingerprint {fp.hex()}",
             )
         return self.decode_body(payload, SINGLE_OBJECT_HEADER_LEN, None if writer is self.schema else writer)
 

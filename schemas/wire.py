@@ -19,7 +19,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from edml.schemas import records
-from edml.schemas.serde import CONFLUENT_MAGIC, AvroSerde, DecodeError, serde_for
+from edml.schemas.serde import CONFLUENT_MAGIC, AvroSerde, DecodeError, schema_fingerprint, serde_for
 
 if TYPE_CHECKING:
     from edml.core.config import SchemaRegistrySettings, Settings, Topics
@@ -53,7 +53,7 @@ class RecordSerde(Protocol[T]):
 
 # topic role (a field of Topics) -> the record its values hold
 RECORDS = {
-    "trips": "TripPickup", "dropoffs": "TripDropoff", "predictions": "Prediction",
+    "trips": "TripPickup", "labels": "TripDropoff", "predictions": "Prediction",
     "shadow_predictions": "Prediction", "models": "ModelRecord", "model_status": "ModelStatus",
     "dead_letter": "DeadLetter", "evaluations": "Evaluation", "scores": "ScoreWindow", "alerts": "DriftAlert",
 }
@@ -64,7 +64,7 @@ class TopicSerdes:
     """The serde of every topic edml reads or writes, in the wire format the settings choose."""
 
     trips: RecordSerde[records.TripPickup]
-    dropoffs: RecordSerde[records.TripDropoff]
+    labels: RecordSerde[records.TripDropoff]
     predictions: RecordSerde[records.Prediction]
     shadow_predictions: RecordSerde[records.Prediction]
     models: RecordSerde[records.ModelRecord]
@@ -75,6 +75,26 @@ class TopicSerdes:
     alerts: RecordSerde[records.DriftAlert]
     topics: Topics
     registry_url: str = ""
+    registry_client: Any = None  # one client (one cache of ids and schemas) for every topic
+
+    def for_schema(self, topic: str, schema_json: dict[str, Any]) -> RecordSerde[dict[str, Any]]:
+        """A serde of records (dicts) of a declared schema on ``topic``, in this wire format; built once.
+
+        With a registry the schema is registered under ``<topic>-value`` on first write.
+        """
+        cache = self.__dict__.setdefault("_declared", {})  # frozen: cached beside the fields
+        fingerprint = schema_fingerprint(schema_json)
+        serde = cache.get((topic, fingerprint))
+        if serde is None:
+            plain: AvroSerde[dict[str, Any]] = AvroSerde(schema_json, None)
+            if self.registry_client is None:
+                serde = plain
+            else:
+                from edml.schemas.confluent import ConfluentSerde, subject_for
+
+                serde = ConfluentSerde(plain, self.registry_client, subject_for(topic))
+            cache[(topic, fingerprint)] = serde
+        return serde
 
     def for_topic(self, topic: str) -> RecordSerde[Any]:
         """The serde of the topic named ``topic`` (a name from the settings' ``Topics``)."""
@@ -104,7 +124,7 @@ def _topic_serdes(registry: SchemaRegistrySettings, topics: Topics) -> TopicSerd
     client = make_client(registry)  # one client (one cache of ids and schemas) for every topic
     by_role = {role: ConfluentSerde(serde_for(record), client, subject_for(names[role]))
                for role, record in RECORDS.items()}
-    return TopicSerdes(**by_role, topics=topics, registry_url=registry.url)
+    return TopicSerdes(**by_role, topics=topics, registry_url=registry.url, registry_client=client)
 
 
 def single_object_serdes(topics: Topics | None = None) -> TopicSerdes:
@@ -162,7 +182,7 @@ def archive_serdes(settings: Settings) -> TopicSerdes:
     return dataclasses.replace(
         base,
         trips=EitherWireFormat(serde_for("TripPickup"), recorded.trips if recorded else None),
-        dropoffs=EitherWireFormat(serde_for("TripDropoff"), recorded.dropoffs if recorded else None),
+        labels=EitherWireFormat(serde_for("TripDropoff"), recorded.labels if recorded else None),
     )
 
 

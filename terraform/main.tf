@@ -16,7 +16,7 @@ locals {
   }
   topic_roles = {
     trips              = { name = "trips", partitions = var.topic_partitions, configs = {} }
-    dropoffs           = { name = "dropoffs", partitions = var.topic_partitions, configs = {} }
+    labels             = { name = "dropoffs", partitions = var.topic_partitions, configs = {} }
     predictions        = { name = "predictions", partitions = var.topic_partitions, configs = {} }
     shadow_predictions = { name = "shadow-predictions", partitions = var.topic_partitions, configs = {} }
     models             = { name = "models", partitions = 1, configs = local.compacted_topic }

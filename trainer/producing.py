@@ -74,7 +74,7 @@ class _TripProducer:
         self._produce(self.settings.topics.trips, trip.trip_id.encode(), self.trips.encode(trip))
 
     def dropoff(self, dropoff: TripDropoff) -> None:
-        self._produce(self.settings.topics.dropoffs, dropoff.trip_id.encode(), self.dropoffs.encode(dropoff))
+        self._produce(self.settings.topics.labels, dropoff.trip_id.encode(), self.dropoffs.encode(dropoff))
 
     def poll(self) -> None:
         self.producer.poll(0)

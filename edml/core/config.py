@@ -48,7 +48,7 @@ class Topics:
     """Names of every topic edml uses."""
 
     trips: str = "trips"
-    dropoffs: str = "dropoffs"
+    labels: str = "dropoffs"  # the label topic (the taxi pipeline's drop-offs)
     predictions: str = "predictions"
     shadow_predictions: str = "shadow-predictions"
     models: str = "models"

@@ -205,28 +205,28 @@ def test_dropoff_first_three_hours_late_and_orphan_across_a_restart(settings: Se
     # 3 h 05 min), C's drop-off (never predicted), and traffic around them
     bg_preds, bg_drops = background(T0, 20, "bg-")
     produce(settings, t.predictions, [prediction("B", T0, 9000.0), *bg_preds], prediction_serde())
-    produce(settings, t.dropoffs, [dropoff("A", T0 + 600_000, 600.0), dropoff("C", T0 + 1_200_000, 900.0), *bg_drops],
+    produce(settings, t.labels, [dropoff("A", T0 + 600_000, 600.0), dropoff("C", T0 + 1_200_000, 900.0), *bg_drops],
             dropoff_serde())
 
     junk = make_producer(settings)
-    junk.produce(t.dropoffs, key=b"junk", value=b"not a drop-off")
+    junk.produce(t.labels, key=b"junk", value=b"not a drop-off")
     junk.flush(10)
 
     first = evaluator(*args, "--stop-at-end")  # a bounded run: it stops by itself at the end of the input
     assert first.wait() == 0, first.output()
     dead = [dead_letter_serde().decode(m.value) for m in read_to_end(settings, t.dead_letter)]
-    assert [(d.source_topic, d.key, d.error_kind) for d in dead] == [(t.dropoffs, b"junk", "bad-magic")], dead
+    assert [(d.source_topic, d.key, d.error_kind) for d in dead] == [(t.labels, b"junk", "bad-magic")], dead
     before = evaluations(settings)
     assert {e.trip_id for e in before} == {p.trip_id for p in bg_preds}, ("A, B and C must still be pending", before)
     # retention takes the input away: after the restart A and B can only be joined from recovered state
-    delete_all_records(settings, [t.predictions, t.dropoffs])
+    delete_all_records(settings, [t.predictions, t.labels])
 
     # after the restart: A's prediction, B's drop-off 3 h later, and traffic more than a day on
     produce(settings, t.predictions, [prediction("A", T0 + 600_000, 650.0)], prediction_serde())
-    produce(settings, t.dropoffs, [dropoff("B", T0, 3 * 3600 + 300)], dropoff_serde())
+    produce(settings, t.labels, [dropoff("B", T0, 3 * 3600 + 300)], dropoff_serde())
     later_preds, later_drops = background(T0 + 26 * H, 20, "later-")
     produce(settings, t.predictions, later_preds, prediction_serde())
-    produce(settings, t.dropoffs, later_drops, dropoff_serde())
+    produce(settings, t.labels, later_drops, dropoff_serde())
 
     second = evaluator(*args)  # tails the topics until stopped
     expired_dropoffs = second.metric('edml_eval_expired_total{side="dropoff"}')
@@ -288,7 +288,7 @@ def test_v2_trained_on_recent_data_beats_v1_after_drift_and_is_promoted(
               for g, p in zip(trips, v2, strict=True)]
     produce(settings, t.predictions, champion, prediction_serde())
     produce(settings, t.shadow_predictions, shadow, prediction_serde())
-    produce(settings, t.dropoffs, [g.dropoff for g in trips], dropoff_serde())
+    produce(settings, t.labels, [g.dropoff for g in trips], dropoff_serde())
 
     run_to_end(settings, EvaluationConfig(window_ms=4 * H))
 
@@ -356,7 +356,7 @@ def test_shadow_challenger_is_scored_live_beside_the_champion_and_evaluated(
     try:
         scorer.wait_healthy()
         produce(settings, t.trips, [g.pickup for g in trips], trip_serde())
-        produce(settings, t.dropoffs, [g.dropoff for g in trips], dropoff_serde())
+        produce(settings, t.labels, [g.dropoff for g in trips], dropoff_serde())
         wait_until(lambda: len(read_to_end(settings, t.shadow_predictions)) >= len(trips), timeout=90,
                    message=f"challenger predictions missing; scorer log:\n{scorer.log()}")
         wait_until(lambda: len(read_to_end(settings, t.predictions)) >= len(trips), timeout=30)
@@ -392,7 +392,7 @@ def test_the_drift_knob_raises_a_psi_alert_and_no_drift_raises_none(
     drift = Drift(T0 + DAY, slowdown) if slowdown else None
     trips = generate_columns(3000, seed=31, start_ms=T0, drift=drift, span_days=2).trips()
     produce(settings, t.trips, [g.pickup for g in trips], trip_serde())
-    produce(settings, t.dropoffs, [g.dropoff for g in trips], dropoff_serde())
+    produce(settings, t.labels, [g.dropoff for g in trips], dropoff_serde())
 
     run_to_end(settings, EvaluationConfig(), reference)
 

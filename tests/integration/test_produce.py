@@ -23,7 +23,7 @@ def test_produce_trips_puts_every_pickup_and_dropoff_on_its_topic(settings: Sett
     assert produce_trips(settings, trips, with_dropoffs=True) == 300
 
     pickups = read_to_end(settings, settings.topics.trips)
-    dropoffs = read_to_end(settings, settings.topics.dropoffs)
+    dropoffs = read_to_end(settings, settings.topics.labels)
     assert len(pickups) == len(dropoffs) == 300
     by_id = {t.pickup.trip_id: t for t in trips}
     for msg in pickups:
@@ -39,7 +39,7 @@ def test_produce_trips_puts_every_pickup_and_dropoff_on_its_topic(settings: Sett
 def test_produce_trips_without_dropoffs_leaves_the_dropoffs_topic_empty(settings: Settings) -> None:
     assert produce_trips(settings, generate_trips(50, seed=2)) == 50
     assert len(read_to_end(settings, settings.topics.trips)) == 50
-    assert read_to_end(settings, settings.topics.dropoffs) == []
+    assert read_to_end(settings, settings.topics.labels) == []
 
 
 def test_live_production_sends_each_dropoff_after_its_pickup(settings: Settings) -> None:
@@ -50,7 +50,7 @@ def test_live_production_sends_each_dropoff_after_its_pickup(settings: Settings)
     pickup_ts = {
         trip_serde().decode(m.value).trip_id: m.timestamp_ms for m in read_to_end(settings, settings.topics.trips)
     }
-    dropoffs = read_to_end(settings, settings.topics.dropoffs)
+    dropoffs = read_to_end(settings, settings.topics.labels)
     assert len(pickup_ts) == len(dropoffs) == 60
     for m in dropoffs:
         assert m.timestamp_ms >= pickup_ts[dropoff_serde().decode(m.value).trip_id]
@@ -60,7 +60,7 @@ def test_edml_produce_command(settings: Settings, tmp_path: Path) -> None:
     env = os.environ | {
         "EDML_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "EDML_TOPIC_TRIPS": settings.topics.trips,
-        "EDML_TOPIC_DROPOFFS": settings.topics.dropoffs,
+        "EDML_TOPIC_DROPOFFS": settings.topics.labels,
     }
     run = subprocess.run(
         [sys.executable, "-m", "edml.cli", "produce", "--rate", "80", "--duration", "1", "--time-scale", "100000",
@@ -70,7 +70,7 @@ def test_edml_produce_command(settings: Settings, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     assert "produced 80 pick-ups" in run.stdout
     assert len(wait_for_count(settings, settings.topics.trips, 80, timeout=30)) == 80
-    assert len(wait_for_count(settings, settings.topics.dropoffs, 80, timeout=30)) == 80
+    assert len(wait_for_count(settings, settings.topics.labels, 80, timeout=30)) == 80
 
 
 def test_edml_produce_to_a_missing_topic_is_one_line_naming_it_and_the_fix(settings: Settings, tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_edml_produce_to_a_missing_topic_is_one_line_naming_it_and_the_fix(setti
     env = os.environ | {
         "EDML_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "EDML_TOPIC_TRIPS": missing,
-        "EDML_TOPIC_DROPOFFS": settings.topics.dropoffs,
+        "EDML_TOPIC_DROPOFFS": settings.topics.labels,
     }
     run = subprocess.run(
         [sys.executable, "-m", "edml.cli", "produce", "--rate", "200", "--duration", "1"],
@@ -90,4 +90,4 @@ def test_edml_produce_to_a_missing_topic_is_one_line_naming_it_and_the_fix(setti
         "create them with `edml topics create`"
     ]
     assert "200/200" not in run.stdout + run.stderr
-    assert read_to_end(settings, settings.topics.dropoffs) == []
+    assert read_to_end(settings, settings.topics.labels) == []

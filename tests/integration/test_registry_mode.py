@@ -96,7 +96,7 @@ def test_scoring_evaluation_and_replay_in_registry_mode(registry_settings: Setti
 
     # every topic was written in the Confluent wire format, each under its own subject
     client = SchemaRegistryClient({"url": s.schema_registry_url})
-    for topic in (t.trips, t.dropoffs, t.models, t.predictions, t.model_status, t.evaluations):
+    for topic in (t.trips, t.labels, t.models, t.predictions, t.model_status, t.evaluations):
         (schema_id,) = schema_ids(s, topic)
         assert client.get_latest_version(subject_for(topic)).schema_id == schema_id
 

@@ -94,7 +94,7 @@ def test_recorder_keeps_an_exact_copy_rolls_and_resumes(settings: Settings, tmp_
         segments = reader.segments_of("trips", partition)
         assert [s.sequence for s in segments] == list(range(len(segments))) and len(segments) >= 2
         assert [s.first_offset for s in segments[1:]] == [s.last_offset + 1 for s in segments[:-1]]
-    for role, topic in (("trips", settings.topics.trips), ("dropoffs", settings.topics.dropoffs)):
+    for role, topic in (("trips", settings.topics.trips), ("dropoffs", settings.topics.labels)):
         on_kafka = sorted((m.partition, m.offset, m.key, m.value, m.timestamp_ms) for m in read_to_end(settings, topic))
         archived = [(m.partition, m.offset, m.key, m.value, m.timestamp_ms) for m in reader.messages(role)]
         assert archived == on_kafka, f"{role}: the archive is an exact copy, in (partition, offset) order"

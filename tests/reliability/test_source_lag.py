@@ -81,10 +81,10 @@ def test_the_evaluator_commits_its_snapshotted_offsets(settings: Settings, tmp_p
     n = 200
     preds = [prediction(f"trip-{i}", T0 + i * 1000, 600.0) for i in range(n)]
     produce(settings, settings.topics.predictions, preds, prediction_serde())
-    produce(settings, settings.topics.dropoffs, [dropoff(p.trip_id, p.event_time, 610.0) for p in preds],
+    produce(settings, settings.topics.labels, [dropoff(p.trip_id, p.event_time, 610.0) for p in preds],
             dropoff_serde())
     run_to_end(settings, EvaluationConfig(), recovery=tmp_path / "recovery")
-    rows = group_lag(settings, "edml-evaluation", settings.topics.dropoffs)
+    rows = group_lag(settings, "edml-evaluation", settings.topics.labels)
     rows.update({-1 - p: row for p, row in group_lag(settings, "edml-evaluation", settings.topics.predictions).items()})
     committed, lag = sum(c for c, _ in rows.values()), sum(lag for _, lag in rows.values())
     print(f"\n[evaluator lag] predictions={n} dropoffs={n}: group edml-evaluation committed={committed} lag={lag}")

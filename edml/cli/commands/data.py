@@ -105,7 +105,7 @@ def produce(
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)
     # Checked before the first trip: librdkafka would only fail the deliveries, at their timeout.
-    missing = sorted({settings.topics.trips, settings.topics.dropoffs} - existing_topics(settings))
+    missing = sorted({settings.topics.trips, settings.topics.labels} - existing_topics(settings))
     if missing:
         which = f"topics {' and '.join(missing)} do" if len(missing) > 1 else f"topic {missing[0]} does"
         raise OperatorError(f"{which} not exist on {settings.bootstrap_servers}: create them with `edml topics create`")
@@ -132,7 +132,7 @@ def produce(
         stats = produce_live(settings, trips, rate=rate, time_scale=time_scale, on_progress=show)
     typer.echo(
         f"produced {stats.pickups} pick-ups to {settings.topics.trips} and {stats.dropoffs} drop-offs to "
-        f"{settings.topics.dropoffs} at {settings.bootstrap_servers}"
+        f"{settings.topics.labels} at {settings.bootstrap_servers}"
     )
 
 

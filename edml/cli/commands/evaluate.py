@@ -113,7 +113,7 @@ def evaluate(
     run = FlowOptions(workers=workers, process_id=process_id, addresses=cluster_addresses(process_id, addresses),
                       metrics_port=metrics_port or None, recovery=recovery, epoch_interval_s=epoch_interval)
     t = settings.topics
-    needed = {t.predictions, t.shadow_predictions, t.dropoffs, t.evaluations, t.scores, t.dead_letter}
+    needed = {t.predictions, t.shadow_predictions, t.labels, t.evaluations, t.scores, t.dead_letter}
     drift_reference = _reference(settings, reference, drift)
     if drift_reference is not None:
         needed |= {t.trips, t.alerts}

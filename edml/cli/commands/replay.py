@@ -135,7 +135,7 @@ def replay(
             result = replay_archive(reader, serving, out, challengers, batch_size=batch_size, serdes=serdes,
                                     on_batch=lambda n: bar.advance(task, n))
     predictions = read_predictions(result.predictions_path)
-    actuals = actual_durations(reader, serdes.dropoffs)
+    actuals = actual_durations(reader, serdes.labels)
     summary = build_report(result, predictions, actuals, diff_threshold)
     report_path = write_report(summary, predictions, actuals, out, report)
 
