@@ -42,7 +42,7 @@ from edml.kafka.reading import EndOffsets
 
 log = logging.getLogger("edml.replay.recorder")
 DEFAULT_ROLES = (TRIPS, DROPOFFS)
-_TOPIC_ROLES = {f.name for f in dataclasses.fields(Topics)}
+_TOPIC_ROLES = set(Topics().names())
 _POLL_S = 0.2
 _BATCH = 2000
 

@@ -57,14 +57,17 @@ class Topics:
     evaluations: str = "evaluations"
     scores: str = "scores"
     alerts: str = "alerts"
+    prefix: str = ""  # in front of every name, and of the topics a pipeline derives (not a role)
 
     def with_prefix(self, prefix: str) -> Topics:
         """The same topics with ``prefix`` in front of every name."""
-        return Topics(**{f.name: prefix + getattr(self, f.name) for f in dataclasses.fields(self)})
+        return Topics(**{role: prefix + name for role, name in self.names().items()}, prefix=prefix + self.prefix)
 
     def names(self) -> dict[str, str]:
         """Role -> topic name."""
-        return dataclasses.asdict(self)
+        names = dataclasses.asdict(self)
+        del names["prefix"]
+        return names
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class Settings:
     state_dir: Path = Path(".edml")
     artifact_store: str = ""
     model_name: str = "trip-duration"
+    pipeline: str = "taxi"  # the pipeline a job runs (edml.pipelines.bound.pipeline_settings)
     schema_registry: SchemaRegistrySettings = field(default_factory=SchemaRegistrySettings)
     model_public_key: str = ""
     # a serving model is quarantined when more than this share of its last window of rows failed
@@ -196,7 +200,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     elif "EDML_CONFIG" in env:
         raise ConfigError(f"EDML_CONFIG names {path}, which does not exist")
 
-    topic_fields = {f.name for f in dataclasses.fields(Topics)}
+    topic_fields = set(Topics().names())
     topic_values = dict(data.pop("topics", {}))
     unknown = set(topic_values) - topic_fields
     if unknown:

@@ -30,6 +30,8 @@ from edml.schemas.serde import SCHEMA_DIR
 DEFAULT_PIPELINE = "taxi"
 BUILT_IN_DIR = Path(__file__).parent
 TASKS = ("regression", "binary")
+# the topics a pipeline writes, each its own (``[topics]`` may name them; see edml.pipelines.bound)
+TOPIC_ROLES = ("predictions", "shadow_predictions", "dead_letter", "evaluations", "scores", "alerts")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _AVRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -90,6 +92,7 @@ class Pipeline:
     labels: Labels | None = None
     description: str = ""
     text: str = ""  # the declaration as written
+    topics: dict[str, str] = field(default_factory=dict)  # role -> topic name, where not derived from the name
 
     @property
     def model(self) -> str:
@@ -307,13 +310,17 @@ def parse_pipeline(name: str, data: dict[str, Any], declared_in: str, base_dir: 
         labels = Labels(topic=lt.text("topic"), schema=_schema_source(lt, base_dir), key=lt.text("key"),
                         field=lt.text("field"), task=task, threshold=float(threshold))
         lt.done()
+    topics = _mapping(_Table(name, declared_in, "topics", top.data.pop("topics", {})))
+    unknown_roles = sorted(set(topics) - set(TOPIC_ROLES))
+    if unknown_roles:
+        raise top.error(f"[topics] has unknown role(s) {unknown_roles} (known: {list(TOPIC_ROLES)})")
     description = top.data.pop("description", "")
     if not isinstance(description, str):
         raise top.error("description must be a string")
     top.done()
     return Pipeline(name=name, declared_in=declared_in, input=source, models=models, inputs=inputs, outputs=outputs,
                     prediction_record=record, constraints=constraints, labels=labels, description=description,
-                    text=text)
+                    text=text, topics=topics)
 
 
 def _default_record(name: str) -> str:
