@@ -12,7 +12,6 @@ written when a recorder died are read again from Kafka into a new segment.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time

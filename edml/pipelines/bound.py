@@ -31,7 +31,6 @@ from edml.pipelines.declaration import (
 from edml.schemas.columnar import FieldSpec, RecordCodec
 
 
-
 @dataclass(frozen=True)
 class BoundPipeline:
     """A checked pipeline with its input schema, fields and column codec."""
