@@ -75,6 +75,8 @@ class Labels:
     field: str
     task: str = "regression"
     threshold: float = 0.5  # binary: a score at or above it counts as positive
+    prediction: str = ""  # the prediction field compared with the label; empty: the model's first output
+    time: str = ""  # the label record's event-time field (epoch ms); empty: the label message's timestamp
 
 
 @dataclass(frozen=True)
@@ -308,7 +310,8 @@ def parse_pipeline(name: str, data: dict[str, Any], declared_in: str, base_dir: 
         if not isinstance(threshold, int | float) or isinstance(threshold, bool):
             raise lt.error("[labels] threshold must be a number")
         labels = Labels(topic=lt.text("topic"), schema=_schema_source(lt, base_dir), key=lt.text("key"),
-                        field=lt.text("field"), task=task, threshold=float(threshold))
+                        field=lt.text("field"), task=task, threshold=float(threshold),
+                        prediction=lt.text("prediction", "-").strip("-"), time=lt.text("time", "-").strip("-"))
         lt.done()
     topics = _mapping(_Table(name, declared_in, "topics", top.data.pop("topics", {})))
     unknown_roles = sorted(set(topics) - set(TOPIC_ROLES))
@@ -407,6 +410,11 @@ def check_labels(pipeline: Pipeline, label_schema_json: dict[str, Any]) -> None:
         raise pipeline.error(f"[labels] schema: {e}") from None
     if labels.key not in fields:
         raise pipeline.error(f"[labels] key field {labels.key} is not in the label schema")
+    if labels.time and labels.time not in fields:
+        raise pipeline.error(f"[labels] time field {labels.time} is not in the label schema")
+    if labels.time and (fields[labels.time].type not in ("int", "long") or fields[labels.time].nullable):
+        raise pipeline.error(f"[labels] time field {labels.time} is {fields[labels.time].describe()}; it must be a "
+                             "long of epoch milliseconds")
     label = fields.get(labels.field)
     if label is None:
         raise pipeline.error(f"[labels] field {labels.field} is not in the label schema")
