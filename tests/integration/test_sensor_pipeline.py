@@ -20,9 +20,6 @@ from edml.model_topic.artifact import pack_folder, read_model_folder, sha256_hex
 from edml.model_topic.gate import GateRefused
 from edml.model_topic.publisher import publish_model, publish_record, record_from_manifest
 from edml.model_topic.stores import open_store
-from edml.pipelines.bound import BoundPipeline, bind_pipeline, pipeline_settings
-from edml.pipelines.declaration import load_pipeline
-from edml.pipelines.predictions import prediction_schema
 from edml.schemas.records import DeadLetter
 from edml.schemas.serde import dead_letter_serde
 from edml.schemas.wire import topic_serdes
@@ -31,6 +28,9 @@ from edml.core.config import Settings
 from edml.kafka.clients import make_producer
 from edml.kafka.reading import read_to_end
 from edml.kafka.topics import create_topics
+from edml.pipelines.bound import BoundPipeline, bind_pipeline, pipeline_settings
+from edml.pipelines.declaration import load_pipeline
+from edml.pipelines.predictions import prediction_schema
 from tests.integration.scorer_process import ScorerProcess, statuses, wait_until
 
 pytestmark = pytest.mark.kafka
