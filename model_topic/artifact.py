@@ -32,7 +32,7 @@ from edml.schemas.records import ModelSignature, TensorSpec
 from edml.core.errors import Refusal
 
 # the metrics the publish gate compares, in order of preference -> whether higher is better
-GATE_METRICS = {"mae": False, "rmse": False, "log_loss": False, "auc": True}
+GATE_METRICS = {"log_loss": False, "mae": False, "rmse": False, "auc": True}
 
 MANIFEST_NAME = "manifest.json"
 SAVED_MODEL_DIR = "saved_model"
