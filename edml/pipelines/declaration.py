@@ -31,6 +31,8 @@ from edml.schemas.serde import SCHEMA_DIR
 DEFAULT_PIPELINE = "taxi"
 BUILT_IN_DIR = Path(__file__).parent
 TASKS = ("regression", "binary")
+# what every prediction carries beside the key and the outputs (edml.pipelines.predictions.LINEAGE)
+LINEAGE_FIELDS = ("model_name", "model_version", "event_time", "scored_at", "latency_ms", "role")
 # the topics a pipeline writes, each its own (``[topics]`` may name them; see edml.pipelines.bound)
 TOPIC_ROLES = ("predictions", "shadow_predictions", "dead_letter", "evaluations", "scores", "alerts",
                "prediction_alerts")
@@ -391,6 +393,9 @@ def check_declaration(pipeline: Pipeline, schema_json: dict[str, Any],
     if key.type not in ("string", "bytes", "int", "long") or key.nullable:
         raise pipeline.error(f"[input] key field {key.name} is {key.describe()}; a key is a string, bytes, int or "
                              "long that is never null")
+    if key.name in LINEAGE_FIELDS:
+        raise pipeline.error(f"[input] key field {key.name} has the name of a prediction's lineage field "
+                             f"({', '.join(LINEAGE_FIELDS)}); a prediction could not hold both")
     when = fields.get(pipeline.input.event_time)
     if when is None:
         raise pipeline.error(f"[input] event_time field {pipeline.input.event_time} is not in the input schema")
