@@ -99,10 +99,11 @@ class TopicSerdes:
         return serde
 
     def for_topic(self, topic: str) -> RecordSerde[Any]:
-        """The serde of the topic named ``topic`` (a name from the settings' ``Topics``)."""
+        """The serde of the topic named ``topic`` (a name from the settings' ``Topics`` holding an edml record)."""
         by_name = self.__dict__.get("_by_name")
         if by_name is None:  # frozen: cached beside the fields, built on first use
-            by_name = {name: getattr(self, role) for role, name in self.topics.names().items()}
+            # roles of edml's own records; a pipeline's declared records come from for_schema
+            by_name = {name: getattr(self, role) for role, name in self.topics.names().items() if role in RECORDS}
             object.__setattr__(self, "_by_name", by_name)
         try:
             return by_name[topic]
