@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edml.pipelines.bound import BoundPipeline
 from edml.pipelines.declaration import Pipeline
 from edml.schemas.columnar import FieldSpec
 from edml.schemas.records import ModelSignature, TensorSpec
@@ -81,6 +82,13 @@ def bindings(pipeline: Pipeline, fields: dict[str, FieldSpec], signature: ModelS
     """Model input <- record field, for a signature without :func:`signature_problems`."""
     return [InputBinding(s.name, pipeline.field_for(s.name), s.dtype, fields[pipeline.field_for(s.name)].describe())
             for s in signature.inputs]
+
+
+def model_problems(bound: BoundPipeline, signature: ModelSignature) -> list[str]:
+    """Everything that keeps a model with ``signature`` from scoring ``bound``: its inputs and its outputs."""
+    from edml.pipelines.predictions import prediction_problems
+
+    return signature_problems(bound.pipeline, bound.fields, signature) + prediction_problems(bound.pipeline, signature)
 
 
 def check_signature(pipeline: Pipeline, fields: dict[str, FieldSpec], signature: ModelSignature) -> None:

@@ -24,3 +24,22 @@ StateDirOpt = Annotated[Path | None, typer.Option("--state-dir", help="State fol
 def settings_from(config: Path | None = None, **overrides: object) -> Settings:
     """Settings from the config file and env, with the given flag values on top."""
     return load_settings(config).with_overrides(**overrides)
+
+
+PipelineOpt = Annotated[
+    str | None,
+    typer.Option("--pipeline", envvar="EDML_PIPELINE",
+                 help="The declared pipeline to work on (env EDML_PIPELINE; default taxi; see `edml pipelines list`)."),
+]
+
+
+def pipeline_settings_from(settings: Settings, pipeline: str | None) -> Settings:
+    """``settings`` for pipeline ``pipeline`` (None: the default): its topics, model name and state folder.
+
+    The declaration is read and checked against its schemas here, so a mistake stops the command
+    with one line before anything is read.
+    """
+    from edml.pipelines.bound import open_pipeline, pipeline_settings
+
+    bound = open_pipeline(pipeline, settings)
+    return pipeline_settings(settings, bound.pipeline)
