@@ -34,9 +34,14 @@ def is_model_folder(spec: str) -> bool:
 
 def load_record(record: ModelRecord, archive: bytes, workdir: Path, what: str,
                 bound: BoundPipeline | None = None) -> LoadedModel:
-    """``load_model`` for pipeline ``bound`` with a one-line ModelUnavailable instead of ModelRejected."""
+    """``load_model`` for pipeline ``bound`` (default: the default pipeline) with a one-line ModelUnavailable
+    instead of ModelRejected."""
+    if bound is None:
+        from edml.pipelines.bound import open_pipeline
+
+        bound = open_pipeline(None, Settings())
     try:
-        return load_model(record, archive, workdir)
+        return load_model(record, archive, workdir, bound)
     except ModelRejected as e:
         raise ModelUnavailable(f"{what} cannot score: {e.reason}") from None
 

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edml.replay.archive import EVENTS, ArchiveError, ArchiveReader
 from edml.replay.file_io import DEFAULT_BATCH_SIZE
@@ -60,13 +59,6 @@ def replay_serdes(settings: Settings, bound: BoundPipeline) -> TopicSerdes:
     from edml.schemas.wire import archive_serdes
 
     return archive_serdes(settings, {settings.topics.trips: bound.schema, settings.topics.labels: bound.label_schema})
-
-
-def prediction_schema_of(bound: BoundPipeline, model: LoadedModel) -> dict[str, Any]:
-    """The Avro schema of ``model``'s predictions in pipeline ``bound``."""
-    from edml.pipelines.predictions import prediction_schema
-
-    return prediction_schema(bound.pipeline, bound.key, model.record.signature)
 
 
 def replay_archive(
@@ -125,9 +117,8 @@ def replay_archive(
                            f"nothing from topic {settings.topics.trips}; roles: {', '.join(reader.roles()) or 'none'})")
     source = ArchiveSource(reader, role, batch_size=batch_size, on_batch=counted)
     models = [champion, *challengers]
-    sink = PredictionFileSink(out_dir, serdes.topics, [prediction_schema_of(bound, m) for m in models],
-                              bound.pipeline.input.key)
-    flow = build_replay_flow(source, scoring_steps(active, serdes, clock=event_clock), sink)
+    sink = PredictionFileSink(out_dir, serdes.topics, [m.prediction_schema for m in models], bound.pipeline.input.key)
+    flow = build_replay_flow(source, scoring_steps(active, serdes, bound, clock=event_clock), sink)
     output = sink.output
     started = time.perf_counter()
     try:

@@ -17,7 +17,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from edml.schemas import records
 from edml.schemas.serde import CONFLUENT_MAGIC, AvroSerde, DecodeError, serde_for
@@ -187,12 +187,13 @@ def archive_serdes(settings: Settings, declared: dict[str, dict[str, Any] | None
         trips=EitherWireFormat(serde_for("TripPickup"), recorded.trips if recorded else None),
         labels=EitherWireFormat(serde_for("TripDropoff"), recorded.labels if recorded else None),
     )
-    cache = serdes.__dict__.setdefault("_declared", {})  # what for_schema reads first
     for topic, schema in (declared or {}).items():
         if schema is not None:
-            plain: AvroSerde[dict[str, Any]] = AvroSerde(schema, None)
-            cache[(topic, plain.fingerprint)] = EitherWireFormat(
-                plain, recorded.for_schema(topic, schema) if recorded else None)
+            # for_schema caches what it builds: the entry it made is replaced by one reading either format
+            single = cast(AvroSerde[dict[str, Any]], serdes.for_schema(topic, schema))  # single-object serdes
+            cache = serdes.__dict__["_declared"]
+            key = next(k for k, v in cache.items() if v is single)
+            cache[key] = EitherWireFormat(single, recorded.for_schema(topic, schema) if recorded else None)
     return serdes
 
 
