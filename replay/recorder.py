@@ -42,6 +42,7 @@ DEFAULT_ROLES = (EVENTS, LABELS)
 # archive role -> the settings' topic role it is recorded from: events are the pipeline's input
 # topic (``topics.trips``); any other of the pipeline's topics is recorded under its own role
 _TOPIC_OF_ROLE = {EVENTS: "trips", LABELS: "labels"}
+_ARCHIVE_ROLE = {topic_role: role for role, topic_role in _TOPIC_OF_ROLE.items()}
 _TOPIC_ROLES = set(Topics().names())
 _POLL_S = 0.2
 _BATCH = 2000
@@ -62,10 +63,15 @@ class RecordStats:
 
 
 def _topics_for(settings: Settings, roles: Sequence[str]) -> dict[str, str]:
-    """Topic name -> archive role, for the settings' (the pipeline's) topics."""
+    """Topic name -> archive role, for the settings' (the pipeline's) topics.
+
+    A role is an archive role (events, labels) or a topic role of the settings; ``trips``, the
+    settings' name of the input topic, is recorded as events.
+    """
     out = {}
     known = set(_TOPIC_OF_ROLE) | (_TOPIC_ROLES - set(_TOPIC_OF_ROLE.values()))
     for role in roles:
+        role = _ARCHIVE_ROLE.get(role, role)
         if role not in known:
             raise OperatorError(f"unknown topic role {role!r}: one of {', '.join(sorted(known))}")
         out[getattr(settings.topics, _TOPIC_OF_ROLE.get(role, role))] = check_role(role)
