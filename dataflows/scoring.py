@@ -8,6 +8,7 @@
                                                               |
                                               re-use first bytes --> predictions topic
                                                                      (challengers --> shadow-predictions)
+                                              alert rules (champion) --> prediction-alerts topic
 
 The same definition runs live (``edml serve``: Kafka source and sink) and offline (``edml
 replay``: an archive source and a file sink): only the source, the sink and the clock differ.
@@ -26,7 +27,7 @@ from edml.scoring.batch import ScoringSteps
 
 def build_flow(events: Source[list[SourceMessage]], steps: ScoringSteps, out: Sink[list[OutgoingMessage]],
                name: str = "edml-scoring") -> Dataflow:
-    """events -> decode + check -> score batch -> encode predictions -> re-use first bytes; dead letters."""
+    """events -> decode + check -> score batch -> encode predictions -> re-use first bytes; dead letters; alerts."""
     flow = Dataflow(name)
     batches = op.input("trips", flow, events)
     decoded = op.map("decode_validate", batches, steps.decoder.decode_batch)
@@ -34,5 +35,6 @@ def build_flow(events: Source[list[SourceMessage]], steps: ScoringSteps, out: Si
     dead_letters = op.map("dead_letters", scored, steps.dead_letters.encode)
     encoded = op.map("encode_predictions", scored, steps.predictions.encode)
     predictions = op.map("reuse_first_bytes", encoded, steps.first_bytes.reuse)
-    op.output("out", op.merge("predictions_and_dead_letters", predictions, dead_letters), out)
+    alerts = op.map("alerts", scored, steps.alerts.encode)
+    op.output("out", op.merge("predictions_and_dead_letters", predictions, dead_letters, alerts), out)
     return flow

@@ -15,7 +15,7 @@ import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import numpy as np
@@ -36,7 +36,7 @@ class EventBatch:
     nulls: dict[str, np.ndarray] = field(default_factory=dict)
     timestamps_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     offsets: list[int] = field(default_factory=list)
-    payloads: list[bytes] = field(default_factory=list)  # each valid event's source bytes
+    payloads: list[bytes | None] = field(default_factory=list)  # each valid event's source bytes
     keys: list[bytes | None] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     # (topic, partition, offset) of the source batch's last message
@@ -78,7 +78,8 @@ class EventDecoder:
         header = self.serde.own_header()
         payloads = [m.value for m in messages]
         if header is not None and all(isinstance(p, bytes) and p[:len(header)] == header for p in payloads):
-            return payloads, len(header), {}  # the common case: every event written with the topic's own schema
+            # the common case: every event written with the topic's own schema
+            return cast(list[bytes], payloads), len(header), {}
         bodies: list[bytes] = []
         failed: dict[int, DeadLetter] = {}
         for i, (msg, payload) in enumerate(zip(messages, payloads, strict=True)):

@@ -85,10 +85,18 @@ def bindings(pipeline: Pipeline, fields: dict[str, FieldSpec], signature: ModelS
 
 
 def model_problems(bound: BoundPipeline, signature: ModelSignature) -> list[str]:
-    """Everything that keeps a model with ``signature`` from scoring ``bound``: its inputs and its outputs."""
-    from edml.pipelines.predictions import prediction_problems
+    """Everything that keeps a model with ``signature`` from scoring ``bound``: inputs, outputs, alert rules."""
+    from edml.pipelines.alerts import rule_problems
+    from edml.pipelines.predictions import OUTPUT_TYPES, output_fields, output_width, prediction_problems
 
-    return signature_problems(bound.pipeline, bound.fields, signature) + prediction_problems(bound.pipeline, signature)
+    problems = signature_problems(bound.pipeline, bound.fields, signature) + prediction_problems(bound.pipeline,
+                                                                                                 signature)
+    if problems or not bound.pipeline.alerts:
+        return problems
+    fields = dict(bound.fields)
+    for name, spec in output_fields(bound.pipeline, signature):
+        fields[name] = FieldSpec(name, OUTPUT_TYPES[spec.dtype] if output_width(spec) == 1 else "array")
+    return [p for rule in bound.pipeline.alerts for p in rule_problems(rule, fields)]
 
 
 def check_signature(pipeline: Pipeline, fields: dict[str, FieldSpec], signature: ModelSignature) -> None:

@@ -9,9 +9,10 @@ Each step is one job, named as in ``dataflows/scoring.py``:
   outputs that do not fit the signature) is retried by halves to isolate the rows that fail, a
   non-finite value fails its row only; failing rows become dead letters (``model-error`` /
   ``model-output``), the rest is scored. A model whose failures pass the declared rate over a
-  window of rows is reported faulty to the serving set (quarantine).
-* :class:`PredictionEncoder` -- prediction records derived from each model's signature, with an
-  injected clock: the wall clock live, the event's own Kafka timestamp in replay (:func:`event_clock`).
+  window of rows is reported faulty to the serving set (quarantine). Its injected clock stamps
+  ``scored_at``: the wall clock live, the event's own Kafka timestamp in replay (:func:`event_clock`).
+* :class:`PredictionEncoder` -- prediction records derived from each model's signature.
+* :class:`AlertEncoder` -- a copy of each champion prediction a declared alert rule fires on.
 * :class:`DeadLetterEncoder` -- decode, constraint and model dead letters, with each event's source bytes.
 * :class:`FirstBytes` -- events scored again after a restart get the bytes of their first predictions.
 """
@@ -32,6 +33,7 @@ from edml.core import metrics
 from edml.core.config import Settings
 from edml.kafka.messages import OutgoingMessage
 from edml.model_topic.gate import CheckedOutput
+from edml.pipelines.alerts import alert_schema, matches
 from edml.pipelines.bound import BoundPipeline
 from edml.pipelines.constraints import check_columns
 from edml.pipelines.events import EventBatch, EventDecoder
@@ -136,6 +138,7 @@ class ScoredBatch:
 
     batch: EventBatch
     scored: list[ScoredRows] = field(default_factory=list)
+    scored_at: Any = 0  # ms, from the scorer's clock: one value for the batch, or one per event
 
 
 def _take(column: Any, rows: np.ndarray) -> Any:
@@ -206,8 +209,10 @@ class BatchScorer:
     """
 
     def __init__(self, active: ActiveModels, faults: FaultPolicy | None = None,
-                 wait_for_model_s: float | None = None, call: ModelCall = call_batch) -> None:
+                 wait_for_model_s: float | None = None, call: ModelCall = call_batch,
+                 clock: Clock = wall_clock) -> None:
         self.active = active
+        self.clock = clock
         self.faults = faults or FaultPolicy()
         self.wait_for_model_s = wait_for_model_s
         self.call = call
@@ -236,6 +241,7 @@ class BatchScorer:
             rows = score_rows(model, role, batch.columns, n, self.call, batch.nulls)
             out.scored.append(rows)
             self._count(rows, n)
+        out.scored_at = self.clock(batch.timestamps_ms)
         metrics.BATCH_SIZE.observe(n)
         return out
 
@@ -279,13 +285,11 @@ class PredictionEncoder:
     event's key, every output, and the lineage.
     """
 
-    def __init__(self, serdes: TopicSerdes, bound: BoundPipeline, clock: Clock = wall_clock,
-                 stamp_positions: bool = False) -> None:
+    def __init__(self, serdes: TopicSerdes, bound: BoundPipeline, stamp_positions: bool = False) -> None:
         self.topics = serdes.topics
         self.serdes = serdes
         self.key = bound.pipeline.input.key
         self.event_time = bound.pipeline.input.event_time
-        self.clock = clock
         # the source position header is what re-emission after a restart matches: only with recovery
         self.stamp_positions = stamp_positions
 
@@ -293,44 +297,90 @@ class PredictionEncoder:
         """(the source batch, its prediction messages, each stamped with its event's source position)."""
         batch = scored.batch
         out: list[OutgoingMessage] = []
-        if scored.scored:
+        if scored.scored and len(batch):
             ts = batch.timestamps_ms
             positions = source_positions(batch) if self.stamp_positions else None
             for rows in scored.scored:
                 topic = self.topics.predictions if rows.role == "champion" else self.topics.shadow_predictions
-                out += self._encode(rows, batch, ts, topic, positions)
+                out += self._encode(rows, scored, topic, positions)
             metrics.SCORING_LATENCY.observe(max(0.0, time.time() - int(ts.min()) / 1000))
         return batch, out
 
-    def _encode(self, rows: ScoredRows, batch: EventBatch, ts: np.ndarray, topic: str,
-                positions: list[bytes] | None) -> list[OutgoingMessage]:
-        # column by column for the whole batch: per-record objects and fastavro calls were the
-        # largest cost of the hot path
-        keys, event_time = batch.columns[self.key], batch.columns[self.event_time]
-        values = rows.values
-        if not rows.ok.all():
-            keep = np.flatnonzero(rows.ok)
+    def columns(self, rows: ScoredRows, scored: ScoredBatch, keep: np.ndarray | None) -> tuple[dict[str, Any], int]:
+        """The prediction columns of ``rows``' model for the batch rows ``keep`` (None: all), and their count."""
+        batch = scored.batch
+        keys, event_time, ts = batch.columns[self.key], batch.columns[self.event_time], batch.timestamps_ms
+        values, scored_at = rows.values, scored.scored_at
+        if keep is not None:
             keys, event_time, ts = keys[keep], event_time[keep], ts[keep]
             values = {name: v[keep] for name, v in values.items()}
-            positions = None if positions is None else _take(positions, keep)
-        n = len(keys)
-        if not n:
-            return []
+            scored_at = scored_at[keep] if isinstance(scored_at, np.ndarray) else scored_at
         model = rows.model
-        scored_at = self.clock(ts)
         columns: dict[str, Any] = {self.key: keys}
         for field_name, output in model.output_fields:
             columns[field_name] = values[output]
         columns.update(model_name=model.name, model_version=model.version, event_time=event_time,
                        scored_at=scored_at, latency_ms=(scored_at - ts).astype(np.float64), role=rows.role)
-        encoded = self.serdes.for_schema(topic, model.prediction_schema).encode_columns(columns, n)
-        message_keys = key_bytes(keys)
+        return columns, len(keys)
+
+    def _encode(self, rows: ScoredRows, scored: ScoredBatch, topic: str,
+                positions: list[bytes] | None) -> list[OutgoingMessage]:
+        # column by column for the whole batch: per-record objects and fastavro calls were the
+        # largest cost of the hot path
+        keep = None
+        if not rows.ok.all():
+            keep = np.flatnonzero(rows.ok)
+            positions = None if positions is None else _take(positions, keep)
+        columns, n = self.columns(rows, scored, keep)
+        if not n:
+            return []
+        encoded = self.serdes.for_schema(topic, rows.model.prediction_schema).encode_columns(columns, n)
+        message_keys = key_bytes(columns[self.key])
         if positions is None:
             out = [OutgoingMessage(topic, k, v) for k, v in zip(message_keys, encoded, strict=True)]
         else:  # the position matches a re-emitted prediction to its first one (edml.scoring.reemission)
             out = [OutgoingMessage(topic, k, v, [(SOURCE_HEADER, pos)])
                    for k, v, pos in zip(message_keys, encoded, positions, strict=True)]
         metrics.PREDICTIONS_OUT.labels(rows.role).inc(len(out))
+        return out
+
+
+class AlertEncoder:
+    """Alerts of a scored batch: a copy of each champion prediction an alert rule fires on, with the rule's name.
+
+    The rules are checked on whole columns (inputs and outputs), one numpy comparison per
+    condition; only the predictions that fire are encoded. Re-scored events after a restart may
+    alert again (at least once, like every output).
+    """
+
+    def __init__(self, predictions: PredictionEncoder, bound: BoundPipeline) -> None:
+        self.predictions = predictions
+        self.rules = bound.pipeline.alerts
+        self.pipeline = bound.name
+        self.topic = predictions.topics.prediction_alerts
+
+    def encode(self, scored: ScoredBatch) -> list[OutgoingMessage]:
+        """The messages for the alert topic."""
+        champion = next((rows for rows in scored.scored if rows.role == "champion"), None)
+        if not self.rules or champion is None or not champion.ok.any():
+            return []
+        batch = scored.batch
+        keep = np.flatnonzero(champion.ok)
+        columns, n = self.predictions.columns(champion, scored, keep)
+        fields = {**{k: v[keep] for k, v in batch.columns.items()}, **columns}
+        nulls = {k: v[keep] for k, v in batch.nulls.items()}
+        serde = self.predictions.serdes.for_schema(self.topic, alert_schema(champion.model.prediction_schema))
+        out: list[OutgoingMessage] = []
+        for rule in self.rules:
+            fired = np.flatnonzero(matches(rule, fields, n, nulls))
+            if not len(fired):
+                continue
+            chosen = {k: (v[fired] if isinstance(v, np.ndarray) else v) for k, v in columns.items()}
+            chosen["rule"] = rule.name
+            encoded = serde.encode_columns(chosen, len(fired))
+            out += [OutgoingMessage(self.topic, k, v) for k, v in zip(key_bytes(chosen[self.predictions.key]),
+                                                                       encoded, strict=True)]
+            metrics.ALERTS.labels(self.pipeline, rule.name).inc(len(fired))
         return out
 
 
@@ -388,6 +438,7 @@ class ScoringSteps:
     decoder: EventDecoder
     scorer: BatchScorer
     predictions: PredictionEncoder
+    alerts: AlertEncoder
     dead_letters: DeadLetterEncoder
     first_bytes: FirstBytes
     serdes: TopicSerdes
@@ -398,6 +449,6 @@ def scoring_steps(active: ActiveModels, serdes: TopicSerdes, bound: BoundPipelin
                   call: ModelCall = call_batch, wait_for_model_s: float | None = None) -> ScoringSteps:
     """The steps of one scoring dataflow of ``bound`` over ``active``, in the wire format of ``serdes``."""
     decoder = EventDecoder(bound, serdes.for_schema(serdes.topics.trips, bound.schema))
-    predictions = PredictionEncoder(serdes, bound, clock, stamp_positions=emitted is not None)
-    return ScoringSteps(decoder, BatchScorer(active, faults, wait_for_model_s, call), predictions,
-                        DeadLetterEncoder(serdes), FirstBytes(emitted), serdes)
+    predictions = PredictionEncoder(serdes, bound, stamp_positions=emitted is not None)
+    return ScoringSteps(decoder, BatchScorer(active, faults, wait_for_model_s, call, clock), predictions,
+                        AlertEncoder(predictions, bound), DeadLetterEncoder(serdes), FirstBytes(emitted), serdes)

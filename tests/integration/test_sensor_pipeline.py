@@ -28,6 +28,7 @@ from edml.core.config import Settings
 from edml.kafka.clients import make_producer
 from edml.kafka.reading import read_to_end
 from edml.kafka.topics import create_topics
+from edml.pipelines.alerts import alert_schema
 from edml.pipelines.bound import BoundPipeline, bind_pipeline, pipeline_settings
 from edml.pipelines.declaration import load_pipeline
 from edml.pipelines.predictions import prediction_schema
@@ -61,6 +62,8 @@ temperature = "temperature_c"   # the model's input name differs from the field'
 humidity_pct = { range = [0, 100] }
 battery_v = { required = true, range = [0, 5] }
 temperature_c = "infer"          # from the model's reference: -10..40 widened by 10% -> -15..45
+[alerts.risky-north]
+when = ["risk >= 0.4", "site == 'north'"]
 """
 TRAINED_RANGE = (-10.0, 40.0)
 
@@ -180,6 +183,8 @@ def test_a_declared_pipeline_scores_a_record_type_edml_never_saw(
         scorer.stop()
 
     preds = [pred_serde.decode(m.value) for m in read_to_end(s, s.topics.predictions)]
+    alert_serde = topic_serdes(s).for_schema(s.topics.prediction_alerts, alert_schema(pred_serde.schema_json))
+    alerts = [(m.key, alert_serde.decode(m.value)) for m in read_to_end(s, s.topics.prediction_alerts)]
     letters = {d.key.decode(): d for d in dead(s)}
     rejected = next(st for st in statuses(s) if st.version == "v2" and st.status == "rejected")
     print(f"[sensor] sent={len(good) + len(broken) + 20} predictions={len(preds)} dead_letters={len(letters)}: "
@@ -196,6 +201,15 @@ def test_a_declared_pipeline_scores_a_record_type_edml_never_saw(
         assert p["event_time"] == r["read_at"] and p["role"] == "champion"
         assert p["risk"] == pytest.approx(float(expected["risk"][i]), rel=1e-5)
         assert p["band"] == pytest.approx(expected["band"][i].numpy().tolist(), rel=1e-5)
+    # every prediction the rule holds for has exactly one alert, with the rule's name; no other has one
+    fired = sorted(p["sensor_id"] for p in preds if p["risk"] >= 0.4 and
+                   next(r for r in good + [reading(i) for i in range(300, 320)]
+                        if r["sensor_id"] == p["sensor_id"])["site"] == "north")
+    print(f"[sensor] alerts={len(alerts)} of {len(preds)} predictions")
+    assert 0 < len(fired) < len(preds)
+    assert sorted(a["sensor_id"] for _, a in alerts) == fired
+    assert all(a["rule"] == "risky-north" and key == a["sensor_id"].encode() and a == {**by_key[a["sensor_id"]],
+               "rule": "risky-north"} for key, a in alerts)
     assert set(letters) == {"s-0900", "s-0901", "s-0902", "s-0903"}
     assert letters["s-0900"].message == "humidity_pct 150 is out of range 0..100"
     assert letters["s-0901"].message == "battery_v is required but null"

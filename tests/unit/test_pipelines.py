@@ -360,3 +360,17 @@ def test_cli_shows_the_pipeline_with_a_model(declared: Path, tmp_path: Path) -> 
     assert bad.stderr.strip().splitlines()[-1] == (
         f"edml: error: pipeline sensors ({declared / 'sensors.toml'}): a constraint on field speed, which the input "
         "schema does not have")
+
+
+def test_serve_stops_on_a_bad_declaration_before_reading_anything(declared: Path, tmp_path: Path) -> None:
+    # the broker address answers nothing: a scorer that got as far as reading would fail otherwise
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "EDML_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+           "EDML_STATE_DIR": str(tmp_path / "state")}
+    env.pop("EDML_CONFIG")
+    (declared / "sensors.toml").write_text(SENSOR_TOML.replace('site_name = "site"', 'site_name = "place"'))
+    bad = subprocess.run([sys.executable, "-m", "edml.cli", "serve", "--pipeline", "sensors", "--metrics-port", "0"],
+                         env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip().splitlines() == [
+        f"edml: error: pipeline sensors ({declared / 'sensors.toml'}): [inputs] site_name = 'place': field place is "
+        "not in the input schema"]
