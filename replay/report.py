@@ -70,6 +70,9 @@ def judging_of(pipeline: Pipeline, outputs: Sequence[str]) -> Judging:
     labels = pipeline.labels
     if labels is None:
         return Judging(prediction=outputs[0] if outputs else "")
+    if labels.prediction and outputs and labels.prediction not in outputs:
+        raise pipeline.error(f"[labels] prediction = {labels.prediction!r} is not a field of the model's predictions "
+                             f"({', '.join(outputs)})")
     return Judging(labels.task, labels.prediction or (outputs[0] if outputs else ""), labels.field, labels.threshold)
 
 

@@ -11,7 +11,15 @@ import pytest
 from edml.replay.file_io import PredictionFileError, predictions_csv, read_predictions
 from edml.replay.gate import GateUndecidable, decide
 from edml.replay.metrics import binary_metrics, regression_metrics, roc_auc
-from edml.replay.report import Judging, VersionStats, build_report, version_diff, version_stats, write_report
+from edml.replay.report import (
+    Judging,
+    VersionStats,
+    build_report,
+    judging_of,
+    version_diff,
+    version_stats,
+    write_report,
+)
 from edml.replay.run import ReplayResult
 
 from edml.core.errors import OperatorError
@@ -154,3 +162,13 @@ def test_predictions_file_round_trip_is_exact_and_sorted(tmp_path: Path) -> None
     path.write_text("not,a,predictions,file\n")
     with pytest.raises(PredictionFileError, match="not a replay predictions file"):
         read_predictions(path)
+
+
+def test_the_judged_field_must_be_one_of_the_predictions() -> None:
+    from edml.pipelines.declaration import PipelineError, load_pipeline
+
+    taxi = load_pipeline("taxi")
+    assert judging_of(taxi, ["predicted_duration_s"]) == Judging("regression", "predicted_duration_s", "duration_s")
+    with pytest.raises(PipelineError, match=r"pipeline taxi .*prediction = 'predicted_duration_s' is not a field "
+                                            r"of the model's predictions \(risk\)"):
+        judging_of(taxi, ["risk"])
