@@ -5,7 +5,8 @@
   ``batch_size`` in offset order: the same items the live Kafka source emits.
 * :class:`PredictionFileSink` -- takes the scoring dataflow's outgoing messages and, when the
   dataflow ends, writes ``predictions.csv`` (sorted by the pipeline's key, then role and version)
-  and ``dead_letters.jsonl`` (sorted by source position), staged, then published by the caller.
+  and ``dead_letters.jsonl`` (sorted by source position), and ``alerts.csv`` (the predictions an
+  alert rule fired on, with the rule), staged, then published by the caller.
   Sorting makes the files independent of how partitions interleaved.
 
 ``predictions.csv`` has one column per field of the pipeline's prediction records: the key first,
@@ -39,6 +40,7 @@ from edml.kafka.messages import OutgoingMessage, SourceMessage
 
 PREDICTIONS_FILE = "predictions.csv"
 DEAD_LETTERS_FILE = "dead_letters.jsonl"
+ALERTS_FILE = "alerts.csv"
 # the lineage every prediction carries, after the key column (edml.pipelines.predictions.LINEAGE)
 LINEAGE_COLUMNS = ("model_name", "model_version", "role", "event_time", "scored_at", "latency_ms")
 _TEXT_COLUMNS = ("model_name", "model_version", "role")
@@ -123,9 +125,16 @@ class ReplayOutput:
 
     predictions_path: Path
     dead_letters_path: Path
+    alerts_path: Path
     predictions: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    alerts: int = 0
     closed: bool = False
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Every file the sink writes."""
+        return (self.predictions_path, self.dead_letters_path, self.alerts_path)
 
     @staticmethod
     def staged(path: Path) -> Path:
@@ -134,12 +143,12 @@ class ReplayOutput:
 
     def publish(self) -> None:
         """Move the staged files into place (each rename is atomic)."""
-        for path in (self.predictions_path, self.dead_letters_path):
+        for path in self.paths:
             os.replace(self.staged(path), path)
 
     def discard(self) -> None:
         """Remove the staged files."""
-        for path in (self.predictions_path, self.dead_letters_path):
+        for path in self.paths:
             self.staged(path).unlink(missing_ok=True)
 
 
@@ -299,10 +308,13 @@ class _FilePartition(StatelessSinkPartition[list[OutgoingMessage]]):
         topics = sink.topics
         self._prediction_topics = {topics.predictions, topics.shadow_predictions}
         self._dead_letter_topic = topics.dead_letter
+        self._alert_topic = topics.prediction_alerts
         self._sink = sink
         self._output = sink.output
         self._predictions: list[dict[str, Any]] = []
+        self._alerts: list[dict[str, Any]] = []
         self._predictions_serde = PredictionDecoder(sink.schemas)
+        self._alerts_serde = PredictionDecoder(sink.alert_schemas)
         self._dead_letter_serde = dead_letter_serde()
 
     def write_batch(self, items: list[list[OutgoingMessage]]) -> None:
@@ -313,6 +325,8 @@ class _FilePartition(StatelessSinkPartition[list[OutgoingMessage]]):
                     self._predictions.append(decode_prediction(m.value))
                 elif m.topic == self._dead_letter_topic:
                     self._output.dead_letters.append(self._dead_letter_serde.decode(m.value))
+                elif m.topic == self._alert_topic:
+                    self._alerts.append(self._alerts_serde.decode(m.value))
                 else:
                     raise ValueError(f"the scoring dataflow emitted a message for unexpected topic {m.topic!r}")
 
@@ -322,7 +336,10 @@ class _FilePartition(StatelessSinkPartition[list[OutgoingMessage]]):
         _atomic_write(out.staged(out.predictions_path),
                       predictions_csv(self._predictions, sink.key, output_columns(sink.schemas, sink.key)))
         _atomic_write(out.staged(out.dead_letters_path), dead_letters_jsonl(out.dead_letters))
+        _atomic_write(out.staged(out.alerts_path),
+                      predictions_csv(self._alerts, sink.key, [*output_columns(sink.schemas, sink.key), "rule"]))
         self._output.predictions = len(self._predictions)
+        self._output.alerts = len(self._alerts)
         self._output.closed = True
 
 
@@ -330,15 +347,19 @@ class PredictionFileSink(DynamicSink[list[OutgoingMessage]]):
     """Writes the scoring dataflow's output into ``out_dir`` when the dataflow ends (one worker).
 
     ``schemas`` are the prediction schemas of the models replayed (champion first), ``key`` the
-    pipeline's key field; ``output`` tells the caller what was written.
+    pipeline's key field; ``output`` tells the caller what was written. The pipeline's alert rules'
+    alerts (the champion's predictions a rule fired on, with the rule's name) go to ``alerts.csv``.
     """
 
     def __init__(self, out_dir: Path | str, topics: Topics, schemas: Sequence[dict[str, Any]], key: str) -> None:
+        from edml.pipelines.alerts import alert_schema
+
         out_dir = Path(out_dir)
         self.topics = topics
         self.schemas = list(schemas)
+        self.alert_schemas = [alert_schema(schema) for schema in self.schemas]
         self.key = key
-        self.output = ReplayOutput(out_dir / PREDICTIONS_FILE, out_dir / DEAD_LETTERS_FILE)
+        self.output = ReplayOutput(out_dir / PREDICTIONS_FILE, out_dir / DEAD_LETTERS_FILE, out_dir / ALERTS_FILE)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _FilePartition:
         """The file writer; a replay runs on one worker so that it writes one sorted file."""

@@ -37,6 +37,8 @@ class ReplayResult:
     champion: str
     challengers: tuple[str, ...]
     dead_letter_kinds: dict[str, int]
+    alerts: int = 0  # alerts the pipeline's rules raised on the champion's predictions
+    alerts_path: Path | None = None
 
     @property
     def events_per_s(self) -> float:
@@ -80,9 +82,9 @@ def replay_archive(
     of the settings) reads the archive's events in either wire format.
 
     Runs :func:`dataflows.replay.build_replay_flow` -- the scoring dataflow of ``edml serve`` --
-    with ``bytewax.testing.run_main`` (one worker, until the archive ends). Writes
-    ``predictions.csv`` and ``dead_letters.jsonl``; bad events are counted, not fatal. Raises
-    ArchiveError (naming the file and byte position) when a segment is damaged.
+    with ``bytewax.testing.run_main`` (one worker, until the archive ends). Writes ``predictions.csv``,
+    ``dead_letters.jsonl`` and ``alerts.csv``; bad events are counted, not fatal. Raises ArchiveError
+    (naming the file and byte position) when a segment is damaged.
     """
     from bytewax.testing import run_main
     from edml.dataflows.replay import build_replay_flow
@@ -143,4 +145,5 @@ def replay_archive(
         dead_letters=len(output.dead_letters), seconds=seconds, predictions_path=output.predictions_path,
         dead_letters_path=output.dead_letters_path, champion=champion.version,
         challengers=tuple(c.version for c in challengers), dead_letter_kinds=dict(sorted(kinds.items())),
+        alerts=output.alerts, alerts_path=output.alerts_path,
     )

@@ -195,6 +195,12 @@ def test_record_and_replay_a_declared_pipeline_with_binary_labels(settings: Sett
         ("s-0900", "out-of-range", "humidity_pct 150 is out of range 0..100"),
         ("s-0902", "out-of-range", "sensor-health sensor-model: temperature_c 80.0 is out of range -15..45")]
 
+    # the declared alert rule fires in replay as it does live: on the champion's predictions
+    fired = sorted(r["sensor_id"] for i, r in enumerate(good) if risk[i] >= 0.4 and r["site"] == "north")
+    alerts = read_predictions(out / "alerts.csv")
+    assert fired and sorted(a["sensor_id"] for a in alerts) == fired
+    assert {a["rule"] for a in alerts} == {"risky-north"} and f"alerts: {len(fired)} ->" in proc.stdout
+
     # the report's figures are the binary ones, computed from the archive's labels by key
     summary = json.loads((out / "summary.json").read_text())
     figures = summary["versions"][0]["figures"]

@@ -185,6 +185,8 @@ def replay(
         largest = f"{d.max_difference:.1%}" if d.relative else f"{d.max_difference:.3g}"
         print(f"{d.version} vs {d.baseline}: {d.differing} of {d.compared} events ({share:.1%}) differ by more "
               f"than {limit} (max {largest})")
+    if result.alerts:
+        print(f"alerts: {result.alerts} -> {result.alerts_path}")
     print(f"predictions: {result.predictions_path}; report: {report_path}")
     if gate:
         candidate_role = "champion" if champion is None else "challenger"
