@@ -3,7 +3,7 @@
 A model is named by a version in the artifact store (``--model v3``), by a trained model folder
 (``--model models/2024...``: packed in memory like the publisher would, labelled with the folder's
 name), or -- for the champion of a gate -- by the record that is desired on the model topic now.
-Every path ends in :func:`model_topic.loader.load_model`: sha256, safe unpack, signature check
+Every path ends in :func:`edml.scoring.loader.load_model`: sha256, safe unpack, signature check
 and warm-up on the golden rows, exactly as in ``edml serve``.
 """
 

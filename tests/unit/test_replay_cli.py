@@ -73,3 +73,11 @@ def test_record_generate_and_an_unknown_version(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert errors(missing) == [f"edml: error: trip-duration has no version 'v404' in {STORE} (known: fixture-v1; "
                                "or pass a model folder)"]
+
+
+def test_an_undeclared_pipeline_exits_2_with_one_line(tmp_path: Path) -> None:
+    proc = edml("replay", "--pipeline", "nope", "--input", str(FIXTURES / "archive"), "--model", "fixture-v1",
+                "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(errors(proc)) == 1 and errors(proc)[0].startswith("edml: error: no pipeline 'nope'")
+    assert not (tmp_path / "out").exists(), "nothing was read or written"
