@@ -28,9 +28,11 @@ def _pipeline(settings: Settings, name: str | None) -> tuple[BoundPipeline, Sett
 
 def record(
     out: Annotated[Path, typer.Option("--out", "-o", help="Archive folder (created, or appended to).")],
-    topics: Annotated[str, typer.Option(help="Topic roles to record, comma-separated: events (the pipeline's input "
-                                        "topic), labels (its label topic), or another of its topics.")]
-    = "events,labels",
+    topics: Annotated[str | None, typer.Option(help="Topic roles to record, comma-separated: events (the pipeline's "
+                                               "input topic), labels (its label topic), or another of its topics "
+                                               "[default: events,labels; events when the pipeline declares no "
+                                               "labels].")]
+    = None,
     start: Annotated[str, typer.Option("--from", help="Where new partitions start: earliest or latest.")]
     = "earliest",
     stop_at_end: Annotated[bool, typer.Option(help="Stop once every partition reached its end as of the start.")]
@@ -57,6 +59,7 @@ def record(
 
     from edml.cli.progress import interactive
     from edml.pipelines.declaration import DEFAULT_PIPELINE
+    from edml.replay.archive import EVENTS, LABELS
     from edml.replay.recorder import RecordStats, record_topics, write_archive
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -82,8 +85,10 @@ def record(
             counts = ", ".join(f"{role} {n}" for role, n in stats.messages.items())
             console.print(f"recording: {counts}", end="\r")
 
+    roles = [t.strip() for t in topics.split(",") if t.strip()] if topics is not None else \
+        [EVENTS, LABELS] if bound.pipeline.labels is not None else [EVENTS]
     stats = record_topics(
-        settings, out, [t.strip() for t in topics.split(",") if t.strip()], start=start, stop_at_end=stop_at_end,
+        settings, out, roles, start=start, stop_at_end=stop_at_end,
         duration_s=duration, max_segment_bytes=int(max_segment_mb * 1024 * 1024), max_segment_age_s=max_segment_age,
         stop=stop, on_progress=progress,
     )
