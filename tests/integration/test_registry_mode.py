@@ -103,16 +103,16 @@ def test_scoring_evaluation_and_replay_in_registry_mode(registry_settings: Setti
 
     # the recorder keeps the Confluent-framed bytes; replay reads them through the registry
     archive = tmp_path / "archive"
-    assert record_topics(s, archive, stop_at_end=True).messages == {"trips": len(trips), "dropoffs": len(trips)}
+    assert record_topics(s, archive, stop_at_end=True).messages == {"events": len(trips), "labels": len(trips)}
     proc = subprocess.run([sys.executable, "-m", "edml.cli", "replay", "--input", str(archive), "--model", "v1",
                            "--out", str(tmp_path / "out")], env={**scorer_env(s), **registry_env(s)},
                           capture_output=True, text=True, timeout=300)
     print(proc.stdout)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    replayed = {p.trip_id: p for p in read_predictions(tmp_path / "out" / "predictions.csv")}
+    replayed = {p["trip_id"]: p for p in read_predictions(tmp_path / "out" / "predictions.csv")}
     assert set(replayed) == {p.trip_id for p in predictions}
     for p in predictions:
-        assert math.isclose(replayed[p.trip_id].predicted_duration_s, p.predicted_duration_s, rel_tol=1e-6)
+        assert math.isclose(replayed[p.trip_id]["predicted_duration_s"], p.predicted_duration_s, rel_tol=1e-6)
 
 
 def test_confluent_avro_serdes_read_and_write_edml_records(registry_settings: Settings) -> None:
