@@ -1,4 +1,4 @@
-"""Put generated trips on Kafka: pick-ups on the trips topic, drop-offs on the dropoffs topic.
+"""Put generated trips on Kafka: pick-ups on the trips topic, drop-offs on the labels topic.
 
 Two ways:
 
@@ -53,7 +53,7 @@ class _TripProducer:
         self.settings = settings
         self.producer: Producer = make_producer(settings)
         self.trips = topic_serdes(settings).trips
-        self.dropoffs = topic_serdes(settings).dropoffs
+        self.dropoffs = topic_serdes(settings).labels
         self.error: str | None = None
 
     def _on_delivery(self, err: object, _msg: object) -> None:

@@ -1,4 +1,4 @@
-"""Generated trips on a real Kafka broker: pick-ups on the trips topic, drop-offs on the dropoffs topic."""
+"""Generated trips on a real Kafka broker: pick-ups on the trips topic, drop-offs on the labels topic."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_edml_produce_command(settings: Settings, tmp_path: Path) -> None:
     env = os.environ | {
         "EDML_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "EDML_TOPIC_TRIPS": settings.topics.trips,
-        "EDML_TOPIC_DROPOFFS": settings.topics.labels,
+        "EDML_TOPIC_LABELS": settings.topics.labels,
     }
     run = subprocess.run(
         [sys.executable, "-m", "edml.cli", "produce", "--rate", "80", "--duration", "1", "--time-scale", "100000",
@@ -78,7 +78,7 @@ def test_edml_produce_to_a_missing_topic_is_one_line_naming_it_and_the_fix(setti
     env = os.environ | {
         "EDML_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "EDML_TOPIC_TRIPS": missing,
-        "EDML_TOPIC_DROPOFFS": settings.topics.labels,
+        "EDML_TOPIC_LABELS": settings.topics.labels,
     }
     run = subprocess.run(
         [sys.executable, "-m", "edml.cli", "produce", "--rate", "200", "--duration", "1"],
