@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from edml.cli.commands.options import ConfigOpt, settings_from
+from edml.core.config import redact_url
 from edml.pipelines.declaration import (
     DEFAULT_PIPELINE,
     Pipeline,
@@ -23,22 +24,29 @@ pipelines_app = typer.Typer(help="Pipelines declared in configuration: a topic, 
                             no_args_is_help=True)
 
 
-def _fetch_subject(config: Path | None) -> Any:
+def _fetch_subject(config: Path | None, pipeline: Pipeline) -> Callable[[str], dict[str, Any]] | None:
+    """Subject -> its latest schema from the configured registry; None without a registry.
+
+    A subject the registry refuses (not there, not Avro) stops with one line naming the pipeline.
+    """
+    from edml.pipelines.bound import registry_fetcher
+
     settings = settings_from(config)
-    if not settings.schema_registry_url:
+    fetch = registry_fetcher(settings)
+    if fetch is None:
         return None
-    from edml.schemas.registry import SchemaRegistryClient, SchemaRegistryError
 
-    client = SchemaRegistryClient(settings.schema_registry_url)
+    def checked(subject: str) -> dict[str, Any]:
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-    def fetch(subject: str) -> dict[str, Any]:
-        answer = client._request("GET", f"/subjects/{urllib.parse.quote(subject, safe='')}/versions/latest")
         try:
-            return dict(json.loads(answer["schema"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise SchemaRegistryError(f"subject {subject!r}: the registry answered no Avro schema ({e})") from None
+            return fetch(subject)
+        except SchemaRegistryError as e:
+            registry = redact_url(settings.schema_registry_url)
+            raise pipeline.error(f"schema subject {subject!r}: the registry at {registry} refused it "
+                                 f"({e.error_message})") from None
 
-    return fetch
+    return checked
 
 
 @pipelines_app.command("list")
@@ -62,11 +70,11 @@ def show(
     --model); a mistake stops with one line naming the pipeline and the field.
     """
     pipeline = load_pipeline(name, config)
-    fetch = _fetch_subject(config) if pipeline.input.schema.subject else None
+    fetch = _fetch_subject(config, pipeline) if pipeline.input.schema.subject else None
     schema = load_schema(pipeline, pipeline.input.schema, fetch)
     labels_schema = None
     if pipeline.labels is not None:
-        labels_fetch = _fetch_subject(config) if pipeline.labels.schema.subject else None
+        labels_fetch = _fetch_subject(config, pipeline) if pipeline.labels.schema.subject else None
         labels_schema = load_schema(pipeline, pipeline.labels.schema, labels_fetch)
     fields = check_declaration(pipeline, schema, labels_schema)
     typer.echo(f"# pipeline {pipeline.name}, declared in {pipeline.declared_in}")
