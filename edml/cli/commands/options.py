@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from edml.core.config import Settings, load_settings
+from edml.core.config import Settings, load_settings, redact_url
+
+if TYPE_CHECKING:
+    from edml.pipelines.bound import BoundPipeline
+    from edml.pipelines.declaration import Pipeline
 
 BootstrapOpt = Annotated[
     str | None, typer.Option("--bootstrap-servers", "-b", help="Kafka bootstrap servers (env EDML_BOOTSTRAP_SERVERS).")
@@ -18,9 +23,56 @@ MetricsHostOpt = Annotated[
     typer.Option("--metrics-host", help="Address /metrics binds (env EDML_METRICS_HOST; default 0.0.0.0, every "
                  "interface; 127.0.0.1: this host only)."),
 ]
+PipelineOpt = Annotated[
+    str | None,
+    typer.Option("--pipeline", help="The declared pipeline to work on (see `edml pipelines list`; default taxi)."),
+]
 StateDirOpt = Annotated[Path | None, typer.Option("--state-dir", help="State folder (env EDML_STATE_DIR).")]
 
 
 def settings_from(config: Path | None = None, **overrides: object) -> Settings:
     """Settings from the config file and env, with the given flag values on top."""
     return load_settings(config).with_overrides(**overrides)
+
+
+
+def subject_fetcher(settings: Settings, pipeline: Pipeline) -> Callable[[str], dict[str, Any]] | None:
+    """Subject -> its latest Avro schema from the settings' registry, for ``pipeline``; None without a registry.
+
+    A subject the registry refuses (not there, not Avro) stops with one line naming the pipeline.
+    """
+    from edml.pipelines.bound import registry_fetcher
+
+    fetch = registry_fetcher(settings)
+    if fetch is None:
+        return None
+
+    def checked(subject: str) -> dict[str, Any]:
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        try:
+            return fetch(subject)
+        except SchemaRegistryError as e:
+            registry = redact_url(settings.schema_registry_url)
+            raise pipeline.error(f"schema subject {subject!r}: the registry at {registry} refused it "
+                                 f"({e.error_message})") from None
+
+    return checked
+
+
+def pipeline_settings_from(
+    pipeline: str | None, config: Path | None = None, **overrides: object
+) -> tuple[BoundPipeline, Settings]:
+    """Pipeline ``pipeline`` (None: the default) read and checked, and the settings of a job of it.
+
+    The settings are the config file's and env's with the flag values on top, then the pipeline's
+    own topics, model name and state folder (``edml.pipelines.bound.pipeline_settings``). A bad
+    declaration stops here with one line, before anything is read from Kafka.
+    """
+    from edml.pipelines.bound import bind_pipeline, pipeline_settings
+    from edml.pipelines.declaration import DEFAULT_PIPELINE, load_pipeline
+
+    settings = settings_from(config, **overrides)
+    declared = load_pipeline(pipeline or DEFAULT_PIPELINE, config)
+    bound = bind_pipeline(declared, subject_fetcher(settings, declared))
+    return bound, pipeline_settings(settings, bound.pipeline)

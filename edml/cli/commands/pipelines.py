@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from edml.cli.commands.options import ConfigOpt, settings_from
-from edml.core.config import redact_url
+from edml.cli.commands.options import ConfigOpt, settings_from, subject_fetcher
 from edml.pipelines.declaration import (
     DEFAULT_PIPELINE,
     Pipeline,
@@ -22,31 +20,6 @@ from edml.pipelines.declaration import (
 
 pipelines_app = typer.Typer(help="Pipelines declared in configuration: a topic, its schema and a model.",
                             no_args_is_help=True)
-
-
-def _fetch_subject(config: Path | None, pipeline: Pipeline) -> Callable[[str], dict[str, Any]] | None:
-    """Subject -> its latest schema from the configured registry; None without a registry.
-
-    A subject the registry refuses (not there, not Avro) stops with one line naming the pipeline.
-    """
-    from edml.pipelines.bound import registry_fetcher
-
-    settings = settings_from(config)
-    fetch = registry_fetcher(settings)
-    if fetch is None:
-        return None
-
-    def checked(subject: str) -> dict[str, Any]:
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
-
-        try:
-            return fetch(subject)
-        except SchemaRegistryError as e:
-            registry = redact_url(settings.schema_registry_url)
-            raise pipeline.error(f"schema subject {subject!r}: the registry at {registry} refused it "
-                                 f"({e.error_message})") from None
-
-    return checked
 
 
 @pipelines_app.command("list")
@@ -70,12 +43,13 @@ def show(
     --model); a mistake stops with one line naming the pipeline and the field.
     """
     pipeline = load_pipeline(name, config)
-    fetch = _fetch_subject(config, pipeline) if pipeline.input.schema.subject else None
+    # the settings (and a registry client) only when a schema is a registry subject
+    needs_registry = pipeline.input.schema.subject or (pipeline.labels and pipeline.labels.schema.subject)
+    fetch = subject_fetcher(settings_from(config), pipeline) if needs_registry else None
     schema = load_schema(pipeline, pipeline.input.schema, fetch)
     labels_schema = None
     if pipeline.labels is not None:
-        labels_fetch = _fetch_subject(config, pipeline) if pipeline.labels.schema.subject else None
-        labels_schema = load_schema(pipeline, pipeline.labels.schema, labels_fetch)
+        labels_schema = load_schema(pipeline, pipeline.labels.schema, fetch)
     fields = check_declaration(pipeline, schema, labels_schema)
     typer.echo(f"# pipeline {pipeline.name}, declared in {pipeline.declared_in}")
     typer.echo(pipeline.text.rstrip() or "(no text)")
