@@ -21,5 +21,8 @@ def call_per_event(model: LoadedModel, columns: dict[str, Any]) -> CheckedOutput
     for i, part in enumerate(parts):
         if part.problem is not None:
             return CheckedOutput(None, f"row {i}: {part.problem}", np.empty(0, dtype=np.int64))
-    values = np.concatenate([p.values for p in parts]) if parts else np.empty(0)
-    return CheckedOutput(values, None, np.flatnonzero(~np.isfinite(values)))
+    if not parts:
+        return CheckedOutput({s.name: np.empty(0) for s in model.outputs}, None, np.empty(0, dtype=np.int64))
+    values = {name: np.concatenate([p.values[name] for p in parts]) for name in parts[0].values}
+    nonfinite = np.concatenate([p.nonfinite + i for i, p in enumerate(parts)])
+    return CheckedOutput(values, None, nonfinite.astype(np.int64))

@@ -31,6 +31,9 @@ from edml.schemas.records import ModelSignature, TensorSpec
 
 from edml.core.errors import Refusal
 
+# the metrics the publish gate compares, in order of preference -> whether higher is better
+GATE_METRICS = {"log_loss": False, "mae": False, "rmse": False, "auc": True}
+
 MANIFEST_NAME = "manifest.json"
 SAVED_MODEL_DIR = "saved_model"
 SIGNATURE_KEY = "serving_default"
@@ -58,7 +61,7 @@ class Manifest:
     signature: ModelSignature
     metrics: dict[str, float]
     golden_inputs: dict[str, list]
-    golden_outputs: list[float]
+    golden_outputs: Any  # the first output's values (a list), or {output name: values}
     reference: dict[str, dict]
     created_at: int
     format_version: int = FORMAT_VERSION
@@ -109,7 +112,7 @@ class Manifest:
                 signature=signature_from_dict(body["signature"]),
                 metrics={str(k): float(v) for k, v in dict(body.get("metrics", {})).items()},
                 golden_inputs={str(k): list(v) for k, v in golden_inputs.items()},
-                golden_outputs=[float(v) for v in body.get("golden_outputs", [])],
+                golden_outputs=_golden_outputs(body.get("golden_outputs", [])),
                 reference={str(k): dict(v) for k, v in dict(body.get("reference", {})).items()},
                 created_at=int(body["created_at"]),
                 format_version=fmt,
@@ -137,6 +140,12 @@ def _str(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise ArtifactError(f"manifest field {name!r} must be a non-empty string")
     return value
+
+
+def _golden_outputs(raw: Any) -> Any:
+    if isinstance(raw, dict):  # several outputs: {name: values}, values as the model returns them
+        return {str(k): list(v) for k, v in raw.items()}
+    return [float(v) for v in raw]
 
 
 def _opt_int(value: Any) -> int | None:
@@ -273,13 +282,14 @@ def read_model_folder(
     if not isinstance(metrics_raw, dict):
         raise ArtifactError("metrics.json is not a JSON object")
     metrics = _finite_metrics(metrics_raw)
-    if "mae" not in metrics:
-        raise ArtifactError("metrics.json has no numeric 'mae'")
+    if not metrics.keys() & set(GATE_METRICS):
+        raise ArtifactError(f"metrics.json has none of the numeric metrics the gate compares: {list(GATE_METRICS)}")
     golden = _read_json(model_dir / "golden.json", "golden input rows and outputs")
     if not isinstance(golden, dict) or not isinstance(golden.get("inputs"), dict) or not isinstance(
-        golden.get("outputs"), list
+        golden.get("outputs"), list | dict
     ):
-        raise ArtifactError('golden.json must be {"inputs": {field: [values]}, "outputs": [numbers]}')
+        raise ArtifactError('golden.json must be {"inputs": {input: [values]}, "outputs": [values] or '
+                            '{output: [values]}}')
     reference_path = model_dir / "reference.json"
     reference = _read_json(reference_path, "reference distributions") if reference_path.exists() else {}
     if not isinstance(reference, dict):
@@ -296,7 +306,7 @@ def read_model_folder(
             signature=signature,
             metrics=metrics,
             golden_inputs={str(k): list(v) for k, v in golden["inputs"].items()},
-            golden_outputs=[float(v) for v in golden["outputs"]],
+            golden_outputs=_golden_outputs(golden["outputs"]),
             reference={str(k): dict(v) for k, v in reference.items()},
             created_at=created_at,
             data_window_start=_opt_int(metrics_raw.get("data_window_start")),

@@ -1,119 +1,111 @@
-"""The publish gate: a model reaches the topic only if it fits the trip schema, reproduces its
-golden outputs, and is not worse than the model that serves now.
+"""The publish gate: a model reaches the topic only if its pipeline can feed it, it reproduces its
+golden outputs, and it is not worse than the model that serves now.
 
 Checks, in order (the first failure is the refusal reason, one line):
 
-1. the ``serving_default`` signature takes exactly the TripPickup fields except ``trip_id``,
-   each rank 1 with an unknown batch dimension and a compatible dtype, and returns one float;
+1. the ``serving_default`` signature fits the pipeline the model is published for: every model
+   input fed by a field of a compatible type, every output one the prediction record can hold
+   (the pipeline's check is passed in as ``signature_problems``: :mod:`edml.pipelines.signature`);
 2. the golden rows shipped with the model give finite outputs equal to the golden outputs
    (within float tolerance) -- the same rows scorers warm up on;
 3. its ``mae`` is not worse than the desired model's of that name by more than ``tolerance``
    (relative). ``force`` skips this check only: a model that fails 1 or 2 never publishes.
 
-``signature_problems`` and ``golden_problems`` are pure enough for scorers to reuse.
+``check_outputs`` is the one definition of a usable model output, for the gate, warm-up and scoring.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edml.schemas.records import ModelRecord, ModelSignature, TripPickup
+import numpy as np
+from edml.model_topic.artifact import GATE_METRICS
+from edml.schemas.records import ModelRecord, ModelSignature, TensorSpec
 
 from edml.core.errors import Refusal
 
 DEFAULT_TOLERANCE = 0.05
 GOLDEN_RTOL = 1e-3
-GOLDEN_ATOL = 1e-2  # seconds; float32 round-off on durations of thousands of seconds
-_DTYPES_FOR = {
-    "int": ("int32", "int64"),
-    "float": ("float32", "float64"),
-    "str": ("string",),
-}
-FLOAT_OUTPUTS = ("float32", "float64")
+GOLDEN_ATOL = 1e-2  # e.g. seconds: float32 round-off on durations of thousands of seconds
+_KINDS = {"float16": "f", "bfloat16": "f", "float32": "f", "float64": "f", "int8": "iu", "int16": "iu", "int32": "iu",
+          "int64": "iu", "uint8": "iu", "uint16": "iu", "bool": "b", "string": "OSU"}
+SignatureCheck = Callable[[ModelSignature], list[str]]
 
 
 class GateRefused(Refusal):
     """The gate refused a model; ``reason`` is one line."""
 
 
-def expected_inputs() -> dict[str, tuple[str, ...]]:
-    """TripPickup field -> dtypes a model input for it may have (``trip_id`` is not a feature)."""
-    out = {}
-    for f in dataclasses.fields(TripPickup):
-        if f.name == "trip_id":
-            continue
-        out[f.name] = _DTYPES_FOR[f.type if isinstance(f.type, str) else f.type.__name__]
-    return out
-
-
-def signature_problems(signature: ModelSignature) -> list[str]:
-    """What is wrong with ``signature`` for scoring trips (empty when it fits)."""
-    problems = []
-    expected = expected_inputs()
-    given = {s.name: s for s in signature.inputs}
-    missing = sorted(set(expected) - set(given))
-    extra = sorted(set(given) - set(expected))
-    if missing:
-        problems.append(f"inputs missing {missing}")
-    if extra:
-        problems.append(f"unexpected inputs {extra} (inputs must be exactly the TripPickup fields but trip_id)")
-    for name in sorted(set(expected) & set(given)):
-        spec = given[name]
-        if spec.dtype not in expected[name]:
-            problems.append(f"input {name} is {spec.dtype}, expected one of {list(expected[name])}")
-        if len(spec.shape) != 1 or spec.shape[0] not in (-1,):
-            problems.append(f"input {name} has shape {spec.shape}, expected [-1] (a batch of scalars)")
-    if len(signature.outputs) != 1:
-        problems.append(f"expected one output, found {len(signature.outputs)}")
-    elif signature.outputs[0].dtype not in FLOAT_OUTPUTS:
-        problems.append(f"output {signature.outputs[0].name} is {signature.outputs[0].dtype}, expected a float")
-    return problems
-
-
 @dataclass(frozen=True)
 class CheckedOutput:
-    """A model call's output checked against the rows it was given.
+    """A model call's outputs checked against the signature and the rows it was given.
 
-    ``problem`` (one line) is set when the output as a whole is unusable: not one float per
-    row (a wrong length, a second column, a non-float dtype). Otherwise ``values`` holds one
-    float64 per row and ``nonfinite`` the indices of rows whose value is NaN or infinite.
+    ``problem`` (one line) is set when the output as a whole is unusable: an output missing, a
+    wrong length or width, a dtype that is not the signature's. Otherwise ``values`` maps each
+    output's name to its array (``(n,)`` or ``(n, k)``; floats as float64, strings as ``str``)
+    and ``nonfinite`` holds the rows where a float output is NaN or infinite.
     """
 
-    values: Any  # np.ndarray of float64, shape (n,), or None with a problem
+    values: Any  # dict[str, np.ndarray], or None with a problem
     problem: str | None
     nonfinite: Any  # np.ndarray of int64 row indices
 
+    @property
+    def first(self) -> np.ndarray:
+        """The first output's values."""
+        return next(iter(self.values.values()))
 
-def check_output(result: Any, n: int) -> CheckedOutput:
-    """The one definition of a usable model output, for the publish gate, warm-up and scoring.
 
-    ``result`` is what the serving function returned for ``n`` rows (a dict of tensors or a
-    tensor). Usable means exactly one output of a float dtype with shape ``(n,)`` or ``(n, 1)``;
-    never flattened or cut to fit.
+def _unusable(problem: str) -> CheckedOutput:
+    return CheckedOutput(None, problem, np.empty(0, dtype=np.int64))
+
+
+def _width(spec: TensorSpec) -> int:
+    return spec.shape[1] if len(spec.shape) == 2 and spec.shape[1] > 0 else 1
+
+
+def check_outputs(result: Any, n: int, outputs: Sequence[TensorSpec]) -> CheckedOutput:
+    """The outputs the serving function returned for ``n`` rows, checked against the signature's ``outputs``.
+
+    ``result`` is a dict of tensors (or one tensor for a one-output signature). Each output must be
+    there with the signature's kind of dtype and shape ``(n,)`` (or ``(n, 1)``) for a scalar,
+    ``(n, k)`` for a vector of k; never flattened or cut to fit.
     """
-    import numpy as np
-
-    none = np.empty(0, dtype=np.int64)
-    if isinstance(result, dict):
-        if len(result) != 1:
-            return CheckedOutput(None, f"the model returned {len(result)} outputs, expected one", none)
-        result = next(iter(result.values()))
-    try:
-        array = np.asarray(result)
-    except Exception as e:  # noqa: BLE001 - whatever the output object is, it is not usable
-        return CheckedOutput(None, f"the model output does not convert to an array: {type(e).__name__}", none)
-    if array.dtype.kind != "f":
-        return CheckedOutput(None, f"the model returned {array.dtype} values, expected floats", none)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.shape != (n,):
-        return CheckedOutput(None, f"the model returned shape {list(array.shape)} for {n} rows, expected [{n}]",
-                             none)
-    values = array.astype(np.float64)
-    return CheckedOutput(values, None, np.flatnonzero(~np.isfinite(values)))
+    if not isinstance(result, dict):
+        if len(outputs) != 1:
+            return _unusable(f"the model returned one tensor, its signature declares {len(outputs)} outputs")
+        result = {outputs[0].name: result}
+    values: dict[str, np.ndarray] = {}
+    bad = np.zeros(n, dtype=bool)
+    for spec in outputs:
+        if spec.name not in result:
+            return _unusable(f"the model returned no output {spec.name} (it returned {sorted(result)})")
+        try:
+            array = np.asarray(result[spec.name])
+        except Exception as e:  # noqa: BLE001 - whatever the output object is, it is not usable
+            return _unusable(f"output {spec.name} does not convert to an array: {type(e).__name__}")
+        kinds = _KINDS.get(spec.dtype, "f")
+        if array.dtype.kind not in kinds:
+            return _unusable(f"output {spec.name} is {array.dtype}, its signature says {spec.dtype}")
+        width = _width(spec)
+        if width == 1 and array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        expected = (n,) if width == 1 else (n, width)
+        if array.shape != expected:
+            return _unusable(f"output {spec.name} has shape {list(array.shape)} for {n} rows, expected "
+                             f"{list(expected)}")
+        if array.dtype.kind == "f":
+            array = array.astype(np.float64)
+            finite = np.isfinite(array)
+            bad |= ~(finite if finite.ndim == 1 else finite.all(axis=1))
+        elif array.dtype.kind in "OS":
+            array = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in array.ravel()],
+                             dtype=object).reshape(array.shape)
+        values[spec.name] = array
+    return CheckedOutput(values, None, np.flatnonzero(bad))
 
 
 def output_problems(checked: CheckedOutput) -> list[str]:
@@ -121,25 +113,52 @@ def output_problems(checked: CheckedOutput) -> list[str]:
     if checked.problem is not None:
         return [checked.problem]
     if len(checked.nonfinite):
-        return [f"the model returned {len(checked.nonfinite)} non-finite (NaN/inf) outputs "
-                f"for {len(checked.values)} rows"]
+        rows = len(checked.first)
+        return [f"the model returned non-finite (NaN/inf) outputs for {len(checked.nonfinite)} of {rows} rows"]
     return []
+
+
+def expected_golden(golden_outputs: Any, outputs: Sequence[TensorSpec]) -> dict[str, list[Any]]:
+    """The golden outputs by output name: a list is the first output's, a dict names each."""
+    if isinstance(golden_outputs, dict):
+        return {str(k): list(v) for k, v in golden_outputs.items()}
+    return {outputs[0].name: list(golden_outputs)} if outputs else {}
+
+
+def golden_mismatch(checked: CheckedOutput, expected: dict[str, list[Any]], *, rtol: float = GOLDEN_RTOL,
+                    atol: float = GOLDEN_ATOL) -> str | None:
+    """How the checked outputs differ from the ``expected`` golden outputs (None when they match)."""
+    for name, want_list in expected.items():
+        got = checked.values.get(name)
+        if got is None:
+            return f"golden outputs name {name}, which the model does not return"
+        want = np.asarray(want_list, dtype=got.dtype if got.dtype.kind != "f" else np.float64)
+        if want.shape != got.shape:
+            return f"golden output {name} has shape {list(want.shape)}, the model gives {list(got.shape)}"
+        off = (np.abs(got - want) > atol + rtol * np.abs(want)) if got.dtype.kind == "f" else (got != want)
+        if off.ndim > 1:
+            off = off.any(axis=1)
+        if off.any():
+            i = int(np.argmax(off))
+            return (f"{int(off.sum())} of {len(off)} golden rows differ on {name}, e.g. row {i}: got {got[i]}, "
+                    f"expected {want[i]}")
+    return None
 
 
 def golden_problems(
     serving_fn: Any,
     signature: ModelSignature,
     golden_inputs: dict[str, list],
-    golden_outputs: list[float],
+    golden_outputs: Any,
     *,
     rtol: float = GOLDEN_RTOL,
     atol: float = GOLDEN_ATOL,
 ) -> list[str]:
     """Run the golden rows through ``serving_fn``; what went wrong (empty when all match)."""
-    import numpy as np
     import tensorflow as tf
 
-    n = len(golden_outputs)
+    expected = expected_golden(golden_outputs, signature.outputs)
+    n = len(next(iter(expected.values()), []))
     if n == 0:
         return ["no golden rows to check the model with"]
     feed = {}
@@ -155,38 +174,37 @@ def golden_problems(
             return [f"golden input {spec.name} does not convert to {spec.dtype}: {e}"]
     try:
         result = serving_fn(**feed)
-    except Exception as e:  # any TF error here means the model cannot score trips
+    except Exception as e:  # any TF error here means the model cannot score events
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         return [f"the model failed on the golden rows: {type(e).__name__}: {first}"]
-    checked = check_output(result, n)
+    checked = check_outputs(result, n, signature.outputs)
     problems = output_problems(checked)
     if problems:
         return [p + " (golden rows)" for p in problems]
-    got = checked.values
-    want = np.asarray(golden_outputs, dtype=np.float64)
-    off = np.abs(got - want) > atol + rtol * np.abs(want)
-    if off.any():
-        i = int(np.argmax(off))
-        return [
-            f"{int(off.sum())} of {n} golden outputs differ, e.g. row {i}: got {got[i]:.4f}, expected {want[i]:.4f}"
-        ]
-    return []
+    mismatch = golden_mismatch(checked, expected, rtol=rtol, atol=atol)
+    return [mismatch] if mismatch else []
 
 
 def metric_problem(metrics: dict[str, float], current: ModelRecord | None, tolerance: float) -> str | None:
-    """Why ``metrics`` are worse than ``current``'s mae beyond ``tolerance`` (relative), else None."""
-    mae = metrics.get("mae")
-    if mae is None or not math.isfinite(mae):
-        return "the model's metrics have no finite mae"
+    """Why ``metrics`` are worse than ``current``'s beyond ``tolerance`` (relative), else None.
+
+    The metric compared is the first of :data:`GATE_METRICS` the model reports (``mae`` for a
+    regression, ``log_loss`` for a classifier, ...), against the same metric of ``current``.
+    """
+    name = next((m for m in GATE_METRICS if m in metrics), None)
+    value = metrics.get(name) if name else None
+    if name is None or value is None or not math.isfinite(value):
+        return f"the model's metrics have no finite {' or '.join(GATE_METRICS)}"
     if current is None:
         return None
-    old = current.metrics.get("mae")
+    old = current.metrics.get(name)
     if old is None or not math.isfinite(old) or old <= 0:
         return None
-    worse = (mae - old) / old
+    higher_better = GATE_METRICS[name]
+    worse = (old - value) / old if higher_better else (value - old) / old
     if worse > tolerance:
         return (
-            f"mae {mae:.3f} is {worse:.1%} worse than {current.version}'s {old:.3f} "
+            f"{name} {value:.3f} is {worse:.1%} worse than {current.version}'s {old:.3f} "
             f"(tolerance {tolerance:.1%}; --force publishes anyway)"
         )
     return None
@@ -204,17 +222,22 @@ def check(
     serving_fn: Any,
     signature: ModelSignature,
     golden_inputs: dict[str, list],
-    golden_outputs: list[float],
+    golden_outputs: Any,
     metrics: dict[str, float],
     current: ModelRecord | None,
     *,
+    signature_problems: SignatureCheck,
     tolerance: float = DEFAULT_TOLERANCE,
     force: bool = False,
 ) -> GateResult:
-    """Run every check; raises :class:`GateRefused` with the first reason."""
+    """Run every check; raises :class:`GateRefused` with the first reason.
+
+    ``signature_problems``: what keeps a model with a signature from scoring the pipeline it is
+    published for (empty when it fits).
+    """
     problems = signature_problems(signature)
     if problems:
-        raise GateRefused("signature does not match the TripPickup schema: " + "; ".join(problems))
+        raise GateRefused("the pipeline cannot feed this model: " + "; ".join(problems))
     problems = golden_problems(serving_fn, signature, golden_inputs, golden_outputs)
     if problems:
         raise GateRefused("golden check failed: " + "; ".join(problems))

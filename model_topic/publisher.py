@@ -40,6 +40,8 @@ from edml.schemas.wire import topic_serdes
 from edml.core.config import Settings
 from edml.core.errors import OperatorError, Refusal
 from edml.kafka.clients import make_admin, make_producer
+from edml.pipelines.bound import BoundPipeline, open_pipeline
+from edml.pipelines.signature import model_problems
 
 __all__ = [
     "PublishError",
@@ -167,8 +169,11 @@ def publish_model(
     signing_key: str | Path | bytes | None = None,
     version: str | None = None,
     revision: Revision | None = None,
+    pipeline: BoundPipeline | None = None,
 ) -> ModelRecord:
-    """Gate, upload and publish the trainer's folder ``model_dir`` as model ``name``.
+    """Gate, upload and publish the trainer's folder ``model_dir`` as model ``name`` for ``pipeline``.
+
+    ``pipeline`` (default: the settings' pipeline) is what the model's signature is checked against.
 
     The version is ``version`` when given (refused if the store has it), else
     ``<project>-<commit time>-<sha7>-<N>`` with the next N for that revision in the store.
@@ -190,9 +195,10 @@ def publish_model(
     revision = revision or current_revision()
     manifest = read_model_folder(model_dir, name, version or "unversioned", signature=signature, git_sha=revision.sha)
     current = desired_records(settings).get(name)
+    bound = pipeline or open_pipeline(settings.pipeline, settings)
     result: GateResult = check(
         serving_fn, signature, manifest.golden_inputs, manifest.golden_outputs, manifest.metrics, current,
-        tolerance=tolerance, force=force,
+        signature_problems=lambda s: model_problems(bound, s), tolerance=tolerance, force=force,
     )
     if result.forced_reason:
         log.warning("publishing despite the gate (--force): %s", result.forced_reason)

@@ -17,23 +17,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from edml.kafka.local_broker import ToolMissing, free_port, port_open, require_tool
+from edml.core.local_service import JAVA_HINT, LocalService, ToolMissing, free_port, require_tool
 
 REGISTRY_DIR = Path(__file__).resolve().parents[1] / "registry"
 APP_DIR = REGISTRY_DIR / "app"
 VERSION = "3.0.9"
 RUNNER = f"apicurio-registry-app-{VERSION}-runner.jar"
 CCOMPAT_PATH = "/apis/ccompat/v7"
-JAVA_HINT = "install a Java 17+ runtime (e.g. `apt-get install openjdk-17-jre-headless`)"
 
 
 def ensure_app() -> Path:
@@ -63,36 +60,19 @@ def ensure_app() -> Path:
 
 
 @dataclass
-class LocalRegistry:
+class LocalRegistry(LocalService):
     """One Apicurio Registry whose pid, log and data live in ``home``."""
 
-    home: Path
     port: int = 8081
     heap: str = "384m"
+
+    name = "registry"
+    what = "schema registry"
 
     @property
     def url(self) -> str:
         """The Confluent-compatible API's base URL (what ``[schema_registry] url`` takes)."""
         return f"http://127.0.0.1:{self.port}{CCOMPAT_PATH}"
-
-    @property
-    def pid_file(self) -> Path:
-        """Where the registry's pid is kept."""
-        return self.home / "registry.pid"
-
-    @property
-    def log_file(self) -> Path:
-        """The registry's stdout and stderr."""
-        return self.home / "registry.log"
-
-    def pid(self) -> int | None:
-        """The running registry's pid, or None."""
-        try:
-            pid = int(self.pid_file.read_text())
-            os.kill(pid, 0)
-        except (FileNotFoundError, ValueError, ProcessLookupError):
-            return None
-        return pid
 
     def ready(self) -> bool:
         """Whether the registry answers its readiness check."""
@@ -115,51 +95,19 @@ class LocalRegistry:
         """Start the registry unless it runs; wait until it is ready. False when it was already up."""
         if self.pid() is not None:
             return False
-        if port_open(self.port):
-            raise ToolMissing(f"port {self.port} is taken by another program; pick another with --port")
+        self.check_port_free()
         self.home.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, QUARKUS_HTTP_HOST="127.0.0.1", QUARKUS_HTTP_PORT=str(self.port),
                    # the management interface (metrics, health) stays on the main port
                    QUARKUS_MANAGEMENT_ENABLED="false",
                    APICURIO_DATASOURCE_URL=f"jdbc:h2:file:{(self.home / 'data' / 'registry').resolve()}",
                    QUARKUS_LOG_CATEGORY__IO_APICURIO_REGISTRY_ACCESS__LEVEL="WARN")
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=self.home, start_new_session=True)
-        self.pid_file.write_text(str(proc.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise RuntimeError(f"the schema registry exited with {proc.returncode}; see {self.log_file}")
-            if self.ready():
-                return True
-            time.sleep(0.3)
-        raise RuntimeError(f"the schema registry did not start within {timeout:.0f}s; see {self.log_file}")
+        self.launch(self._command(), self.ready, timeout, env=env, cwd=self.home)
+        return True
 
     def down(self, timeout: float = 90.0) -> bool:
-        """Stop the registry; returns False when it was not running."""
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child, and it exited
-                    break
-            except ChildProcessError:  # not our child: ask the kernel
-                pass
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        """Stop the registry (it flushes its storage on SIGTERM: a longer grace); False when it was not running."""
+        return super().down(timeout)
 
 
 def start_on_free_port(home: Path) -> LocalRegistry:

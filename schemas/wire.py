@@ -14,12 +14,13 @@ topic: they stay single-object.)
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from edml.schemas import records
-from edml.schemas.serde import CONFLUENT_MAGIC, AvroSerde, DecodeError, schema_fingerprint, serde_for
+from edml.schemas.serde import CONFLUENT_MAGIC, AvroSerde, DecodeError, serde_for
 
 if TYPE_CHECKING:
     from edml.core.config import SchemaRegistrySettings, Settings, Topics
@@ -83,8 +84,9 @@ class TopicSerdes:
         With a registry the schema is registered under ``<topic>-value`` on first write.
         """
         cache = self.__dict__.setdefault("_declared", {})  # frozen: cached beside the fields
-        fingerprint = schema_fingerprint(schema_json)
-        serde = cache.get((topic, fingerprint))
+        # the whole text, not the fingerprint: defaults and aliases change reading, not the fingerprint
+        text = json.dumps(schema_json, sort_keys=True)
+        serde = cache.get((topic, text))
         if serde is None:
             plain: AvroSerde[dict[str, Any]] = AvroSerde(schema_json, None)
             if self.registry_client is None:
@@ -93,7 +95,7 @@ class TopicSerdes:
                 from edml.schemas.confluent import ConfluentSerde, subject_for
 
                 serde = ConfluentSerde(plain, self.registry_client, subject_for(topic))
-            cache[(topic, fingerprint)] = serde
+            cache[(topic, text)] = serde
         return serde
 
     def for_topic(self, topic: str) -> RecordSerde[Any]:

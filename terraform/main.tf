@@ -25,6 +25,7 @@ locals {
     evaluations        = { name = "evaluations", partitions = var.topic_partitions, configs = {} }
     scores             = { name = "scores", partitions = var.topic_partitions, configs = {} }
     alerts             = { name = "alerts", partitions = var.topic_partitions, configs = {} }
+    prediction_alerts  = { name = "prediction-alerts", partitions = var.topic_partitions, configs = {} }
   }
   topics = {
     for role, t in local.topic_roles : role => merge(t, { name = "${var.topic_prefix}${t.name}" })

@@ -229,11 +229,11 @@ variable "topic_clients" {
   validation {
     condition = alltrue([
       for role in keys(var.topic_clients) : contains(
-        ["trips", "labels", "predictions", "shadow_predictions", "models", "model_status", "dead_letter", "evaluations", "scores", "alerts"],
+        ["trips", "labels", "predictions", "shadow_predictions", "models", "model_status", "dead_letter", "evaluations", "scores", "alerts", "prediction_alerts"],
         role,
       )
     ])
-    error_message = "topic_clients keys must be edml topic roles: trips, labels, predictions, shadow_predictions, models, model_status, dead_letter, evaluations, scores, alerts."
+    error_message = "topic_clients keys must be edml topic roles: trips, labels, predictions, shadow_predictions, models, model_status, dead_letter, evaluations, scores, alerts, prediction_alerts."
   }
 
   validation {

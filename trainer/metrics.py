@@ -47,7 +47,9 @@ def _numeric_reference(values: np.ndarray) -> dict[str, Any]:
     # so len(fractions) == len(edges) + 1 and values outside the training range still land in a bin.
     edges = np.unique(np.quantile(values, np.linspace(0, 1, N_QUANTILE_BINS + 1)[1:-1]))
     counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
-    return {"kind": "numeric", "edges": [float(e) for e in edges], "fractions": (counts / counts.sum()).tolist()}
+    # min and max: the training range a pipeline's `infer` constraint widens (edml.pipelines.constraints)
+    return {"kind": "numeric", "edges": [float(e) for e in edges], "fractions": (counts / counts.sum()).tolist(),
+            "min": float(values.min()), "max": float(values.max())}
 
 
 def _categorical_reference(values: list[Any]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ class Topics:
     evaluations: str = "evaluations"
     scores: str = "scores"
     alerts: str = "alerts"
+    prediction_alerts: str = "prediction-alerts"  # predictions an alert rule fired on
     prefix: str = ""  # in front of every name, and of the topics a pipeline derives (not a role)
 
     def with_prefix(self, prefix: str) -> Topics:

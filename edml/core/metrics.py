@@ -12,8 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-EVENTS_IN = Counter("edml_events_in", "Trip events read from the trips topic")
+EVENTS_IN = Counter("edml_events_in", "Events read from the input topic")
 PREDICTIONS_OUT = Counter("edml_predictions_out", "Predictions produced", ["role"])
+ALERTS = Counter("edml_alerts", "Predictions an alert rule fired on", ["pipeline", "rule"])
 DEAD_LETTERS = Counter("edml_dead_letters", "Events sent to the dead-letter topic", ["kind"])
 BATCH_SIZE = Histogram("edml_batch_size", "Trips per scored batch",
                        buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000))

@@ -104,6 +104,8 @@ def pipeline_settings(settings: Settings, pipeline: Pipeline) -> Settings:
     """``settings`` for a job of ``pipeline``: its topics, model name, state folder and name in group ids."""
     if pipeline.name == DEFAULT_PIPELINE:  # the settings' topics and model name are the default pipeline's
         return dataclasses.replace(settings, pipeline=pipeline.name)
+    # the artifact store is shared like the model topic whose records point into it
     return dataclasses.replace(settings, pipeline=pipeline.name, model_name=pipeline.model,
+                               artifact_store=settings.artifact_store_uri,
                                topics=pipeline_topics(pipeline, settings.topics),
                                state_dir=settings.state_dir / "pipelines" / pipeline.name)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edml.core.errors import OperatorError
+from edml.pipelines.alerts import AlertRule, RuleError, parse_rule, rule_problems
 from edml.pipelines.constraints import DEFAULT_MARGIN, Constraint, constraint_problems
 from edml.schemas.columnar import FieldSpec, UnsupportedSchema, flat_fields
 from edml.schemas.serde import SCHEMA_DIR
@@ -30,8 +31,11 @@ from edml.schemas.serde import SCHEMA_DIR
 DEFAULT_PIPELINE = "taxi"
 BUILT_IN_DIR = Path(__file__).parent
 TASKS = ("regression", "binary")
+# what every prediction carries beside the key and the outputs (edml.pipelines.predictions.LINEAGE)
+LINEAGE_FIELDS = ("model_name", "model_version", "event_time", "scored_at", "latency_ms", "role")
 # the topics a pipeline writes, each its own (``[topics]`` may name them; see edml.pipelines.bound)
-TOPIC_ROLES = ("predictions", "shadow_predictions", "dead_letter", "evaluations", "scores", "alerts")
+TOPIC_ROLES = ("predictions", "shadow_predictions", "dead_letter", "evaluations", "scores", "alerts",
+               "prediction_alerts")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _AVRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -95,6 +99,7 @@ class Pipeline:
     description: str = ""
     text: str = ""  # the declaration as written
     topics: dict[str, str] = field(default_factory=dict)  # role -> topic name, where not derived from the name
+    alerts: tuple[AlertRule, ...] = ()
 
     @property
     def model(self) -> str:
@@ -317,13 +322,20 @@ def parse_pipeline(name: str, data: dict[str, Any], declared_in: str, base_dir: 
     unknown_roles = sorted(set(topics) - set(TOPIC_ROLES))
     if unknown_roles:
         raise top.error(f"[topics] has unknown role(s) {unknown_roles} (known: {list(TOPIC_ROLES)})")
+    raw_alerts = top.data.pop("alerts", {})
+    if not isinstance(raw_alerts, dict):
+        raise top.error("alerts must be tables [alerts.NAME] with when = [\"FIELD OP VALUE\", ...]")
+    try:
+        alerts = tuple(parse_rule(rule, raw) for rule, raw in raw_alerts.items())
+    except RuleError as e:
+        raise top.error(str(e)) from None
     description = top.data.pop("description", "")
     if not isinstance(description, str):
         raise top.error("description must be a string")
     top.done()
     return Pipeline(name=name, declared_in=declared_in, input=source, models=models, inputs=inputs, outputs=outputs,
                     prediction_record=record, constraints=constraints, labels=labels, description=description,
-                    text=text, topics=topics)
+                    text=text, topics=topics, alerts=alerts)
 
 
 def _default_record(name: str) -> str:
@@ -381,6 +393,9 @@ def check_declaration(pipeline: Pipeline, schema_json: dict[str, Any],
     if key.type not in ("string", "bytes", "int", "long") or key.nullable:
         raise pipeline.error(f"[input] key field {key.name} is {key.describe()}; a key is a string, bytes, int or "
                              "long that is never null")
+    if key.name in LINEAGE_FIELDS:
+        raise pipeline.error(f"[input] key field {key.name} has the name of a prediction's lineage field "
+                             f"({', '.join(LINEAGE_FIELDS)}); a prediction could not hold both")
     when = fields.get(pipeline.input.event_time)
     if when is None:
         raise pipeline.error(f"[input] event_time field {pipeline.input.event_time} is not in the input schema")
@@ -393,6 +408,11 @@ def check_declaration(pipeline: Pipeline, schema_json: dict[str, Any],
                                  "input schema")
     for c in pipeline.constraints:  # one per field: TOML refuses a key given twice
         problems = constraint_problems(c, fields.get(c.field))
+        if problems:
+            raise pipeline.error(problems[0])
+    for rule in pipeline.alerts:  # fields of the input here; the prediction's are checked against each model
+        known = {c.field: fields[c.field] for c in rule.when if c.field in fields}
+        problems = rule_problems(AlertRule(rule.name, tuple(c for c in rule.when if c.field in fields)), known)
         if problems:
             raise pipeline.error(problems[0])
     if pipeline.labels is not None and label_schema_json is not None:

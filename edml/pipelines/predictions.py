@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from edml.pipelines.declaration import Pipeline
+from edml.pipelines.declaration import LINEAGE_FIELDS, Pipeline
 from edml.schemas.columnar import FieldSpec
 from edml.schemas.records import ModelSignature, TensorSpec
 
@@ -39,6 +39,7 @@ LINEAGE: list[dict[str, Any]] = [
     {"name": "latency_ms", "type": "double", "doc": "from the input record's Kafka timestamp to scoring"},
     {"name": "role", "type": "string", "default": "champion", "doc": "champion or challenger"},
 ]
+assert tuple(f["name"] for f in LINEAGE) == LINEAGE_FIELDS
 
 
 def output_width(spec: TensorSpec) -> int | None:

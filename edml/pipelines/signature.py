@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edml.pipelines.bound import BoundPipeline
 from edml.pipelines.declaration import Pipeline
 from edml.schemas.columnar import FieldSpec
 from edml.schemas.records import ModelSignature, TensorSpec
@@ -81,6 +82,21 @@ def bindings(pipeline: Pipeline, fields: dict[str, FieldSpec], signature: ModelS
     """Model input <- record field, for a signature without :func:`signature_problems`."""
     return [InputBinding(s.name, pipeline.field_for(s.name), s.dtype, fields[pipeline.field_for(s.name)].describe())
             for s in signature.inputs]
+
+
+def model_problems(bound: BoundPipeline, signature: ModelSignature) -> list[str]:
+    """Everything that keeps a model with ``signature`` from scoring ``bound``: inputs, outputs, alert rules."""
+    from edml.pipelines.alerts import rule_problems
+    from edml.pipelines.predictions import OUTPUT_TYPES, output_fields, output_width, prediction_problems
+
+    problems = signature_problems(bound.pipeline, bound.fields, signature) + prediction_problems(bound.pipeline,
+                                                                                                 signature)
+    if problems or not bound.pipeline.alerts:
+        return problems
+    fields = dict(bound.fields)
+    for name, spec in output_fields(bound.pipeline, signature):
+        fields[name] = FieldSpec(name, OUTPUT_TYPES[spec.dtype] if output_width(spec) == 1 else "array")
+    return [p for rule in bound.pipeline.alerts for p in rule_problems(rule, fields)]
 
 
 def check_signature(pipeline: Pipeline, fields: dict[str, FieldSpec], signature: ModelSignature) -> None:

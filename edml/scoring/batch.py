@@ -2,15 +2,19 @@
 
 Each step is one job, named as in ``dataflows/scoring.py``:
 
-* :class:`BatchScorer` -- one model call per batch and model; a call that fails (raises, or
-  returns an output that is not one float per row) is retried by halves to isolate the rows
-  that fail, a non-finite value fails its row only; failing rows become dead letters
-  (``model-error`` / ``model-output``), the rest is scored. A model whose failures pass the
-  declared rate over a window of rows is reported faulty to the serving set (quarantine).
-* :class:`PredictionEncoder` -- prediction messages with an injected clock: the wall clock
-  live, the trip's own Kafka timestamp in replay (:func:`event_clock`).
-* :class:`DeadLetterEncoder` -- decode, validation and model dead letters for the dead-letter topic.
-* :class:`FirstBytes` -- trips scored again after a restart get the bytes of their first predictions.
+* :class:`~edml.pipelines.events.EventDecoder` -- the pipeline's events as columns, checked
+  against its declared constraints.
+* :class:`BatchScorer` -- one model call per batch and model; rows outside a model's inferred
+  constraints are not given to it (``out-of-range``); a call that fails (raises, or returns
+  outputs that do not fit the signature) is retried by halves to isolate the rows that fail, a
+  non-finite value fails its row only; failing rows become dead letters (``model-error`` /
+  ``model-output``), the rest is scored. A model whose failures pass the declared rate over a
+  window of rows is reported faulty to the serving set (quarantine). Its injected clock stamps
+  ``scored_at``: the wall clock live, the event's own Kafka timestamp in replay (:func:`event_clock`).
+* :class:`PredictionEncoder` -- prediction records derived from each model's signature.
+* :class:`AlertEncoder` -- a copy of each champion prediction a declared alert rule fires on.
+* :class:`DeadLetterEncoder` -- decode, constraint and model dead letters, with each event's source bytes.
+* :class:`FirstBytes` -- events scored again after a restart get the bytes of their first predictions.
 """
 
 from __future__ import annotations
@@ -29,8 +33,11 @@ from edml.core import metrics
 from edml.core.config import Settings
 from edml.kafka.messages import OutgoingMessage
 from edml.model_topic.gate import CheckedOutput
-from edml.schemas.records import DeadLetter
-from edml.schemas.validation import TripBatch
+from edml.pipelines.alerts import alert_schema, matches
+from edml.pipelines.bound import BoundPipeline
+from edml.pipelines.constraints import check_columns
+from edml.pipelines.events import EventBatch, EventDecoder
+from edml.schemas.records import DeadLetter, TensorSpec
 from edml.schemas.wire import TopicSerdes
 from edml.scoring.reemission import SOURCE_HEADER, EmittedPredictions, source_positions
 from edml.scoring.serving import ActiveModels, LoadedModel, ServingSet
@@ -39,7 +46,7 @@ log = logging.getLogger("edml.scorer")
 
 # (model, columns of the rows) -> the checked output; the default is one call for all rows
 ModelCall = Callable[[LoadedModel, dict[str, Any]], CheckedOutput]
-# Kafka timestamps (ms) of a batch's trips -> scored_at (ms): one value or one per trip
+# Kafka timestamps (ms) of a batch's events -> scored_at (ms): one value or one per event
 Clock = Callable[[np.ndarray], "np.ndarray | int"]
 
 
@@ -54,7 +61,7 @@ def wall_clock(timestamps_ms: np.ndarray) -> int:
 
 
 def event_clock(timestamps_ms: np.ndarray) -> np.ndarray:
-    """Replay: each trip's own Kafka timestamp, so the output depends on the input alone."""
+    """Replay: each event's own Kafka timestamp, so the output depends on the input alone."""
     return timestamps_ms
 
 
@@ -98,19 +105,30 @@ class RowFailure:
     """Rows of a batch a model could not score, and why."""
 
     rows: np.ndarray  # indices into the batch
-    kind: str  # model-error (the call raised) or model-output (unusable output)
+    kind: str  # model-error (the call raised), model-output (unusable output), out-of-range (inferred constraint)
     reason: str
+
+
+_EMPTY_DTYPES = {"f": np.float64, "i": np.int64, "u": np.int64, "b": np.bool_}
+
+
+def _empty_output(spec: TensorSpec, n: int) -> np.ndarray:
+    width = spec.shape[1] if len(spec.shape) == 2 and spec.shape[1] > 0 else 1
+    kind = np.dtype(spec.dtype).kind if spec.dtype != "string" else "O"
+    dtype = _EMPTY_DTYPES.get(kind, object)
+    return np.zeros(n if width == 1 else (n, width), dtype=dtype)
 
 
 @dataclass
 class ScoredRows:
-    """One model's outputs for a batch: ``values`` where ``ok``, and the failures."""
+    """One model's outputs for a batch (output name -> values) where ``ok``, and the failures."""
 
     model: LoadedModel
     role: str  # champion or challenger
-    values: np.ndarray
+    values: dict[str, np.ndarray]
     ok: np.ndarray  # bool per row
     failures: list[RowFailure] = field(default_factory=list)
+    rejected: list[RowFailure] = field(default_factory=list)  # rows outside the model's inferred constraints
     calls: int = 0
 
 
@@ -118,8 +136,9 @@ class ScoredRows:
 class ScoredBatch:
     """A batch and what each serving model made of it."""
 
-    batch: TripBatch
+    batch: EventBatch
     scored: list[ScoredRows] = field(default_factory=list)
+    scored_at: Any = 0  # ms, from the scorer's clock: one value for the batch, or one per event
 
 
 def _take(column: Any, rows: np.ndarray) -> Any:
@@ -137,15 +156,21 @@ def _first_line(e: BaseException) -> str:
 
 
 def score_rows(model: LoadedModel, role: str, columns: dict[str, Any], n: int,
-               call: ModelCall = call_batch) -> ScoredRows:
+               call: ModelCall = call_batch, nulls: dict[str, np.ndarray] | None = None) -> ScoredRows:
     """Score ``n`` rows with one call; on failure retry by halves until the failing rows are isolated.
 
-    Any exception and any unusable output (wrong length, shape or dtype) fails the call; a
+    Rows outside the model's inferred constraints are rejected first and never reach it. Any
+    exception and any unusable output (missing, wrong length, shape or dtype) fails the call; a
     non-finite value fails its own row. A lone row that still fails is a failure.
     """
-    inputs = {b.name: columns[b.name] for b in model.bindings}
-    out = ScoredRows(model, role, np.zeros(n, dtype=np.float64), np.zeros(n, dtype=bool))
-    pending = [np.arange(n)]
+    inputs = {b.source: columns[b.source] for b in model.bindings}
+    out = ScoredRows(model, role, {s.name: _empty_output(s, n) for s in model.outputs}, np.zeros(n, dtype=bool))
+    first = np.arange(n)
+    if model.constraints:
+        violations = check_columns(columns, nulls or {}, model.constraints, n)
+        out.rejected = [RowFailure(np.array([i]), "out-of-range", reason) for i, reason in violations.reasons.items()]
+        first = np.flatnonzero(violations.ok)
+    pending = [first] if len(first) else []
     while pending:
         rows = pending.pop()
         part = inputs if len(rows) == n else {k: _take(v, rows) for k, v in inputs.items()}
@@ -157,7 +182,8 @@ def score_rows(model: LoadedModel, role: str, columns: dict[str, Any], n: int,
             kind, reason = "model-error", f"{type(e).__name__}: {_first_line(e)}"
         else:
             if checked.problem is None:
-                out.values[rows] = checked.values
+                for name, values in checked.values.items():
+                    out.values[name][rows] = values
                 out.ok[rows] = True
                 if len(checked.nonfinite):
                     bad = rows[checked.nonfinite]
@@ -175,7 +201,7 @@ def score_rows(model: LoadedModel, role: str, columns: dict[str, Any], n: int,
 
 
 class BatchScorer:
-    """Scores a TripBatch: one call per batch for the champion and for each challenger.
+    """Scores an EventBatch: one call per batch for the champion and for each challenger.
 
     Challengers are scored apart from the champion: their failures never touch the champion's
     predictions and never make dead letters (only metrics and, past the rate, quarantine).
@@ -183,8 +209,10 @@ class BatchScorer:
     """
 
     def __init__(self, active: ActiveModels, faults: FaultPolicy | None = None,
-                 wait_for_model_s: float | None = None, call: ModelCall = call_batch) -> None:
+                 wait_for_model_s: float | None = None, call: ModelCall = call_batch,
+                 clock: Clock = wall_clock) -> None:
         self.active = active
+        self.clock = clock
         self.faults = faults or FaultPolicy()
         self.wait_for_model_s = wait_for_model_s
         self.call = call
@@ -196,29 +224,30 @@ class BatchScorer:
         if serving is None:
             # A tombstone arrived after the source let this batch through: wait for a model
             # rather than drop the events (they are not yet covered by a snapshot).
-            log.warning("no model active for a batch of %d trips; waiting for one", n)
+            log.warning("no model active for a batch of %d events; waiting for one", n)
             serving = self.active.wait_ready(self.wait_for_model_s)
             if serving is None:
                 raise RuntimeError("no model became active in time; restart resumes from the last snapshot")
         return serving
 
-    def score(self, batch: TripBatch) -> ScoredBatch:
+    def score(self, batch: EventBatch) -> ScoredBatch:
         """Every serving model's outputs for the batch, failing rows isolated."""
         n = len(batch)
         if not n:
             return ScoredBatch(batch)
         serving = self._serving(n)
-        columns = batch.columns.as_dict()
         out = ScoredBatch(batch)
         for model, role in ((serving.champion, "champion"), *((c, "challenger") for c in serving.challengers)):
-            rows = score_rows(model, role, columns, n, self.call)
+            rows = score_rows(model, role, batch.columns, n, self.call, batch.nulls)
             out.scored.append(rows)
             self._count(rows, n)
+        out.scored_at = self.clock(batch.timestamps_ms)
         metrics.BATCH_SIZE.observe(n)
         return out
 
     def _count(self, rows: ScoredRows, n: int) -> None:
-        failed = int(n - np.count_nonzero(rows.ok))
+        # rows outside the model's inferred constraints are the data's fault, not the model's
+        failed = sum(len(f.rows) for f in rows.failures)
         model = rows.model
         for failure in rows.failures:
             metrics.MODEL_FAILURES.labels(rows.role, failure.kind).inc(len(failure.rows))
@@ -241,102 +270,161 @@ class BatchScorer:
                                              f"{rows.failures[-1].reason if rows.failures else ''}")
 
 
-class PredictionEncoder:
-    """Prediction messages of a scored batch: champion to predictions, challengers to shadow-predictions."""
+def key_bytes(values: Any) -> list[bytes]:
+    """Message keys of a key column: text as UTF-8, bytes as they are, numbers in decimal."""
+    out = []
+    for v in values.tolist() if isinstance(values, np.ndarray) else values:
+        out.append(v if isinstance(v, bytes) else str(v).encode())
+    return out
 
-    def __init__(self, serdes: TopicSerdes, clock: Clock = wall_clock, stamp_positions: bool = False) -> None:
+
+class PredictionEncoder:
+    """Prediction messages of a scored batch: champion to predictions, challengers to shadow-predictions.
+
+    Each model writes the record its signature derives (``LoadedModel.prediction_schema``): the
+    event's key, every output, and the lineage.
+    """
+
+    def __init__(self, serdes: TopicSerdes, bound: BoundPipeline, stamp_positions: bool = False) -> None:
         self.topics = serdes.topics
         self.serdes = serdes
-        self.clock = clock
+        self.key = bound.pipeline.input.key
+        self.event_time = bound.pipeline.input.event_time
         # the source position header is what re-emission after a restart matches: only with recovery
         self.stamp_positions = stamp_positions
 
-    def encode(self, scored: ScoredBatch) -> tuple[TripBatch, list[OutgoingMessage]]:
-        """(the source batch, its prediction messages, each stamped with its trip's source position)."""
+    def encode(self, scored: ScoredBatch) -> tuple[EventBatch, list[OutgoingMessage]]:
+        """(the source batch, its prediction messages, each stamped with its event's source position)."""
         batch = scored.batch
         out: list[OutgoingMessage] = []
-        if scored.scored:
-            ts = np.fromiter(batch.timestamps_ms, dtype=np.int64, count=len(batch))
+        if scored.scored and len(batch):
+            ts = batch.timestamps_ms
             positions = source_positions(batch) if self.stamp_positions else None
             for rows in scored.scored:
                 topic = self.topics.predictions if rows.role == "champion" else self.topics.shadow_predictions
-                out += self._encode(rows, batch, ts, topic, positions)
-            metrics.SCORING_LATENCY.observe(max(0.0, time.time() - min(batch.timestamps_ms) / 1000))
+                out += self._encode(rows, scored, topic, positions)
+            metrics.SCORING_LATENCY.observe(max(0.0, time.time() - int(ts.min()) / 1000))
         return batch, out
 
-    def _encode(self, rows: ScoredRows, batch: TripBatch, ts: np.ndarray, topic: str,
+    def columns(self, rows: ScoredRows, scored: ScoredBatch, keep: np.ndarray | None) -> tuple[dict[str, Any], int]:
+        """The prediction columns of ``rows``' model for the batch rows ``keep`` (None: all), and their count."""
+        batch = scored.batch
+        keys, event_time, ts = batch.columns[self.key], batch.columns[self.event_time], batch.timestamps_ms
+        values, scored_at = rows.values, scored.scored_at
+        if keep is not None:
+            keys, event_time, ts = keys[keep], event_time[keep], ts[keep]
+            values = {name: v[keep] for name, v in values.items()}
+            scored_at = scored_at[keep] if isinstance(scored_at, np.ndarray) else scored_at
+        model = rows.model
+        columns: dict[str, Any] = {self.key: keys}
+        for field_name, output in model.output_fields:
+            columns[field_name] = values[output]
+        columns.update(model_name=model.name, model_version=model.version, event_time=event_time,
+                       scored_at=scored_at, latency_ms=(scored_at - ts).astype(np.float64), role=rows.role)
+        return columns, len(keys)
+
+    def _encode(self, rows: ScoredRows, scored: ScoredBatch, topic: str,
                 positions: list[bytes] | None) -> list[OutgoingMessage]:
-        # column by column for the whole batch: per-record Prediction objects and fastavro calls
-        # were the largest cost of the hot path
-        columns = batch.columns
-        trip_ids, event_time, values = columns.trip_id, columns.pickup_time, rows.values
+        # column by column for the whole batch: per-record objects and fastavro calls were the
+        # largest cost of the hot path
+        keep = None
         if not rows.ok.all():
             keep = np.flatnonzero(rows.ok)
-            trip_ids, event_time, values, ts = _take(trip_ids, keep), event_time[keep], values[keep], ts[keep]
             positions = None if positions is None else _take(positions, keep)
-        n = len(trip_ids)
+        columns, n = self.columns(rows, scored, keep)
         if not n:
             return []
-        scored_at = self.clock(ts)
-        encoded = self.serdes.for_topic(topic).encode_columns({
-            "trip_id": trip_ids, "predicted_duration_s": values,
-            "model_name": rows.model.name, "model_version": rows.model.version, "event_time": event_time,
-            "scored_at": scored_at, "latency_ms": (scored_at - ts).astype(np.float64), "role": rows.role,
-        }, n)
+        encoded = self.serdes.for_schema(topic, rows.model.prediction_schema).encode_columns(columns, n)
+        message_keys = key_bytes(columns[self.key])
         if positions is None:
-            out = [OutgoingMessage(topic, tid.encode(), v) for tid, v in zip(trip_ids, encoded, strict=True)]
+            out = [OutgoingMessage(topic, k, v) for k, v in zip(message_keys, encoded, strict=True)]
         else:  # the position matches a re-emitted prediction to its first one (edml.scoring.reemission)
-            out = [OutgoingMessage(topic, tid.encode(), v, [(SOURCE_HEADER, pos)])
-                   for tid, v, pos in zip(trip_ids, encoded, positions, strict=True)]
+            out = [OutgoingMessage(topic, k, v, [(SOURCE_HEADER, pos)])
+                   for k, v, pos in zip(message_keys, encoded, positions, strict=True)]
         metrics.PREDICTIONS_OUT.labels(rows.role).inc(len(out))
         return out
 
 
+class AlertEncoder:
+    """Alerts of a scored batch: a copy of each champion prediction an alert rule fires on, with the rule's name.
+
+    The rules are checked on whole columns (inputs and outputs), one numpy comparison per
+    condition; only the predictions that fire are encoded. Re-scored events after a restart may
+    alert again (at least once, like every output).
+    """
+
+    def __init__(self, predictions: PredictionEncoder, bound: BoundPipeline) -> None:
+        self.predictions = predictions
+        self.rules = bound.pipeline.alerts
+        self.pipeline = bound.name
+        self.topic = predictions.topics.prediction_alerts
+
+    def encode(self, scored: ScoredBatch) -> list[OutgoingMessage]:
+        """The messages for the alert topic."""
+        champion = next((rows for rows in scored.scored if rows.role == "champion"), None)
+        if not self.rules or champion is None or not champion.ok.any():
+            return []
+        batch = scored.batch
+        keep = np.flatnonzero(champion.ok)
+        columns, n = self.predictions.columns(champion, scored, keep)
+        fields = {**{k: v[keep] for k, v in batch.columns.items()}, **columns}
+        nulls = {k: v[keep] for k, v in batch.nulls.items()}
+        serde = self.predictions.serdes.for_schema(self.topic, alert_schema(champion.model.prediction_schema))
+        out: list[OutgoingMessage] = []
+        for rule in self.rules:
+            fired = np.flatnonzero(matches(rule, fields, n, nulls))
+            if not len(fired):
+                continue
+            chosen = {k: (v[fired] if isinstance(v, np.ndarray) else v) for k, v in columns.items()}
+            chosen["rule"] = rule.name
+            encoded = serde.encode_columns(chosen, len(fired))
+            out += [OutgoingMessage(self.topic, k, v) for k, v in zip(key_bytes(chosen[self.predictions.key]),
+                                                                       encoded, strict=True)]
+            metrics.ALERTS.labels(self.pipeline, rule.name).inc(len(fired))
+        return out
+
+
 class DeadLetterEncoder:
-    """Dead letters of a scored batch: events that did not decode or validate, and rows the champion failed."""
+    """Dead letters of a scored batch: events that did not decode or pass a constraint, and rows the champion failed."""
 
     def __init__(self, serdes: TopicSerdes) -> None:
         self.topics = serdes.topics
         self._serde = serdes.dead_letter
-        self._trip_serde = serdes.trips
 
     def encode(self, scored: ScoredBatch) -> list[OutgoingMessage]:
         """The messages for the dead-letter topic."""
         letters = list(scored.batch.dead_letters)
         for rows in scored.scored:
-            if rows.role == "champion" and rows.failures:
-                letters += self._model_failures(scored.batch, rows)
+            if rows.role == "champion":
+                letters += self._rows(scored.batch, rows, rows.rejected + rows.failures)
         out = []
         for dl in letters:
             metrics.DEAD_LETTERS.labels(dl.error_kind).inc()
             out.append(OutgoingMessage(self.topics.dead_letter, dl.key, self._serde.encode(dl)))
         return out
 
-    def _model_failures(self, batch: TripBatch, rows: ScoredRows) -> list[DeadLetter]:
-        # the trip is re-encoded (the same bytes for single-object trips), keyed by its id, with
-        # its source position, so it can be sent again once a model serves
-        trips = batch.trips
+    def _rows(self, batch: EventBatch, rows: ScoredRows, failures: list[RowFailure]) -> list[DeadLetter]:
+        # the event's own bytes and source position, so it can be sent again once a model serves it
         topic, partition = (batch.last_message[0], batch.last_message[1]) if batch.last_message \
             else (self.topics.trips, -1)
-        offsets = batch.offsets if len(batch.offsets) == len(trips) else None
         now = int(time.time() * 1000)
         model = rows.model
         return [
-            DeadLetter(source_topic=topic, partition=partition, offset=-1 if offsets is None else offsets[i],
-                       key=trips[i].trip_id.encode(), value=self._trip_serde.encode(trips[i]),
-                       error_kind=failure.kind, message=f"{model.name} {model.version}: {failure.reason}", time=now)
-            for failure in rows.failures for i in failure.rows.tolist()
+            DeadLetter(source_topic=topic, partition=partition, offset=batch.offsets[i], key=batch.keys[i],
+                       value=batch.payloads[i], error_kind=failure.kind,
+                       message=f"{model.name} {model.version}: {failure.reason}", time=now)
+            for failure in failures for i in failure.rows.tolist()
         ]
 
 
 class FirstBytes:
-    """Trips scored again after a restart get the bytes of their first predictions (None: as encoded)."""
+    """Events scored again after a restart get the bytes of their first predictions (None: as encoded)."""
 
     def __init__(self, emitted: EmittedPredictions | None = None) -> None:
         self.emitted = emitted
 
-    def reuse(self, encoded: tuple[TripBatch, list[OutgoingMessage]]) -> list[OutgoingMessage]:
-        """The prediction messages, with first-emission bytes where a trip was emitted before."""
+    def reuse(self, encoded: tuple[EventBatch, list[OutgoingMessage]]) -> list[OutgoingMessage]:
+        """The prediction messages, with first-emission bytes where an event was emitted before."""
         batch, messages = encoded
         if self.emitted is not None and messages:
             self.emitted.reuse(batch, messages)
@@ -347,17 +435,20 @@ class FirstBytes:
 class ScoringSteps:
     """The functions the scoring dataflow is built from, one job each."""
 
+    decoder: EventDecoder
     scorer: BatchScorer
     predictions: PredictionEncoder
+    alerts: AlertEncoder
     dead_letters: DeadLetterEncoder
     first_bytes: FirstBytes
     serdes: TopicSerdes
 
 
-def scoring_steps(active: ActiveModels, serdes: TopicSerdes, *, clock: Clock = wall_clock,
+def scoring_steps(active: ActiveModels, serdes: TopicSerdes, bound: BoundPipeline, *, clock: Clock = wall_clock,
                   emitted: EmittedPredictions | None = None, faults: FaultPolicy | None = None,
                   call: ModelCall = call_batch, wait_for_model_s: float | None = None) -> ScoringSteps:
-    """The steps of one scoring dataflow over ``active``, encoding with ``serdes`` (the wire format of the settings)."""
-    predictions = PredictionEncoder(serdes, clock, stamp_positions=emitted is not None)
-    return ScoringSteps(BatchScorer(active, faults, wait_for_model_s, call), predictions, DeadLetterEncoder(serdes),
-                        FirstBytes(emitted), serdes)
+    """The steps of one scoring dataflow of ``bound`` over ``active``, in the wire format of ``serdes``."""
+    decoder = EventDecoder(bound, serdes.for_schema(serdes.topics.trips, bound.schema))
+    predictions = PredictionEncoder(serdes, bound, stamp_positions=emitted is not None)
+    return ScoringSteps(decoder, BatchScorer(active, faults, wait_for_model_s, call, clock), predictions,
+                        AlertEncoder(predictions, bound), DeadLetterEncoder(serdes), FirstBytes(emitted), serdes)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from edml.core.errors import Refusal
 from edml.model_topic.artifact import (
@@ -21,8 +20,12 @@ from edml.model_topic.artifact import (
     signature_of,
     verify_sha256,
 )
-from edml.model_topic.gate import GOLDEN_ATOL, GOLDEN_RTOL, output_problems, signature_problems
+from edml.model_topic.gate import GOLDEN_ATOL, GOLDEN_RTOL, expected_golden, golden_mismatch, output_problems
 from edml.model_topic.stores import StoreError, check_name
+from edml.pipelines.bound import BoundPipeline
+from edml.pipelines.constraints import ReferenceProblem, resolve
+from edml.pipelines.predictions import output_fields, prediction_schema
+from edml.pipelines.signature import bindings, model_problems
 from edml.schemas.records import ModelRecord, ModelSignature
 from edml.scoring.serving import LoadedModel, bind_inputs
 
@@ -31,39 +34,51 @@ class ModelRejected(Refusal):
     """A model that must not serve; ``reason`` says why in one line."""
 
 
-def check_signature(signature: ModelSignature) -> str:
-    """The output name when ``signature`` fits the trip schema (the publish gate's rules)."""
-    problems = signature_problems(signature)
+def bind_model(record: ModelRecord, manifest: Manifest, function: Any, signature: ModelSignature,
+               bound: BoundPipeline) -> LoadedModel:
+    """A :class:`LoadedModel` of ``function`` for ``bound``, or :class:`ModelRejected` when the pipeline cannot feed it.
+
+    The publish gate's rules (``edml.pipelines.signature.model_problems``); the model's reference
+    resolves the pipeline's ``infer`` constraints.
+    """
+    problems = model_problems(bound, signature)
     if problems:
-        raise ModelRejected("signature does not fit the trip schema: " + "; ".join(problems))
-    return signature.outputs[0].name
+        raise ModelRejected(f"pipeline {bound.name} cannot feed this model: " + "; ".join(problems))
+    inferred = tuple(c for c in bound.pipeline.constraints if c.infer)
+    try:
+        constraints = resolve(inferred, bound.fields, manifest.reference)
+    except ReferenceProblem as e:
+        raise ModelRejected(f"pipeline {bound.name}: {e}") from None
+    pipeline = bound.pipeline
+    return LoadedModel(record=record, manifest=manifest, function=function,
+                       bindings=bind_inputs(signature, {b.model_input: b.field for b in bindings(
+                           pipeline, bound.fields, signature) if b.field != b.model_input}),
+                       outputs=tuple(signature.outputs),
+                       output_fields=tuple((name, spec.name) for name, spec in output_fields(pipeline, signature)),
+                       prediction_schema=prediction_schema(pipeline, bound.key, signature), constraints=constraints)
 
 
 def warm_up(model: LoadedModel) -> None:
     """Score the golden rows shipped in the artifact and compare with their expected outputs.
 
-    The output is checked by the publish gate's definition (``gate.output_problems``): a
-    model the gate refuses is refused here too, whoever wrote its record.
+    The output is checked by the publish gate's definitions (``gate.output_problems``,
+    ``gate.golden_mismatch``): a model the gate refuses is refused here too, whoever wrote its record.
     """
     golden = model.manifest.golden_inputs
     missing = [b.name for b in model.bindings if b.name not in golden]
     if missing:
         raise ModelRejected(f"golden rows lack inputs {missing}")
     try:
-        checked = model.call({b.name: golden[b.name] for b in model.bindings})
-    except Exception as e:  # whatever TF raises here means the model cannot score trips
+        checked = model.call({b.source: golden[b.name] for b in model.bindings})
+    except Exception as e:  # whatever TF raises here means the model cannot score events
         raise ModelRejected(f"golden rows fail in the model: {type(e).__name__}: {_first_line(e)}") from None
     problems = output_problems(checked)
     if problems:
         raise ModelRejected(f"golden rows: {problems[0]}")
-    outputs = checked.values
-    expected = np.asarray(model.manifest.golden_outputs, dtype=np.float64)
-    if expected.shape != outputs.shape:
-        raise ModelRejected(f"golden rows give {outputs.shape[0]} outputs, the manifest expects {expected.shape[0]}")
-    if not np.allclose(outputs, expected, rtol=GOLDEN_RTOL, atol=GOLDEN_ATOL):
-        worst = int(np.argmax(np.abs(outputs - expected)))
-        raise ModelRejected(f"golden row {worst} gives {outputs[worst]:.3f}, "
-                            f"the manifest expects {expected[worst]:.3f}")
+    mismatch = golden_mismatch(checked, expected_golden(model.manifest.golden_outputs, model.outputs),
+                               rtol=GOLDEN_RTOL, atol=GOLDEN_ATOL)
+    if mismatch:
+        raise ModelRejected(f"golden rows: {mismatch}")
 
 
 def record_problem(record: ModelRecord, key: str | None = None) -> str | None:
@@ -90,8 +105,8 @@ def unpack_folder(workdir: Path, record: ModelRecord) -> Path:
     return workdir / _safe_name(record.model_name) / _safe_name(record.version)
 
 
-def load_model(record: ModelRecord, archive: bytes, workdir: Path) -> LoadedModel:
-    """Verify, unpack, load, check and warm up one model version.
+def load_model(record: ModelRecord, archive: bytes, workdir: Path, bound: BoundPipeline) -> LoadedModel:
+    """Verify, unpack, load, check against ``bound`` and warm up one model version.
 
     A rejected artifact's unpacked files are removed at once.
     """
@@ -100,7 +115,7 @@ def load_model(record: ModelRecord, archive: bytes, workdir: Path) -> LoadedMode
         raise ModelRejected(problem)
     dest = unpack_folder(workdir, record)
     try:
-        return _load(record, archive, dest)
+        return _load(record, archive, dest, bound)
     except ModelRejected:
         shutil.rmtree(dest, ignore_errors=True)
         raise
@@ -109,7 +124,7 @@ def load_model(record: ModelRecord, archive: bytes, workdir: Path) -> LoadedMode
         raise ModelRejected(f"cannot unpack the artifact: {e.strerror or e}") from None
 
 
-def _load(record: ModelRecord, archive: bytes, dest: Path) -> LoadedModel:
+def _load(record: ModelRecord, archive: bytes, dest: Path, bound: BoundPipeline) -> LoadedModel:
     try:
         verify_sha256(archive, record.sha256)
         if dest.exists():
@@ -122,9 +137,7 @@ def _load(record: ModelRecord, archive: bytes, dest: Path) -> LoadedModel:
         signature = signature_of(function)
     except ArtifactError as e:
         raise ModelRejected(e.reason) from None
-    output_name = check_signature(signature)
-    model = LoadedModel(record=record, manifest=manifest, function=function,
-                        bindings=bind_inputs(signature), output_name=output_name)
+    model = bind_model(record, manifest, function, signature, bound)
     warm_up(model)
     return model
 

@@ -25,7 +25,7 @@ from confluent_kafka import KafkaException
 from edml.core.config import Settings
 from edml.kafka.messages import OutgoingMessage
 from edml.kafka.reading import read_with_headers
-from edml.schemas.validation import TripBatch
+from edml.pipelines.events import EventBatch
 
 log = logging.getLogger("edml.scoring.reemission")
 # Snapshot times come from the clock of the process that took them, which may be another host's.
@@ -41,7 +41,7 @@ def source_position(header_value: bytes) -> tuple[str, int, int]:
     return topic, int(partition), int(offset)
 
 
-def source_positions(batch: TripBatch) -> list[bytes] | None:
+def source_positions(batch: EventBatch) -> list[bytes] | None:
     """One ``edml-source`` header value per trip of ``batch`` (one partition's); None without positions."""
     if batch.last_message is None or len(batch.offsets) != len(batch):
         return None
@@ -79,7 +79,7 @@ class EmittedPredictions:
                 self._since_ms = since
                 self._emitted = None  # (re)read from the new point when first needed
 
-    def reuse(self, batch: TripBatch, messages: list[OutgoingMessage]) -> None:
+    def reuse(self, batch: EventBatch, messages: list[OutgoingMessage]) -> None:
         """Give the batch's predictions that were sent before a restart their first bytes.
 
         ``messages`` are the batch's predictions, each stamped with its trip's source position

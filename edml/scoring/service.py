@@ -14,6 +14,7 @@ from typing import Any
 
 from edml.core.config import Settings
 from edml.core.errors import OperatorError
+from edml.pipelines.bound import BoundPipeline, open_pipeline
 from edml.runtime.service import (
     FlowOptions,
     check_cluster_port,
@@ -40,8 +41,9 @@ class ScorerOptions:
     tail: bool = True
 
 
-def start_models(settings: Settings, process_index: int, keep_versions: int):  # noqa: ANN201
-    """The process's ActiveModels, fed by a started ModelSubscriber (returned too)."""
+def start_models(settings: Settings, process_index: int, keep_versions: int,  # noqa: ANN201
+                 pipeline: BoundPipeline | None = None):
+    """The process's ActiveModels for ``pipeline`` (default: the settings'), fed by a started ModelSubscriber."""
     import tensorflow  # noqa: F401 - imported once here so the first model load is not slowed by it
 
     from edml.scoring.model_store import ModelStore
@@ -62,7 +64,7 @@ def start_models(settings: Settings, process_index: int, keep_versions: int):  #
                             "--state-dir") from None
     subscriber = ModelSubscriber(settings, active, store, StatusReporter(settings),
                                  workdir=settings.state_dir / "models" / f"process-{process_index}",
-                                 check_record=record_check(settings))
+                                 check_record=record_check(settings), pipeline=pipeline)
     subscriber.start()
     return active, subscriber
 
@@ -83,12 +85,13 @@ def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuild
 
     run = options.flow
     # configuration mistakes stop here with one line, not later inside a thread or the dataflow
+    bound = open_pipeline(settings.pipeline, settings)
     check_client_settings(settings)
     open_store(settings.artifact_store_uri)
     log.info("kafka: %s", describe(settings))
     check_topics(settings, {settings.topics.trips, settings.topics.models})
     check_cluster_port(run.addresses, run.process_id)
-    active, subscriber = start_models(settings, run.process_id or 0, options.keep_versions)
+    active, subscriber = start_models(settings, run.process_id or 0, options.keep_versions, bound)
     try:
         start_metrics(run.metrics_port, active.ready, settings.metrics_host)
         recovery, emitted, created_ms = None, None, None
@@ -104,7 +107,7 @@ def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuild
                                  known_parts=known_parts,
                                  **({} if run.recovery else {"partition_check_s": math.inf}))
         serdes = topic_serdes(settings)
-        steps = scoring_steps(active, serdes, emitted=emitted, faults=FaultPolicy.from_settings(settings),
+        steps = scoring_steps(active, serdes, bound, emitted=emitted, faults=FaultPolicy.from_settings(settings),
                               call=options.model_call or call_batch)
         sink = KafkaMessageSink(settings, too_large=too_large_dead_letters(settings.topics.dead_letter,
                                                                            serdes.dead_letter))

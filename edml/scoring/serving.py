@@ -1,22 +1,24 @@
 """The models a process serves: a champion and its shadow challengers, swapped atomically.
 
-Scoring is signature-driven: each model input is filled from the TripPickup field of the
-same name, with the dtype the signature asks for, and the model is called once per batch.
+Scoring is signature-driven: each model input is filled from the pipeline's record field that
+feeds it (``[inputs]``, by default the field of the same name), with the dtype the signature
+asks for, and the model is called once per batch.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from edml.model_topic.artifact import Manifest
-from edml.model_topic.gate import CheckedOutput, check_output, output_problems
-from edml.schemas.records import ModelRecord, ModelSignature, TripPickup
+from edml.model_topic.gate import CheckedOutput, check_outputs, output_problems
+from edml.pipelines.constraints import Constraint
+from edml.schemas.records import ModelRecord, ModelSignature, TensorSpec
 
 # dtype names as TensorFlow spells them -> numpy dtype used to build the column
 _NUMPY_DTYPES: dict[str, Any] = {
@@ -25,47 +27,47 @@ _NUMPY_DTYPES: dict[str, Any] = {
 }
 
 
-# CPU kernels compute the rows past the last full SIMD block another way, so a trip's
+# CPU kernels compute the rows past the last full SIMD block another way, so an event's
 # prediction would depend on its batch's size. Padding every batch to a multiple of this many
-# rows (repeating the last row) makes a prediction a function of the trip alone: a prediction
+# rows (repeating the last row) makes a prediction a function of the event alone: a prediction
 # re-emitted after recovery, or replayed, is byte-identical.
 PAD_ROWS = 16
 
 
 @dataclass(frozen=True)
 class InputBinding:
-    """One model input filled from the trip field of the same name."""
+    """One model input and the record field that fills it."""
 
     name: str
     dtype: Any
+    field: str = ""  # empty: the field of the input's name
+
+    @property
+    def source(self) -> str:
+        """The record field (column) this input reads."""
+        return self.field or self.name
 
 
-def bind_inputs(signature: ModelSignature) -> tuple[InputBinding, ...]:
-    """Bindings of every signature input; the caller has checked the names against the schema."""
-    return tuple(InputBinding(s.name, _NUMPY_DTYPES[s.dtype]) for s in signature.inputs)
-
-
-def trip_columns(trips: Sequence[TripPickup], bindings: Sequence[InputBinding]) -> dict[str, np.ndarray]:
-    """Columns of the batch, one per model input, built once per batch."""
-    n = len(trips)
-    columns = {}
-    for b in bindings:
-        if b.dtype is object:
-            columns[b.name] = np.array([getattr(t, b.name) for t in trips], dtype=object)
-        else:
-            columns[b.name] = np.fromiter((getattr(t, b.name) for t in trips), dtype=b.dtype, count=n)
-    return columns
+def bind_inputs(signature: ModelSignature, fields: dict[str, str] | None = None) -> tuple[InputBinding, ...]:
+    """Bindings of every signature input (``fields``: model input -> record field where they differ)."""
+    fields = fields or {}
+    return tuple(InputBinding(s.name, _NUMPY_DTYPES[s.dtype], fields.get(s.name, "")) for s in signature.inputs)
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A loaded SavedModel version ready to score batches."""
+    """A loaded SavedModel version ready to score batches of a pipeline's columns."""
 
     record: ModelRecord
     manifest: Manifest
     function: Any  # the SavedModel's serving_default concrete function
     bindings: tuple[InputBinding, ...]
-    output_name: str
+    outputs: tuple[TensorSpec, ...]
+    # (prediction field, model output name), in the prediction record's order
+    output_fields: tuple[tuple[str, str], ...] = ()
+    prediction_schema: dict[str, Any] = field(default_factory=dict)
+    # constraints inferred from this model's reference: rows outside are dead letters for this model
+    constraints: tuple[Constraint, ...] = ()
 
     @property
     def name(self) -> str:
@@ -77,38 +79,40 @@ class LoadedModel:
         """The model version."""
         return self.record.version
 
-    def call(self, columns: dict[str, Any]) -> CheckedOutput:
-        """One model call on a batch of columns, its output checked row by row.
+    @property
+    def output_name(self) -> str:
+        """The first output: what a single number per event (a report, a benchmark) is read from."""
+        return self.outputs[0].name
 
-        Whatever the model raises propagates; an output that is not one float per row is
-        reported in ``problem``, never flattened or cut to fit (see ``gate.check_output``).
+    def call(self, columns: dict[str, Any]) -> CheckedOutput:
+        """One model call on a batch of columns (by record field), its outputs checked against the signature.
+
+        Whatever the model raises propagates; an output that does not fit the signature is
+        reported in ``problem``, never flattened or cut to fit (see ``gate.check_outputs``).
         """
         import tensorflow as tf
 
-        n = len(columns[self.bindings[0].name])
+        n = len(columns[self.bindings[0].source])
         padded = -(-n // PAD_ROWS) * PAD_ROWS
         tensors = {}
         for b in self.bindings:
-            column = np.asarray(columns[b.name], dtype=b.dtype)
+            column = np.asarray(columns[b.source], dtype=b.dtype)
             if padded != n:
                 column = np.concatenate([column, np.repeat(column[-1:], padded - n)])
             tensors[b.name] = tf.constant(column)
-        checked = check_output(self.function(**tensors), padded)
+        checked = check_outputs(self.function(**tensors), padded, self.outputs)
         if checked.problem is not None or padded == n:
             return checked
-        return CheckedOutput(checked.values[:n], None, checked.nonfinite[checked.nonfinite < n])
+        return CheckedOutput({k: v[:n] for k, v in checked.values.items()}, None,
+                             checked.nonfinite[checked.nonfinite < n])
 
     def predict_columns(self, columns: dict[str, Any]) -> np.ndarray:
-        """Predicted durations (s) as float64; ModelOutputError when the output is not usable."""
+        """The first output as float64; ModelOutputError when the output is not usable."""
         checked = self.call(columns)
         problems = output_problems(checked)
         if problems:
             raise ModelOutputError(problems[0])
-        return checked.values
-
-    def predict(self, trips: Sequence[TripPickup]) -> np.ndarray:
-        """Predicted durations (s) for ``trips``: one model call for the whole batch."""
-        return self.predict_columns(trip_columns(trips, self.bindings))
+        return np.asarray(checked.values[self.output_name], dtype=np.float64)
 
 
 class ModelOutputError(Exception):

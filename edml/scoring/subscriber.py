@@ -14,6 +14,7 @@ its high watermark before anything is scored, and only the latest record is load
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ from edml.model_topic.stores import (
     fetch_artifact,
     open_store,
 )
+from edml.pipelines.bound import BoundPipeline, open_pipeline
 from edml.schemas.records import ModelRecord
 from edml.schemas.serde import DecodeError
 from edml.schemas.wire import topic_serdes
@@ -62,8 +64,11 @@ class ModelSubscriber:
         model_name: str | None = None,
         check_record: RecordCheck | None = None,
         first_backoff_s: float = 0.5,
+        pipeline: BoundPipeline | None = None,
     ) -> None:
         self.settings = settings
+        # the pipeline every model is checked against and bound to (default: the settings')
+        self.pipeline = pipeline or open_pipeline(settings.pipeline, settings)
         self.active = active
         self.store = store
         self.status = status
@@ -95,7 +100,7 @@ class ModelSubscriber:
     # --- reading the topic ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        consumer = make_consumer(self.settings, group_id="edml-model-subscriber")
+        consumer = make_consumer(self.settings, group_id=f"edml-model-subscriber-{self.settings.pipeline}")
         try:
             ends = self._assign_all(consumer)
             self._bootstrap(consumer, ends)
@@ -368,8 +373,7 @@ class ModelSubscriber:
             raise ModelRejected(f"quarantined earlier by this process: {faulty}")
         already = self._loaded(record)
         if already is not None:
-            return LoadedModel(record=record, manifest=already.manifest, function=already.function,
-                               bindings=already.bindings, output_name=already.output_name)
+            return dataclasses.replace(already, record=record)
         started = time.monotonic()
         archive = self.store.archive(record.model_name, record.version)
         from_store = archive is None
@@ -385,7 +389,7 @@ class ModelSubscriber:
                 raise
             except StoreError as e:
                 raise ModelRejected(f"artifact store: {e.reason}") from None
-        model = load_model(record, archive, self.workdir)
+        model = load_model(record, archive, self.workdir, self.pipeline)
         self.store.put(record, archive, model.manifest.to_json())
         metrics.MODEL_LOAD.observe(time.monotonic() - started)
         log.info("loaded %s %s from %s in %.2fs", record.model_name, record.version,

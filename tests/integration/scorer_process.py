@@ -21,7 +21,7 @@ from tests.helpers.ports import free_ports
 
 def scorer_env(settings: Settings) -> dict[str, str]:
     """Environment that points ``edml`` at the test's broker, topics and state folder."""
-    prefix = settings.topics.trips.removesuffix("trips")
+    prefix = settings.topics.prefix or settings.topics.trips.removesuffix("trips")
     return {
         **os.environ,
         "EDML_BOOTSTRAP_SERVERS": settings.bootstrap_servers,

@@ -17,9 +17,14 @@ import pytest
 from edml.schemas.columnar import FieldSpec, RecordCodec, UnsupportedSchema, flat_fields
 from edml.schemas.records import TripPickup
 from edml.schemas.serde import SINGLE_OBJECT_MAGIC, parse_writer_schema, trip_serde
-from edml.schemas.validation import SourceMessage, TripDecoder
+from edml.schemas.wire import single_object_serdes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from edml.core.config import Settings
+from edml.kafka.messages import SourceMessage
+from edml.pipelines.bound import open_pipeline
+from edml.pipelines.events import EventDecoder
 
 HEADER = SINGLE_OBJECT_MAGIC + bytes(range(8))
 
@@ -313,7 +318,8 @@ def test_trip_decoder_dead_letters_an_overlong_varint() -> None:
     overlong = good[:id_end] + bytes(padded) + b"\x80" * (10 - time_len) + b"\x00" + good[id_end + time_len:]
     assert math.isfinite(serde.decode(overlong).pickup_time)  # the lenient reader wraps it
     messages = [SourceMessage("trips", 0, i, b"k", v, 1) for i, v in enumerate([good, overlong, good])]
-    batch = TripDecoder(serde).decode_batch(messages)
+    taxi = open_pipeline(None, Settings())
+    batch = EventDecoder(taxi, single_object_serdes().for_schema("trips", taxi.schema)).decode_batch(messages)
     assert len(batch) == 2
     [letter] = batch.dead_letters
     assert (letter.offset, letter.error_kind) == (1, "malformed")

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 from edml.model_topic.artifact import load_model_folder, read_model_folder, signature_of
-from edml.model_topic.gate import GateRefused, check, metric_problem, signature_problems
+from edml.model_topic.gate import GateRefused, check, metric_problem
 from edml.schemas.records import ModelRecord, ModelSignature, TensorSpec
 
+from edml.core.config import Settings
+from edml.pipelines.bound import open_pipeline
+from edml.pipelines.signature import model_problems
 from tests.helpers.savedmodels import GOOD, NAN, write_model_dir
 
 GOOD_INPUTS = [
@@ -27,25 +30,29 @@ def _record(mae: float) -> ModelRecord:
     return ModelRecord("m", "v-old", "file:///x", "0" * 64, 1, signature, 0, metrics={"mae": mae})
 
 
-def test_signature_fits_the_trip_schema() -> None:
-    assert signature_problems(ModelSignature(GOOD_INPUTS, OUT)) == []
-    with_trip_id = ModelSignature([*GOOD_INPUTS, TensorSpec("trip_id", "string", [-1])], OUT)
-    assert signature_problems(with_trip_id) == [
-        "unexpected inputs ['trip_id'] (inputs must be exactly the TripPickup fields but trip_id)"
-    ]
-    missing = ModelSignature(GOOD_INPUTS[1:], OUT)
-    assert signature_problems(missing) == ["inputs missing ['dropoff_zone']"]
+def _taxi_problems(signature: ModelSignature) -> list[str]:
+    return model_problems(open_pipeline(None, Settings()), signature)
+
+
+def test_signature_is_checked_against_the_pipeline() -> None:
+    assert _taxi_problems(ModelSignature(GOOD_INPUTS, OUT)) == []
+    # the taxi pipeline feeds any of its fields, the key too, under the field's name or a mapped one
+    assert _taxi_problems(ModelSignature([*GOOD_INPUTS, TensorSpec("trip_id", "string", [-1])], OUT)) == []
+    unknown = ModelSignature([*GOOD_INPUTS, TensorSpec("weather", "float32", [-1])], OUT)
+    assert _taxi_problems(unknown) == [
+        "model input weather is fed by no field (the input schema has no field weather; map one in [inputs])"]
     wrong = ModelSignature(
-        [TensorSpec(s.name, "float32" if s.name == "pickup_zone" else s.dtype, [-1, 1] if s.name == "pickup_time"
+        [TensorSpec(s.name, "bool" if s.name == "pickup_zone" else s.dtype, [-1, 1] if s.name == "pickup_time"
                     else s.shape) for s in GOOD_INPUTS],
-        [TensorSpec("duration_s", "int64", [-1])],
+        [TensorSpec("duration_s", "float32", [-1, 40])],
     )
-    assert signature_problems(wrong) == [
-        "input pickup_time has shape [-1, 1], expected [-1] (a batch of scalars)",
-        "input pickup_zone is float32, expected one of ['int32', 'int64']",
-        "output duration_s is int64, expected a float",
-    ]
-    assert signature_problems(ModelSignature(GOOD_INPUTS, OUT * 2)) == ["expected one output, found 2"]
+    problems = _taxi_problems(wrong)
+    assert "model input pickup_time has shape [-1, 1], expected [-1] (one value per record)" in problems
+    assert any(p.startswith("model input pickup_zone is bool, which field pickup_zone (int) cannot feed")
+               for p in problems)
+    assert any("model output duration_s has shape [-1, 40]" in p for p in problems)
+    with pytest.raises(GateRefused, match="the pipeline cannot feed this model: model input weather"):
+        check(None, unknown, {}, [], {"mae": 1.0}, None, signature_problems=_taxi_problems)
 
 
 def test_metric_tolerance_is_relative_to_the_desired_model() -> None:
@@ -61,18 +68,19 @@ def test_check_runs_golden_rows_and_force_only_waves_metrics_through(tmp_path: P
     for kind, golden, expect in [
         (GOOD, None, None),
         (NAN, None, "non-finite"),
-        (GOOD, [1.0, 2.0, 3.0], "3 of 3 golden outputs differ, e.g. row 0: got 505.0000, expected 1.0000"),
+        (GOOD, [1.0, 2.0, 3.0], "3 of 3 golden rows differ on duration_s, e.g. row 0: got 505.0, expected 1.0"),
     ]:
         folder = write_model_dir(tmp_path / f"{kind}-{golden is None}", kind=kind, golden_outputs=golden)
         fn = load_model_folder(folder)
         sig = signature_of(fn)
         m = read_model_folder(folder, "m", "v", signature=sig)
         args = (fn, sig, m.golden_inputs, m.golden_outputs, m.metrics)
+        fits = _taxi_problems
         if expect is None:
-            assert check(*args, _record(100.0), force=True).forced_reason is not None
+            assert check(*args, _record(100.0), signature_problems=fits, force=True).forced_reason is not None
             with pytest.raises(GateRefused, match="worse than v-old"):
-                check(*args, _record(100.0))
-            assert check(*args, _record(1000.0)).forced_reason is None
+                check(*args, _record(100.0), signature_problems=fits)
+            assert check(*args, _record(1000.0), signature_problems=fits).forced_reason is None
         else:
             with pytest.raises(GateRefused, match=expect):
-                check(*args, None, force=True)
+                check(*args, None, signature_problems=fits, force=True)

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edml.model_topic.artifact import pack_folder, read_model_folder, sha256_hex
-from edml.model_topic.gate import check_output, output_problems
+from edml.model_topic.gate import check_outputs, output_problems
 from edml.model_topic.publisher import record_from_manifest
-from edml.schemas.validation import TripColumns
-from edml.trainer.generator import generate_trips
+from edml.schemas.records import TensorSpec
+from edml.trainer.generator import generate_columns
 
 from bench.per_event import call_per_event
+from edml.core.config import Settings
+from edml.pipelines.bound import open_pipeline
 from edml.scoring.batch import FailureWindow, FaultPolicy, score_rows
 from edml.scoring.loader import ModelRejected, load_model
 from edml.scoring.serving import LoadedModel
@@ -26,33 +28,61 @@ def loaded(tmp_path: Path, kind: str) -> LoadedModel:
     manifest = dataclasses.replace(read_model_folder(folder, "trip-duration", "base"), version=kind)
     data = pack_folder(folder / "saved_model", manifest)
     record = record_from_manifest(manifest, f"file:///unused/{kind}.tar.gz", sha256_hex(data), len(data))
-    return load_model(record, data, tmp_path / "unpacked")
+    return load_model(record, data, tmp_path / "unpacked", open_pipeline(None, Settings()))
+
+
+class Trips:
+    """Generated trips as the scorer's columns (field -> array)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        cols = generate_columns(n, seed)
+        names = ("trip_id", "pickup_time", "pickup_zone", "dropoff_zone", "pickup_borough", "passenger_count",
+                 "trip_distance_km")
+        self.columns = {k: np.asarray(getattr(cols, k), dtype=object if k in ("trip_id", "pickup_borough") else None)
+                        for k in names}
+
+    def __len__(self) -> int:
+        return len(self.columns["trip_id"])
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return self.columns
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        return self.__dict__["columns"][name]
 
 
 @pytest.fixture(scope="module")
-def trips() -> TripColumns:
-    return TripColumns.from_trips([g.pickup for g in generate_trips(600, seed=9)])
+def trips() -> Trips:
+    return Trips(600, seed=9)
 
 
-def test_check_output_accepts_one_float_per_row_only() -> None:
-    assert check_output(np.ones(4, np.float32), 4).problem is None
-    assert check_output({"y": np.ones((4, 1))}, 4).values.shape == (4,)
-    assert "shape [4, 2]" in check_output(np.ones((4, 2)), 4).problem
-    assert "shape [16]" in check_output(np.ones(16), 4).problem
-    assert "int64" in check_output(np.ones(4, np.int64), 4).problem
-    assert "2 outputs" in check_output({"a": np.ones(4), "b": np.ones(4)}, 4).problem
-    nan = check_output(np.array([1.0, np.nan, np.inf, 2.0]), 4)
+Y = [TensorSpec("y", "float32", [-1])]
+
+
+def test_check_outputs_accepts_what_the_signature_declares_only() -> None:
+    assert check_outputs(np.ones(4, np.float32), 4, Y).problem is None
+    assert check_outputs({"y": np.ones((4, 1))}, 4, Y).values["y"].shape == (4,)
+    assert "shape [4, 2]" in check_outputs(np.ones((4, 2)), 4, Y).problem
+    assert "shape [16]" in check_outputs(np.ones(16), 4, Y).problem
+    assert "int64" in check_outputs(np.ones(4, np.int64), 4, Y).problem
+    assert "no output y" in check_outputs({"a": np.ones(4), "b": np.ones(4)}, 4, Y).problem
+    two = [TensorSpec("p", "float32", [-1]), TensorSpec("v", "float32", [-1, 3]), TensorSpec("label", "string", [-1])]
+    both = check_outputs({"p": np.ones(4), "v": np.ones((4, 3)), "label": np.array([b"a"] * 4)}, 4, two)
+    assert both.problem is None and both.values["v"].shape == (4, 3) and both.values["label"].tolist() == ["a"] * 4
+    assert "shape [4, 2]" in check_outputs({"p": np.ones(4), "v": np.ones((4, 2)), "label": np.array([b"a"] * 4)},
+                                           4, two).problem
+    nan = check_outputs(np.array([1.0, np.nan, np.inf, 2.0]), 4, Y)
     assert nan.nonfinite.tolist() == [1, 2]
-    assert output_problems(nan) == ["the model returned 2 non-finite (NaN/inf) outputs for 4 rows"]
+    assert output_problems(nan) == ["the model returned non-finite (NaN/inf) outputs for 2 of 4 rows"]
 
 
-def test_failing_rows_are_isolated_by_halving(tmp_path: Path, trips: TripColumns) -> None:
+def test_failing_rows_are_isolated_by_halving(tmp_path: Path, trips: Trips) -> None:
     good_model = loaded(tmp_path, GOOD)
     good = score_rows(good_model, "champion", trips.as_dict(), len(trips))
     assert good.ok.all() and good.calls == 1 and not good.failures
     few = {k: v[:40] for k, v in trips.as_dict().items()}
     per_event = score_rows(good_model, "champion", few, 40, call=call_per_event)  # the benchmark's variant
-    assert per_event.ok.all() and np.array_equal(per_event.values, good.values[:40])
+    assert per_event.ok.all() and np.array_equal(per_event.values["duration_s"], good.values["duration_s"][:40])
 
     raises = score_rows(loaded(tmp_path, RAISES_FAR), "champion", trips.as_dict(), len(trips))
     far = np.flatnonzero(trips.trip_distance_km >= 20.0)
@@ -62,7 +92,7 @@ def test_failing_rows_are_isolated_by_halving(tmp_path: Path, trips: TripColumns
     assert 0 < len(far) < len(trips) and failed == far.tolist()
     assert {f.kind for f in raises.failures} == {"model-error"}
     assert "assertion failed: [distance out of the model" in raises.failures[0].reason, raises.failures[0].reason
-    assert np.array_equal(raises.values[raises.ok], good.values[raises.ok])
+    assert np.array_equal(raises.values["duration_s"][raises.ok], good.values["duration_s"][raises.ok])
 
     crowded = score_rows(loaded(tmp_path, NAN_CROWDED), "champion", trips.as_dict(), len(trips))
     bad = np.flatnonzero(trips.passenger_count >= 4)
@@ -71,11 +101,11 @@ def test_failing_rows_are_isolated_by_halving(tmp_path: Path, trips: TripColumns
 
     fixed = score_rows(loaded(tmp_path, FIXED_16), "champion", trips.as_dict(), len(trips))
     print(f"[halving] fixed-16: {int(fixed.ok.sum())} of {len(trips)} scored in {fixed.calls} calls")
-    assert fixed.ok.all() and np.array_equal(fixed.values, good.values)
+    assert fixed.ok.all() and np.array_equal(fixed.values["duration_s"], good.values["duration_s"])
 
 
 def test_warm_up_refuses_what_the_gate_refuses(tmp_path: Path) -> None:
-    with pytest.raises(ModelRejected, match=r"shape \[16, 2\]"):
+    with pytest.raises(ModelRejected, match=r"golden output duration_s has shape \[3\], the model gives \[3, 2\]"):
         loaded(tmp_path, TWO_COLUMNS)
     assert not list((tmp_path / "unpacked" / "trip-duration").glob(TWO_COLUMNS)), "rejected files are removed"
 

@@ -11,7 +11,6 @@ import typer
 from edml.core.config import Settings, load_settings, redact_url
 
 if TYPE_CHECKING:
-    from edml.pipelines.bound import BoundPipeline
     from edml.pipelines.declaration import Pipeline
 
 BootstrapOpt = Annotated[
@@ -23,10 +22,6 @@ MetricsHostOpt = Annotated[
     typer.Option("--metrics-host", help="Address /metrics binds (env EDML_METRICS_HOST; default 0.0.0.0, every "
                  "interface; 127.0.0.1: this host only)."),
 ]
-PipelineOpt = Annotated[
-    str | None,
-    typer.Option("--pipeline", help="The declared pipeline to work on (see `edml pipelines list`; default taxi)."),
-]
 StateDirOpt = Annotated[Path | None, typer.Option("--state-dir", help="State folder (env EDML_STATE_DIR).")]
 
 
@@ -34,6 +29,24 @@ def settings_from(config: Path | None = None, **overrides: object) -> Settings:
     """Settings from the config file and env, with the given flag values on top."""
     return load_settings(config).with_overrides(**overrides)
 
+
+PipelineOpt = Annotated[
+    str | None,
+    typer.Option("--pipeline", envvar="EDML_PIPELINE",
+                 help="The declared pipeline to work on (env EDML_PIPELINE; default taxi; see `edml pipelines list`)."),
+]
+
+
+def pipeline_settings_from(settings: Settings, pipeline: str | None) -> Settings:
+    """``settings`` for pipeline ``pipeline`` (None: the default): its topics, model name and state folder.
+
+    The declaration is read and checked against its schemas here, so a mistake stops the command
+    with one line before anything is read.
+    """
+    from edml.pipelines.bound import open_pipeline, pipeline_settings
+
+    bound = open_pipeline(pipeline, settings)
+    return pipeline_settings(settings, bound.pipeline)
 
 
 def subject_fetcher(settings: Settings, pipeline: Pipeline) -> Callable[[str], dict[str, Any]] | None:
@@ -59,20 +72,3 @@ def subject_fetcher(settings: Settings, pipeline: Pipeline) -> Callable[[str], d
 
     return checked
 
-
-def pipeline_settings_from(
-    pipeline: str | None, config: Path | None = None, **overrides: object
-) -> tuple[BoundPipeline, Settings]:
-    """Pipeline ``pipeline`` (None: the default) read and checked, and the settings of a job of it.
-
-    The settings are the config file's and env's with the flag values on top, then the pipeline's
-    own topics, model name and state folder (``edml.pipelines.bound.pipeline_settings``). A bad
-    declaration stops here with one line, before anything is read from Kafka.
-    """
-    from edml.pipelines.bound import bind_pipeline, pipeline_settings
-    from edml.pipelines.declaration import DEFAULT_PIPELINE, load_pipeline
-
-    settings = settings_from(config, **overrides)
-    declared = load_pipeline(pipeline or DEFAULT_PIPELINE, config)
-    bound = bind_pipeline(declared, subject_fetcher(settings, declared))
-    return bound, pipeline_settings(settings, bound.pipeline)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edml.cli.commands.options import BootstrapOpt, ConfigOpt, settings_from
+from edml.cli.commands.options import BootstrapOpt, ConfigOpt, PipelineOpt, pipeline_settings_from, settings_from
 from edml.core.errors import OperatorError
 
 if TYPE_CHECKING:
@@ -60,10 +60,12 @@ def _fmt_ms(ms: int | None) -> str:
 
 def publish(
     model_dir: Annotated[Path, typer.Option("--model-dir", help="The folder `edml train --out` wrote.")],
-    name: Annotated[str | None, typer.Option("--name", help="Model name (default: settings' model_name).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Model name (default: the pipeline's model).")] = None,
+    pipeline: PipelineOpt = None,
     store: StoreOpt = None,
     tolerance: Annotated[
-        float, typer.Option("--tolerance", help="Refuse when mae is worse than the desired model's by more than this.")
+        float, typer.Option("--tolerance", help="Refuse when the model's metric (log_loss, mae, rmse or auc) is worse "
+                            "than the desired model's by more than this (relative).")
     ] = 0.05,
     force: Annotated[bool, typer.Option("--force", help="Publish even when the metrics gate refuses.")] = False,
     version: Annotated[
@@ -75,20 +77,24 @@ def publish(
 ) -> None:
     """Gate a trained model, upload its artifact, then publish its record; prints the version.
 
-    The gate loads the SavedModel, checks its signature against the TripPickup schema, runs the
-    golden rows, and compares mae with the desired model of that name (relative --tolerance).
+    The gate loads the SavedModel, checks its signature against the pipeline (every model input
+    fed by a field of a type it takes, every output one a prediction record holds), runs the
+    golden rows, and compares the metric with the desired model of that name (relative --tolerance).
     """
     _model_dir_given(model_dir)
+    from edml.model_topic.artifact import GATE_METRICS
     from edml.model_topic.publisher import publish_model
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)
+    settings = pipeline_settings_from(settings, pipeline)
     model_name = name or settings.model_name
     record = publish_model(settings, model_dir, model_name, force=force, tolerance=tolerance, version=version,
                            signing_key=signing_key or None)
     signed = " signed" if record.signature_ed25519 else ""
+    shown = " ".join(f"{m}={record.metrics[m]:.3f}" for m in GATE_METRICS if m in record.metrics)
     typer.echo(
-        f"published{signed} {record.model_name} {record.version} sha256={record.sha256} "
-        f"mae={record.metrics.get('mae', float('nan')):.3f} -> {record.artifact_uri}, topic {settings.topics.models}",
+        f"published{signed} {record.model_name} {record.version} for pipeline {settings.pipeline} "
+        f"sha256={record.sha256} {shown} -> {record.artifact_uri}, topic {settings.topics.models}",
         err=True,
     )
     typer.echo(record.version)
@@ -114,6 +120,8 @@ def rollback(
 @models_app.command("list")
 def models_list(
     name: Annotated[str | None, typer.Option("--name", help="Only this model name.")] = None,
+    pipeline: Annotated[str | None, typer.Option("--pipeline", help="Only the models of this declared pipeline.")]
+    = None,
     store: StoreOpt = None,
     config: ConfigOpt = None,
     bootstrap_servers: BootstrapOpt = None,
@@ -121,13 +129,16 @@ def models_list(
     """Versions on the model topic and in the artifact store; '*' marks the desired one."""
     from edml.model_topic.history import model_topic_entries, version_rows
     from edml.model_topic.stores import StoreError, open_store
+    from edml.pipelines.declaration import load_pipeline
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, artifact_store=store)
-    entries = model_topic_entries(settings)
+    wanted = set(load_pipeline(pipeline).models) if pipeline else None
+    entries = [e for e in model_topic_entries(settings) if wanted is None or e.model_name in wanted]
     store_versions: dict[str, list[str]] = {}
     try:
         artifact_store = open_store(settings.artifact_store_uri)
-        names = [name] if name else sorted(set(artifact_store.model_names()) | {e.model_name for e in entries})
+        known = set(artifact_store.model_names()) | {e.model_name for e in entries}
+        names = [name] if name else sorted(known if wanted is None else known & wanted)
         store_versions = {n: artifact_store.versions(n) for n in names}
     except StoreError as e:
         typer.echo(f"edml: warning: artifact store not listed: {e}", err=True)
@@ -199,7 +210,7 @@ def models_retire(
     config: ConfigOpt = None,
     bootstrap_servers: BootstrapOpt = None,
 ) -> None:
-    """Publish a tombstone for NAME: scorers stop serving it, and its trips wait for a new model."""
+    """Publish a tombstone for NAME: scorers stop serving it, and its events wait for a new model."""
     from edml.model_topic.publisher import retire_model
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers)

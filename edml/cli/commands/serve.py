@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from edml.cli.commands.options import BootstrapOpt, ConfigOpt, MetricsHostOpt, StateDirOpt, settings_from
+from edml.cli.commands.options import (
+    BootstrapOpt,
+    ConfigOpt,
+    MetricsHostOpt,
+    PipelineOpt,
+    StateDirOpt,
+    pipeline_settings_from,
+    settings_from,
+)
 from edml.core.errors import OperatorError
 
 
@@ -14,7 +22,8 @@ def serve(
     config: ConfigOpt = None,
     bootstrap_servers: BootstrapOpt = None,
     state_dir: StateDirOpt = None,
-    model_name: Annotated[str | None, typer.Option(help="Model name to serve (default trip-duration).")] = None,
+    model_name: Annotated[str | None, typer.Option(help="Model name to serve (default: the pipeline's).")] = None,
+    pipeline: PipelineOpt = None,
     processes: Annotated[int, typer.Option("--processes", "-p", min=1, help="Processes on this host.")] = 1,
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads per process.")] = 1,
     process_id: Annotated[int | None, typer.Option("--process-id", "-i", help="This process's id in a cluster.")]
@@ -22,18 +31,18 @@ def serve(
     addresses: Annotated[str | None, typer.Option("--addresses", "-a", help="Every process's host:port, ';'-joined")]
     = None,
     cluster_port: Annotated[int, typer.Option(help="First port of the local cluster (with --processes).")] = 2101,
-    batch_size: Annotated[int, typer.Option(min=1, help="Most trips polled and scored at once.")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Most events polled and scored at once.")] = 1000,
     metrics_port: Annotated[int, typer.Option(envvar="EDML_METRICS_PORT", help="Prometheus port (with "
                                               "--processes, + process index); 0 turns it off.")] = 9100,
     metrics_host: MetricsHostOpt = None,
     recovery: Annotated[bool, typer.Option(help="Bytewax recovery under the state folder.")] = True,
     epoch_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between recovery snapshots.")] = 5.0,
     keep_versions: Annotated[int, typer.Option(min=1, help="Model versions kept in the model store.")] = 3,
-    per_event: Annotated[bool, typer.Option(help="One model call per trip (for benchmarks only).")] = False,
-    stop_at_end: Annotated[bool, typer.Option(help="Stop at the end of the trips topic instead of tailing it.")]
+    per_event: Annotated[bool, typer.Option(help="One model call per event (for benchmarks only).")] = False,
+    stop_at_end: Annotated[bool, typer.Option(help="Stop at the end of the input topic instead of tailing it.")]
     = False,
 ) -> None:
-    """Score the trips topic with the model on the model topic (Bytewax dataflow)."""
+    """Score a pipeline's input topic with its model from the model topic (Bytewax dataflow)."""
     import logging
     import sys
 
@@ -44,6 +53,7 @@ def serve(
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, state_dir=state_dir, model_name=model_name,
                              metrics_host=metrics_host)
+    settings = pipeline_settings_from(settings, pipeline)
     state_dir_writable(settings.state_dir)
     configure_logging(logging.INFO)
     if processes > 1:
