@@ -1,9 +1,9 @@
 """The replay dataflow: the scoring dataflow of ``edml serve`` with an archive source and a file sink.
 
-    archive (trips, per partition) --> decode + validate --bad--> dead_letters.jsonl
+    archive (events, per partition) --> decode + validate --bad--> dead_letters.jsonl
                                             | ok, batches of the same size as live
                         models given --> score batch --> encode (event clock) --> predictions.csv
-                                                                                  (sorted by trip id)
+                                                                                  (sorted by key)
 
 Not a second implementation: :func:`build_replay_flow` calls :func:`dataflows.scoring.build_flow`,
 so a replay exercises the exact decode, validate, score and encode steps that serve live traffic.

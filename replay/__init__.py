@@ -1,10 +1,12 @@
 """Replay testing: record live topics into an archive, replay it through any model version.
 
 * :mod:`replay.archive` -- the archive format (Avro container segments + an index), writer and reader.
-* :mod:`replay.recorder` -- ``edml record``: mirror the trips and drop-offs topics into an archive.
+* :mod:`replay.recorder` -- ``edml record``: mirror a pipeline's input and label topics into an archive.
 * :mod:`replay.file_io` -- the Bytewax archive source and prediction file sink.
 * :mod:`replay.models` -- which model versions to replay (artifact store, model topic, local folder).
 * :mod:`replay.run` -- run the scoring dataflow (``dataflows.replay``) over an archive.
-* :mod:`replay.report` -- MAE/RMSE, version differences, markdown/HTML report with PNG plots.
-* :mod:`replay.gate` -- pass/fail: is the candidate worse than the champion on the archive?
+* :mod:`replay.metrics` -- regression and binary-classification figures (pure functions).
+* :mod:`replay.report` -- figures per version against the labels, version differences, markdown/HTML
+  report with PNG plots.
+* :mod:`replay.gate` -- pass/fail: is the candidate's loss worse than the champion's on the archive?
 """

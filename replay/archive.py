@@ -3,11 +3,18 @@
 Layout of an archive folder::
 
     index.json                    # every finished segment: role, topic, partition, records, bytes, offsets
-    trips/p0/000000.avro          # Avro object container files, one stream per (role, partition),
-    trips/p0/000001.avro          #   rolled by size or age
-    trips/p1/000000.avro
-    dropoffs/p0/000000.avro
-    trips/p0/000002.avro.part     # a segment being written (ignored by readers)
+    events/p0/000000.avro         # Avro object container files, one stream per (role, partition),
+    events/p0/000001.avro         #   rolled by size or age
+    events/p1/000000.avro
+    labels/p0/000000.avro
+    events/p0/000002.avro.part    # a segment being written (ignored by readers)
+
+A pipeline's archive holds two roles: ``events`` (its input topic, what a replay scores) and
+``labels`` (its label topic, the truth a report compares with). Archives written before pipelines
+named their roles after the taxi topics; a reader finds a role by name or, failing that, by the
+topic it was recorded from (:meth:`ArchiveReader.role_for`), and a writer keeps appending a topic
+under the role the archive already holds it as (:meth:`ArchiveWriter.role_of_topic`): an old
+archive replays, and a recorder resumes it.
 
 Each record keeps the message's topic, partition, offset, Kafka timestamp, key and value bytes
 (:data:`ARCHIVED_MESSAGE_SCHEMA`), so a replay decodes exactly what the models saw, bad events
@@ -40,9 +47,9 @@ from edml.kafka.messages import SourceMessage
 
 log = logging.getLogger("edml.replay.archive")
 
-# the roles a replay reads: trips are scored, drop-offs give the actual durations
-TRIPS = "trips"
-DROPOFFS = "dropoffs"
+# the roles a replay reads: events are scored, labels are the truth a report compares with
+EVENTS = "events"
+LABELS = "labels"
 INDEX_NAME = "index.json"
 FORMAT = "edml-replay-archive"
 FORMAT_VERSION = 1
@@ -256,6 +263,10 @@ class ArchiveWriter:
             log.warning("%s is an unfinished segment of an interrupted recorder: readers ignore it; its "
                         "messages are recorded again from the last finished segment", part)
 
+    def role_of_topic(self, topic: str) -> str | None:
+        """The role the archive holds ``topic``'s messages as (None: not held)."""
+        return next((role for role, held in self._topic.items() if held == topic), None)
+
     def next_offsets(self) -> dict[tuple[str, int], int]:
         """(role, partition) -> the first offset not yet archived, for every partition seen."""
         return {key: last + 1 for key, last in self._last_offset.items()}
@@ -370,8 +381,15 @@ class ArchiveReader:
         return self.root / segment.path
 
     def roles(self) -> list[str]:
-        """The roles (e.g. trips, dropoffs) the archive holds."""
+        """The roles (e.g. events, labels) the archive holds."""
         return sorted({s.role for s in self.segments})
+
+    def role_for(self, role: str, topic: str) -> str | None:
+        """``role`` when the archive holds it, else the role recorded from ``topic`` (an archive written
+        before roles were named events and labels), else None."""
+        if any(s.role == role for s in self.segments):
+            return role
+        return next((s.role for s in self.segments if s.topic == topic), None)
 
     def segments_of(self, role: str, partition: int | None = None) -> list[SegmentInfo]:
         """The role's segments (of one partition), in (partition, sequence) order."""

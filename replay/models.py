@@ -3,7 +3,7 @@
 A model is named by a version in the artifact store (``--model v3``), by a trained model folder
 (``--model models/2024...``: packed in memory like the publisher would, labelled with the folder's
 name), or -- for the champion of a gate -- by the record that is desired on the model topic now.
-Every path ends in :func:`model_topic.loader.load_model`: sha256, safe unpack, signature check
+Every path ends in :func:`edml.scoring.loader.load_model`: sha256, safe unpack, signature check
 and warm-up on the golden rows, exactly as in ``edml serve``.
 """
 
@@ -18,6 +18,7 @@ from edml.schemas.records import ModelRecord
 
 from edml.core.config import Settings
 from edml.core.errors import OperatorError
+from edml.pipelines.bound import BoundPipeline
 from edml.scoring.loader import ModelRejected, load_model
 from edml.scoring.serving import LoadedModel
 
@@ -31,15 +32,22 @@ def is_model_folder(spec: str) -> bool:
     return (Path(spec) / "saved_model").is_dir()
 
 
-def load_record(record: ModelRecord, archive: bytes, workdir: Path, what: str) -> LoadedModel:
-    """``load_model`` with a one-line ModelUnavailable instead of ModelRejected."""
+def load_record(record: ModelRecord, archive: bytes, workdir: Path, what: str,
+                bound: BoundPipeline | None = None) -> LoadedModel:
+    """``load_model`` for pipeline ``bound`` (default: the default pipeline) with a one-line ModelUnavailable
+    instead of ModelRejected."""
+    if bound is None:
+        from edml.pipelines.bound import open_pipeline
+
+        bound = open_pipeline(None, Settings())
     try:
-        return load_model(record, archive, workdir)
+        return load_model(record, archive, workdir, bound)
     except ModelRejected as e:
         raise ModelUnavailable(f"{what} cannot score: {e.reason}") from None
 
 
-def load_folder(model_dir: Path, name: str, label: str, workdir: Path) -> LoadedModel:
+def load_folder(model_dir: Path, name: str, label: str, workdir: Path,
+                bound: BoundPipeline | None = None) -> LoadedModel:
     """A trained model folder, packed in memory as version ``label`` and loaded."""
     try:
         artifact = pack_artifact(model_dir, name, label)
@@ -47,10 +55,11 @@ def load_folder(model_dir: Path, name: str, label: str, workdir: Path) -> Loaded
         raise ModelUnavailable(f"model folder {model_dir}: {e.reason}") from None
     record = record_from_manifest(artifact.manifest, f"file://{Path(model_dir).resolve()}", artifact.sha256,
                                   len(artifact.data), published_at=artifact.manifest.created_at)
-    return load_record(record, artifact.data, workdir, f"model folder {model_dir}")
+    return load_record(record, artifact.data, workdir, f"model folder {model_dir}", bound)
 
 
-def load_version(store_uri: str, name: str, version: str, workdir: Path) -> LoadedModel:
+def load_version(store_uri: str, name: str, version: str, workdir: Path,
+                 bound: BoundPipeline | None = None) -> LoadedModel:
     """Version ``version`` of ``name`` from the artifact store at ``store_uri``."""
     try:
         store = open_store(store_uri)
@@ -68,7 +77,7 @@ def load_version(store_uri: str, name: str, version: str, workdir: Path) -> Load
     if (manifest.model_name, manifest.version) != (name, version):
         raise ModelUnavailable(f"{uri} holds {manifest.model_name} {manifest.version}, not {name} {version}")
     record = record_from_manifest(manifest, uri, sha256_hex(data), len(data), published_at=manifest.created_at)
-    return load_record(record, data, workdir, f"{name} {version}")
+    return load_record(record, data, workdir, f"{name} {version}", bound)
 
 
 def _known_versions(store_uri: str, name: str) -> list[str]:
@@ -78,24 +87,25 @@ def _known_versions(store_uri: str, name: str) -> list[str]:
         return []
 
 
-def load_desired(record: ModelRecord, workdir: Path) -> LoadedModel:
+def load_desired(record: ModelRecord, workdir: Path, bound: BoundPipeline | None = None) -> LoadedModel:
     """The model of a record from the model topic, its artifact fetched from the URI it names."""
     try:
         data = fetch_artifact(record.artifact_uri)
     except StoreError as e:
         raise ModelUnavailable(f"champion {record.model_name} {record.version}: artifact {record.artifact_uri}: "
                                f"{e.reason}") from None
-    return load_record(record, data, workdir, f"champion {record.model_name} {record.version}")
+    return load_record(record, data, workdir, f"champion {record.model_name} {record.version}", bound)
 
 
-def resolve_model(spec: str, settings: Settings, name: str, workdir: Path, label: str | None = None) -> LoadedModel:
+def resolve_model(spec: str, settings: Settings, name: str, workdir: Path, label: str | None = None,
+                  bound: BoundPipeline | None = None) -> LoadedModel:
     """The model ``spec`` names: a trained model folder, or a version in the settings' artifact store."""
     if is_model_folder(spec):
         folder = Path(spec)
-        return load_folder(folder, name, label or folder.resolve().name, workdir)
+        return load_folder(folder, name, label or folder.resolve().name, workdir, bound)
     if Path(spec).exists():
         raise ModelUnavailable(f"{spec} is neither a model version nor a trained model folder (no saved_model/)")
-    return load_version(settings.artifact_store_uri, name, spec, workdir)
+    return load_version(settings.artifact_store_uri, name, spec, workdir, bound)
 
 
 def desired_champion(settings: Settings, name: str) -> ModelRecord | None:

@@ -1,4 +1,4 @@
-"""``edml record``: mirror the trips and drop-offs topics into a replay archive.
+"""``edml record``: mirror a pipeline's input and label topics into a replay archive.
 
 The recorder is the "decoy" of the rendezvous architecture: it reads the same topics the
 scorers read, with its own consumer that assigns every partition (no consumer group, so it
@@ -15,8 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -25,13 +24,12 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, TopicParti
 from edml.replay.archive import (
     DEFAULT_SEGMENT_AGE_S,
     DEFAULT_SEGMENT_BYTES,
-    DROPOFFS,
-    TRIPS,
+    EVENTS,
+    LABELS,
     ArchiveError,
     ArchiveWriter,
     check_role,
 )
-from edml.schemas.serde import dropoff_serde, trip_serde
 
 from edml.core.config import Settings, Topics
 from edml.core.errors import OperatorError
@@ -40,7 +38,11 @@ from edml.kafka.messages import SourceMessage
 from edml.kafka.reading import EndOffsets
 
 log = logging.getLogger("edml.replay.recorder")
-DEFAULT_ROLES = (TRIPS, DROPOFFS)
+DEFAULT_ROLES = (EVENTS, LABELS)
+# archive role -> the settings' topic role it is recorded from: events are the pipeline's input
+# topic (``topics.trips``); any other of the pipeline's topics is recorded under its own role
+_TOPIC_OF_ROLE = {EVENTS: "trips", LABELS: "labels"}
+_ARCHIVE_ROLE = {topic_role: role for role, topic_role in _TOPIC_OF_ROLE.items()}
 _TOPIC_ROLES = set(Topics().names())
 _POLL_S = 0.2
 _BATCH = 2000
@@ -61,11 +63,18 @@ class RecordStats:
 
 
 def _topics_for(settings: Settings, roles: Sequence[str]) -> dict[str, str]:
+    """Topic name -> archive role, for the settings' (the pipeline's) topics.
+
+    A role is an archive role (events, labels) or a topic role of the settings; ``trips``, the
+    settings' name of the input topic, is recorded as events.
+    """
     out = {}
+    known = set(_TOPIC_OF_ROLE) | (_TOPIC_ROLES - set(_TOPIC_OF_ROLE.values()))
     for role in roles:
-        if role not in _TOPIC_ROLES:
-            raise OperatorError(f"unknown topic role {role!r}: one of {', '.join(sorted(_TOPIC_ROLES))}")
-        out[getattr(settings.topics, role)] = check_role(role)
+        role = _ARCHIVE_ROLE.get(role, role)
+        if role not in known:
+            raise OperatorError(f"unknown topic role {role!r}: one of {', '.join(sorted(known))}")
+        out[getattr(settings.topics, _TOPIC_OF_ROLE.get(role, role))] = check_role(role)
     return out
 
 
@@ -84,6 +93,9 @@ def record_topics(
 ) -> RecordStats:
     """Append every message of the ``roles``' topics to the archive at ``archive_dir``.
 
+    ``settings`` are a pipeline's (``pipeline_settings``): ``events`` is its input topic, ``labels``
+    its label topic.
+
     A new partition starts at its ``start`` ("earliest" or "latest"); a partition the archive
     already holds continues after its last archived offset. Runs until ``stop`` is set, for
     ``duration_s``, or (``stop_at_end``) until every partition reached its end as of the start.
@@ -98,6 +110,8 @@ def record_topics(
         raise OperatorError(f"topics {sorted(missing)} do not exist on {settings.bootstrap_servers}: "
                             "run `edml topics create` or check the topic names")
     writer = ArchiveWriter(archive_dir, max_segment_bytes=max_segment_bytes, max_segment_age_s=max_segment_age_s)
+    # a topic the archive already holds under another role name (an older archive) continues as that role
+    topic_roles = {topic: writer.role_of_topic(topic) or role for topic, role in topic_roles.items()}
     resume = writer.next_offsets()
     consumer = make_consumer(settings, group_id="edml-recorder", **{"enable.partition.eof": False})
     stats = RecordStats(messages={role: 0 for role in topic_roles.values()})
@@ -153,42 +167,21 @@ def record_topics(
     return stats
 
 
-def write_generated(archive_dir: Path | str, n: int, seed: int, *, partitions: int = 2,
-                    start_ms: int | None = None, span_days: float = 7.0, topics: Topics | None = None) -> RecordStats:
-    """An archive of ``n`` generated trips (pick-ups and drop-offs), as if recorded, without Kafka.
+def write_archive(archive_dir: Path | str, messages: Mapping[str, Sequence[Sequence[SourceMessage]]]) -> RecordStats:
+    """A new archive of ``messages`` (role -> the messages of each partition, in offset order), without Kafka.
 
-    Keys are trip ids; a trip's pick-up and drop-off go to partition ``crc32(trip id) % partitions``;
-    pick-ups are stamped with their pick-up time and drop-offs with their drop-off time, each
-    partition in time order. The default window starts where the generator's default training
-    window (28 days) ends: traffic the trained models have not seen.
+    For archives made rather than recorded (generated traffic, fixtures); the folder must be new or empty.
     """
-    from edml.trainer.generator import DAY_MS, DEFAULT_START_MS, generate_trips
-
-    if n < 1 or partitions < 1:
-        raise OperatorError("--generate needs a positive trip count and partition count")
     archive_dir = Path(archive_dir)
     if archive_dir.exists() and any(archive_dir.iterdir()):
         raise ArchiveError(f"{archive_dir} is not empty: a generated archive needs a new folder")
-    topics = topics or Topics()
-    start_ms = DEFAULT_START_MS + 28 * DAY_MS if start_ms is None else start_ms
     started = time.monotonic()
-    trips = generate_trips(n, seed, start_ms=start_ms, span_days=span_days)
-    trip_serde_, dropoff_serde_ = trip_serde(), dropoff_serde()
-    pickups: list[list[SourceMessage]] = [[] for _ in range(partitions)]
-    dropoffs: list[list[tuple[int, bytes, bytes]]] = [[] for _ in range(partitions)]
-    for trip in trips:
-        key = trip.pickup.trip_id.encode()
-        p = zlib.crc32(key) % partitions
-        pickups[p].append(SourceMessage(topics.trips, p, len(pickups[p]), key, trip_serde_.encode(trip.pickup),
-                                        trip.pickup.pickup_time))
-        dropoffs[p].append((trip.dropoff.dropoff_time, key, dropoff_serde_.encode(trip.dropoff)))
-    stats = RecordStats(messages={TRIPS: n, DROPOFFS: n})
+    stats = RecordStats(messages={role: 0 for role in messages})
     with ArchiveWriter(archive_dir) as writer:
-        for p in range(partitions):
-            writer.append(TRIPS, pickups[p])
-            ordered = sorted(dropoffs[p], key=lambda d: (d[0], d[1]))
-            writer.append(DROPOFFS, [SourceMessage(topics.labels, p, i, key, value, ts)
-                                     for i, (ts, key, value) in enumerate(ordered)])
+        for role, partitions in messages.items():
+            for batch in partitions:
+                if batch:
+                    stats.messages[role] += writer.append(role, batch)
     stats.segments = len(writer.segments)
     stats.seconds = time.monotonic() - started
     return stats

@@ -1,7 +1,7 @@
 """Run the scoring dataflow over an archive, in this process, deterministically.
 
 Determinism: each archived partition is read in offset order in batches of ``batch_size``, so
-every batch is the same on every run; the scorer stamps predictions with the trips' own Kafka
+every batch is the same on every run; the scorer stamps predictions with the events' own Kafka
 timestamps (``event_clock``), not the wall clock; the sink sorts what it writes. Two replays
 of one archive with the same models give byte-identical ``predictions.csv`` files.
 """
@@ -13,11 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edml.replay.archive import TRIPS, ArchiveError, ArchiveReader
+from edml.replay.archive import EVENTS, ArchiveError, ArchiveReader
 from edml.replay.file_io import DEFAULT_BATCH_SIZE
 from edml.schemas.wire import TopicSerdes
 
-from edml.core.config import Topics
+from edml.core.config import Settings
+from edml.pipelines.bound import BoundPipeline
 from edml.scoring.serving import LoadedModel
 
 
@@ -27,7 +28,7 @@ class ReplayResult:
 
     archive: Path
     out_dir: Path
-    events: int  # trip messages read from the archive
+    events: int  # event messages read from the archive
     predictions: int  # prediction rows written, every version
     dead_letters: int
     seconds: float  # the dataflow's run time (models were loaded before)
@@ -36,10 +37,12 @@ class ReplayResult:
     champion: str
     challengers: tuple[str, ...]
     dead_letter_kinds: dict[str, int]
+    alerts: int = 0  # alerts the pipeline's rules raised on the champion's predictions
+    alerts_path: Path | None = None
 
     @property
     def events_per_s(self) -> float:
-        """Replay throughput: trip messages a second."""
+        """Replay throughput: event messages a second."""
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -53,6 +56,13 @@ def _unwrap(e: BaseException) -> BaseException:
     return e
 
 
+def replay_serdes(settings: Settings, bound: BoundPipeline) -> TopicSerdes:
+    """The serdes a replay of ``bound``'s archive reads and writes with (``schemas.wire.archive_serdes``)."""
+    from edml.schemas.wire import archive_serdes
+
+    return archive_serdes(settings, {settings.topics.trips: bound.schema, settings.topics.labels: bound.label_schema})
+
+
 def replay_archive(
     archive: Path | str | ArchiveReader,
     champion: LoadedModel,
@@ -62,31 +72,39 @@ def replay_archive(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
     serdes: TopicSerdes | None = None,
+    bound: BoundPipeline | None = None,
+    settings: Settings | None = None,
 ) -> ReplayResult:
-    """Score every trip of ``archive`` with ``champion`` (and shadow ``challengers``) into ``out_dir``.
+    """Score every event of ``archive`` with ``champion`` (and shadow ``challengers``) into ``out_dir``.
 
-    ``serdes`` (default: single-object) reads the archive's trips; see ``schemas.wire.archive_serdes``.
+    ``bound`` is the pipeline (default: the default pipeline) and ``settings`` its settings
+    (``pipeline_settings``; default: the defaults); ``serdes`` (default: ``schemas.wire.archive_serdes``
+    of the settings) reads the archive's events in either wire format.
 
     Runs :func:`dataflows.replay.build_replay_flow` -- the scoring dataflow of ``edml serve`` --
-    with ``bytewax.testing.run_main`` (one worker, until the archive ends). Writes
-    ``predictions.csv`` and ``dead_letters.jsonl``; bad trips are counted, not fatal. Raises
-    ArchiveError (naming the file and byte position) when a segment is damaged.
+    with ``bytewax.testing.run_main`` (one worker, until the archive ends). Writes ``predictions.csv``,
+    ``dead_letters.jsonl`` and ``alerts.csv``; bad events are counted, not fatal. Raises ArchiveError
+    (naming the file and byte position) when a segment is damaged.
     """
     from bytewax.testing import run_main
     from edml.dataflows.replay import build_replay_flow
     from edml.replay.file_io import ArchiveSource, PredictionFileSink
-    from edml.schemas.wire import single_object_serdes
 
+    from edml.pipelines.bound import open_pipeline, pipeline_settings
     from edml.scoring.batch import event_clock, scoring_steps
     from edml.scoring.serving import ActiveModels, ServingSet
 
     reader = archive if isinstance(archive, ArchiveReader) else ArchiveReader(archive)
+    settings = settings or Settings()
+    if bound is None:
+        bound = open_pipeline(settings.pipeline or None, settings)
+        settings = pipeline_settings(settings, bound.pipeline)
+    serdes = serdes or replay_serdes(settings, bound)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     active = ActiveModels()
     active.swap(ServingSet(champion=champion, challengers=tuple(challengers)))
     active.bootstrapped.set()
-    topics = Topics()
     events = 0
 
     def counted(n: int) -> None:
@@ -95,10 +113,14 @@ def replay_archive(
         if on_batch is not None:
             on_batch(n)
 
-    source = ArchiveSource(reader, TRIPS, batch_size=batch_size, on_batch=counted)
-    sink = PredictionFileSink(out_dir, topics)
-    flow = build_replay_flow(source, scoring_steps(active, serdes or single_object_serdes(topics), clock=event_clock),
-                             sink)
+    role = reader.role_for(EVENTS, settings.topics.trips)
+    if role is None:
+        raise ArchiveError(f"archive {reader.root} holds no events of pipeline {bound.name} (no role {EVENTS}, "
+                           f"nothing from topic {settings.topics.trips}; roles: {', '.join(reader.roles()) or 'none'})")
+    source = ArchiveSource(reader, role, batch_size=batch_size, on_batch=counted)
+    models = [champion, *challengers]
+    sink = PredictionFileSink(out_dir, serdes.topics, [m.prediction_schema for m in models], bound.pipeline.input.key)
+    flow = build_replay_flow(source, scoring_steps(active, serdes, bound, clock=event_clock), sink)
     output = sink.output
     started = time.perf_counter()
     try:
@@ -123,4 +145,5 @@ def replay_archive(
         dead_letters=len(output.dead_letters), seconds=seconds, predictions_path=output.predictions_path,
         dead_letters_path=output.dead_letters_path, champion=champion.version,
         challengers=tuple(c.version for c in challengers), dead_letter_kinds=dict(sorted(kinds.items())),
+        alerts=output.alerts, alerts_path=output.alerts_path,
     )

@@ -17,7 +17,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from edml.schemas import records
 from edml.schemas.serde import CONFLUENT_MAGIC, AvroSerde, DecodeError, serde_for
@@ -99,10 +99,11 @@ class TopicSerdes:
         return serde
 
     def for_topic(self, topic: str) -> RecordSerde[Any]:
-        """The serde of the topic named ``topic`` (a name from the settings' ``Topics``)."""
+        """The serde of the topic named ``topic`` (a name from the settings' ``Topics`` holding an edml record)."""
         by_name = self.__dict__.get("_by_name")
         if by_name is None:  # frozen: cached beside the fields, built on first use
-            by_name = {name: getattr(self, role) for role, name in self.topics.names().items()}
+            # roles of edml's own records; a pipeline's declared records come from for_schema
+            by_name = {name: getattr(self, role) for role, name in self.topics.names().items() if role in RECORDS}
             object.__setattr__(self, "_by_name", by_name)
         try:
             return by_name[topic]
@@ -172,20 +173,29 @@ class EitherWireFormat(Generic[T]):
         return self.single.decode(payload)
 
 
-def archive_serdes(settings: Settings) -> TopicSerdes:
-    """Serdes for replaying an archive: trips and drop-offs in either format, outputs single-object.
+def archive_serdes(settings: Settings, declared: dict[str, dict[str, Any] | None] | None = None) -> TopicSerdes:
+    """Serdes for replaying a pipeline's archive: its events and labels in either format, outputs single-object.
 
-    Replay writes files, not topics; its outputs use the default topic names and format.
+    Replay writes files, not topics; its outputs use the settings' topic names (a pipeline's, after
+    ``pipeline_settings``) in single-object encoding. ``declared`` maps topics to their declared
+    schemas (a pipeline's input and label topics): ``for_schema`` of those reads either wire format,
+    as do ``trips`` and ``labels`` (the taxi records).
     """
-    from edml.core.config import Topics
-
     recorded = topic_serdes(settings) if settings.schema_registry_url else None
-    base = single_object_serdes(Topics())
-    return dataclasses.replace(
+    base = single_object_serdes(settings.topics)
+    serdes = dataclasses.replace(
         base,
         trips=EitherWireFormat(serde_for("TripPickup"), recorded.trips if recorded else None),
         labels=EitherWireFormat(serde_for("TripDropoff"), recorded.labels if recorded else None),
     )
+    for topic, schema in (declared or {}).items():
+        if schema is not None:
+            # for_schema caches what it builds: the entry it made is replaced by one reading either format
+            single = cast(AvroSerde[dict[str, Any]], serdes.for_schema(topic, schema))  # single-object serdes
+            cache = serdes.__dict__["_declared"]
+            key = next(k for k, v in cache.items() if v is single)
+            cache[key] = EitherWireFormat(single, recorded.for_schema(topic, schema) if recorded else None)
+    return serdes
 
 
 def with_registry(settings: Settings, url: str) -> Settings:

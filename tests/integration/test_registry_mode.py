@@ -35,7 +35,6 @@ from edml.schemas.confluent import ConfluentSerde, RegistryRefused, make_client,
 from edml.schemas.local_registry import start_on_free_port
 from edml.schemas.records import TripPickup
 from edml.schemas.serde import AvroSerde, load_schema_json, serde_for
-from edml.schemas.validation import TripDecoder
 from edml.schemas.wire import topic_serdes, with_registry
 from edml.trainer.generator import DAY_MS, DEFAULT_START_MS, generate_trips
 from edml.trainer.producing import produce_trips
@@ -43,6 +42,8 @@ from edml.trainer.producing import produce_trips
 from edml.core.config import Settings
 from edml.kafka.messages import SourceMessage
 from edml.kafka.reading import read_to_end
+from edml.pipelines.bound import open_pipeline
+from edml.pipelines.events import EventDecoder
 from tests.integration.scorer_process import ScorerProcess, scorer_env, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -102,16 +103,16 @@ def test_scoring_evaluation_and_replay_in_registry_mode(registry_settings: Setti
 
     # the recorder keeps the Confluent-framed bytes; replay reads them through the registry
     archive = tmp_path / "archive"
-    assert record_topics(s, archive, stop_at_end=True).messages == {"trips": len(trips), "dropoffs": len(trips)}
+    assert record_topics(s, archive, stop_at_end=True).messages == {"events": len(trips), "labels": len(trips)}
     proc = subprocess.run([sys.executable, "-m", "edml.cli", "replay", "--input", str(archive), "--model", "v1",
                            "--out", str(tmp_path / "out")], env={**scorer_env(s), **registry_env(s)},
                           capture_output=True, text=True, timeout=300)
     print(proc.stdout)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    replayed = {p.trip_id: p for p in read_predictions(tmp_path / "out" / "predictions.csv")}
+    replayed = {p["trip_id"]: p for p in read_predictions(tmp_path / "out" / "predictions.csv")}
     assert set(replayed) == {p.trip_id for p in predictions}
     for p in predictions:
-        assert math.isclose(replayed[p.trip_id].predicted_duration_s, p.predicted_duration_s, rel_tol=1e-6)
+        assert math.isclose(replayed[p.trip_id]["predicted_duration_s"], p.predicted_duration_s, rel_tol=1e-6)
 
 
 def test_confluent_avro_serdes_read_and_write_edml_records(registry_settings: Settings) -> None:
@@ -173,8 +174,10 @@ def test_an_unknown_schema_id_is_a_dead_letter_with_its_reason(registry_settings
     good = [g.pickup for g in generate_trips(3, seed=6)]
     payloads = [serde.encode(t) for t in good]
     unknown = b"\x00" + struct.pack(">I", 987_654_321) + payloads[0][5:]
-    batch = TripDecoder(serde).decode_batch(_messages(s.topics.trips, [payloads[0], unknown, *payloads[1:]]))
-    assert len(batch) == 3 and [t.trip_id for t in batch.trips] == [t.trip_id for t in good]
+    taxi = open_pipeline(None, s)
+    decoder = EventDecoder(taxi, topic_serdes(s).for_schema(s.topics.trips, taxi.schema))
+    batch = decoder.decode_batch(_messages(s.topics.trips, [payloads[0], unknown, *payloads[1:]]))
+    assert len(batch) == 3 and batch.columns["trip_id"].tolist() == [t.trip_id for t in good]
     (letter,) = batch.dead_letters
     print(f"[unknown id] {letter.error_kind}: {letter.message}")
     assert (letter.offset, letter.error_kind, letter.value) == (1, "unknown-schema-id", unknown)
@@ -192,11 +195,12 @@ def test_an_unreachable_registry_is_retried_not_dead_lettered(tmp_path: Path, ca
         trips = [g.pickup for g in generate_trips(50, seed=7)]
         payloads = [writer.encode(t) for t in trips]
         # a reader that has never asked the registry for this id: it must when the batch comes
-        reader = ConfluentSerde(serde_for("TripPickup"), make_client(settings.schema_registry), subject)
+        taxi = open_pipeline(None, settings)
+        reader = ConfluentSerde(AvroSerde(taxi.schema, None), make_client(settings.schema_registry), subject)
         registry.down()
         result: list = []
         decoding = threading.Thread(target=lambda: result.append(
-            TripDecoder(reader).decode_batch(_messages(settings.topics.trips, payloads))))
+            EventDecoder(taxi, reader).decode_batch(_messages(settings.topics.trips, payloads))))
         with caplog.at_level(logging.WARNING, "edml.registry"):
             decoding.start()
             wait_until(lambda: "schema registry unavailable" in caplog.text, 60, 0.2, "no retry was logged")
@@ -206,6 +210,6 @@ def test_an_unreachable_registry_is_retried_not_dead_lettered(tmp_path: Path, ca
         (batch,) = result
         print(f"[unreachable] retries logged: {caplog.text.count('retrying in')}; trips={len(batch)} "
               f"dead_letters={len(batch.dead_letters)}")
-        assert batch.dead_letters == [] and [t.trip_id for t in batch.trips] == [t.trip_id for t in trips]
+        assert batch.dead_letters == [] and batch.columns["trip_id"].tolist() == [t.trip_id for t in trips]
     finally:
         registry.down()

@@ -36,10 +36,11 @@ def test_gate_refuses_a_worse_candidate_with_exit_1_and_one_line(tmp_path: Path)
     refusal = errors(proc)
     assert len(refusal) == 1 and refusal[0].startswith("replay gate refused: candidate slow-model MAE")
     assert "vs champion fixture-v1 MAE" in refusal[0]
-    assert "replayed 303 trip events" in proc.stdout and "events/s" in proc.stdout
+    assert "replayed 303 events of pipeline taxi" in proc.stdout and "events/s" in proc.stdout
     assert "dead letters: 3 (bad-magic: 1, null-value: 1, out-of-range: 1)" in proc.stdout
     assert "slow-model vs fixture-v1:" in proc.stdout and "differ by more than 10%" in proc.stdout
-    for name in ("predictions.csv", "dead_letters.jsonl", "report.md", "summary.json", "mae_by_hour.png"):
+    assert "mae " in proc.stdout and "(predicted_duration_s vs duration_s)" in proc.stdout
+    for name in ("predictions.csv", "dead_letters.jsonl", "report.md", "summary.json", "error_by_hour.png"):
         assert (tmp_path / "out" / name).is_file(), name
 
 
@@ -62,6 +63,9 @@ def test_record_generate_and_an_unknown_version(tmp_path: Path) -> None:
     proc = edml("record", "--generate", "500", "--seed", "3", "--out", str(archive), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "archived 500 generated trips" in proc.stdout
+    from edml.replay.archive import ArchiveReader
+
+    assert ArchiveReader(archive).roles() == ["events", "labels"]
     again = edml("record", "--generate", "10", "--out", str(archive), cwd=tmp_path)
     assert again.returncode == 2 and "is not empty" in again.stderr
     missing = edml("replay", "--input", str(archive), "--model", "v404", "--out", str(tmp_path / "out"),
@@ -69,3 +73,11 @@ def test_record_generate_and_an_unknown_version(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert errors(missing) == [f"edml: error: trip-duration has no version 'v404' in {STORE} (known: fixture-v1; "
                                "or pass a model folder)"]
+
+
+def test_an_undeclared_pipeline_exits_2_with_one_line(tmp_path: Path) -> None:
+    proc = edml("replay", "--pipeline", "nope", "--input", str(FIXTURES / "archive"), "--model", "fixture-v1",
+                "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(errors(proc)) == 1 and errors(proc)[0].startswith("edml: error: no pipeline 'nope'")
+    assert not (tmp_path / "out").exists(), "nothing was read or written"

@@ -15,14 +15,26 @@ from edml.replay.archive import ArchiveError, ArchiveReader
 from edml.replay.file_io import read_predictions
 from edml.replay.gate import GateUndecidable, decide
 from edml.replay.models import ModelUnavailable, load_version
-from edml.replay.report import actual_durations, build_report, write_report
-from edml.replay.run import replay_archive
+from edml.replay.report import Judging, build_report, pipeline_labels, write_report
+from edml.replay.run import replay_archive, replay_serdes
+
+from edml.core.config import Settings
+from edml.pipelines.bound import open_pipeline
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "replay"
 ARCHIVE = FIXTURES / "archive"
 STORE = f"file://{FIXTURES / 'artifacts'}"
 NAME, VERSION = "trip-duration", "fixture-v1"
 REL_TOL = 1e-5  # float noise across CPUs; any real change of the scoring moves values far more
+JUDGING = Judging("regression", "predicted_duration_s", "duration_s")
+LINEAGE = ("trip_id", "model_name", "model_version", "role", "event_time", "scored_at", "latency_ms")
+
+
+def labels_of(archive: Path) -> dict[str, float]:
+    # the archive predates the role names events and labels: its labels are what it recorded from the
+    # taxi pipeline's label topic
+    bound = open_pipeline("taxi", Settings())
+    return pipeline_labels(ArchiveReader(archive), bound, replay_serdes(Settings(), bound))
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +51,10 @@ def test_replay_matches_the_golden_predictions(fixture_model, tmp_path: Path) ->
     assert len(golden) == 300 and len(got) == len(golden)
     worst = 0.0
     for g, p in zip(golden, got, strict=True):
-        assert (p.trip_id, p.model_name, p.model_version, p.role, p.event_time, p.scored_at, p.latency_ms) == (
-            g.trip_id, g.model_name, g.model_version, g.role, g.event_time, g.scored_at, g.latency_ms)
-        rel = abs(p.predicted_duration_s - g.predicted_duration_s) / abs(g.predicted_duration_s)
+        assert [p[c] for c in LINEAGE] == [g[c] for c in LINEAGE]
+        rel = abs(p["predicted_duration_s"] - g["predicted_duration_s"]) / abs(g["predicted_duration_s"])
         worst = max(worst, rel)
-        assert math.isclose(p.predicted_duration_s, g.predicted_duration_s, rel_tol=REL_TOL), p.trip_id
+        assert math.isclose(p["predicted_duration_s"], g["predicted_duration_s"], rel_tol=REL_TOL), p["trip_id"]
     print(f"[golden] largest relative difference from the golden file: {worst:.2e}")
     # dead letters are reported, not fatal
     assert result.events == 303 and result.dead_letters == 3
@@ -56,32 +67,33 @@ def test_two_replays_write_byte_identical_files(fixture_model, tmp_path: Path) -
     second = replay_archive(ARCHIVE, fixture_model, tmp_path / "two", batch_size=1000)
     assert first.predictions_path.read_bytes() == second.predictions_path.read_bytes()
     assert first.dead_letters_path.read_bytes() == second.dead_letters_path.read_bytes()
-    # scored_at comes from the archive (each trip's Kafka timestamp), not the wall clock
+    # scored_at comes from the archive (each event's Kafka timestamp), not the wall clock
     stamps = {m.key.decode(): m.timestamp_ms for m in ArchiveReader(ARCHIVE).messages("trips")}
     for p in read_predictions(first.predictions_path):
-        assert p.scored_at == stamps[p.trip_id] and p.latency_ms == 0.0
+        assert p["scored_at"] == stamps[p["trip_id"]] and p["latency_ms"] == 0.0
 
 
 def test_replay_report_and_gate_on_the_fixture(fixture_model, tmp_path: Path) -> None:  # noqa: ANN001
     # the same model as champion and shadow challenger: identical predictions, the gate passes
     result = replay_archive(ARCHIVE, fixture_model, tmp_path / "out", [fixture_model])
     predictions = read_predictions(result.predictions_path)
-    actuals = actual_durations(ArchiveReader(ARCHIVE))
-    report = build_report(result, predictions, actuals)
+    actuals = labels_of(ARCHIVE)
+    report = build_report(result, predictions, actuals, JUDGING)
     path = write_report(report, predictions, actuals, tmp_path / "out")
     champion, challenger = report.stats(VERSION, "champion"), report.stats(VERSION, "challenger")
-    print(f"[report] MAE {champion.mae:.1f} s RMSE {champion.rmse:.1f} s on {champion.with_actual} trips")
-    assert len(actuals) == 300 and champion.with_actual == 300
-    assert champion.mae == challenger.mae and 50 < champion.mae < 1000
-    assert champion.rmse >= champion.mae
+    mae, rmse = champion.figures["mae"], champion.figures["rmse"]
+    print(f"[report] MAE {mae:.1f} s RMSE {rmse:.1f} s on {champion.with_label} trips")
+    assert len(actuals) == 300 and champion.with_label == 300
+    assert champion.figures == challenger.figures and 50 < mae < 1000
+    assert rmse >= mae and champion.figures["p90_abs_error"] >= mae * 0.5
     assert report.diffs[0].compared == 300 and report.diffs[0].differing == 0
     assert decide(challenger, champion, 0.05).passed
-    for png in ("predicted_vs_actual.png", "error_histogram.png", "mae_by_hour.png"):
+    for png in ("predicted_vs_actual.png", "error_histogram.png", "error_by_hour.png"):
         assert (tmp_path / "out" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| fixture-v1 | champion | 300 | 300 |" in path.read_text()
 
 
-def test_without_dropoffs_there_are_no_errors_and_the_gate_cannot_decide(fixture_model, tmp_path: Path) -> None:  # noqa: ANN001
+def test_without_labels_there_are_no_errors_and_the_gate_cannot_decide(fixture_model, tmp_path: Path) -> None:  # noqa: ANN001
     archive = tmp_path / "trips-only"
     shutil.copytree(ARCHIVE, archive)
     index = ArchiveReader(archive)
@@ -91,13 +103,13 @@ def test_without_dropoffs_there_are_no_errors_and_the_gate_cannot_decide(fixture
     _write_index(archive, trips_only)
     result = replay_archive(archive, fixture_model, tmp_path / "out")
     predictions = read_predictions(result.predictions_path)
-    actuals = actual_durations(ArchiveReader(archive))
-    report = build_report(result, predictions, actuals)
+    actuals = labels_of(archive)
+    report = build_report(result, predictions, actuals, JUDGING)
     path = write_report(report, predictions, actuals, tmp_path / "out", fmt="html")
-    assert actuals == {} and report.versions[0].mae is None
-    assert "no drop-offs were recorded" in path.read_text()
+    assert actuals == {} and report.versions[0].loss is None
+    assert "no labels were recorded" in path.read_text()
     assert not (tmp_path / "out" / "error_histogram.png").exists()
-    with pytest.raises(GateUndecidable, match="no drop-offs"):
+    with pytest.raises(GateUndecidable, match="no labels"):
         decide(report.versions[0], None)
 
 
