@@ -31,7 +31,8 @@ def _short(frame: str) -> str:
 
 # Python frames Bytewax calls into while the dataflow runs (the roots of its work)
 DATAFLOW_FRAMES = ("next_batch (", "write_batch (", "decode_batch (", "BatchScorer.score (",
-                   "PredictionEncoder.encode (", "DeadLetterEncoder.encode (", "FirstBytes.reuse (", "snapshot (")
+                   "PredictionEncoder.encode (", "AlertEncoder.encode (", "DeadLetterEncoder.encode (",
+                   "FirstBytes.reuse (", "snapshot (")
 
 
 def summarise(path: Path, top: int = 15, within: tuple[str, ...] = DATAFLOW_FRAMES) -> dict[str, Any]:

@@ -22,12 +22,13 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 from edml.schemas.records import Prediction
 from edml.schemas.serde import load_schema_json
-from edml.schemas.validation import TripDecoder
 from edml.schemas.wire import topic_serdes, with_registry
 from edml.trainer.generator import generate_trips
 
 from edml.core.config import Settings
 from edml.kafka.messages import SourceMessage
+from edml.pipelines.bound import open_pipeline
+from edml.pipelines.events import EventDecoder
 
 
 def rate(n: int, work: Callable[[], object], repeat: int = 3) -> float:
@@ -61,14 +62,16 @@ def run(url: str, n: int) -> dict[str, float]:
     trips = [g.pickup for g in generate_trips(n, seed=1)]
     payloads = [serdes.trips.encode(t) for t in trips]
     messages = [SourceMessage(settings.topics.trips, 0, i, None, p, 0) for i, p in enumerate(payloads)]
-    decoder = TripDecoder(serdes.trips)
+    taxi = open_pipeline(None, settings)  # the scorer's decoder of the taxi pipeline's events
+    decoder = EventDecoder(taxi, serdes.for_schema(settings.topics.trips, taxi.schema))
+    assert len(decoder.decode_batch(messages)) == n  # every trip read, none dead-lettered
     deserializer = AvroDeserializer(client)
     trip_ctx = SerializationContext(settings.topics.trips, MessageField.VALUE)
     return {
         "write predictions, edml columnar (a batch)": rate(n, lambda: serdes.predictions.encode_columns(columns, n)),
         "write predictions, edml record by record": rate(n, lambda: [serdes.predictions.encode(r) for r in records]),
         "write predictions, confluent AvroSerializer": rate(n, lambda: [serializer(r, ctx) for r in records]),
-        "read trips, edml TripDecoder (a batch)": rate(n, lambda: decoder.decode_batch(messages)),
+        "read trips, edml EventDecoder (a batch)": rate(n, lambda: decoder.decode_batch(messages)),
         "read trips, edml record by record": rate(n, lambda: [serdes.trips.decode(p) for p in payloads]),
         "read trips, confluent AvroDeserializer": rate(n, lambda: [deserializer(p, trip_ctx) for p in payloads]),
     }

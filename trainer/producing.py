@@ -1,4 +1,4 @@
-"""Put generated trips on Kafka: pick-ups on the trips topic, drop-offs on the dropoffs topic.
+"""Put generated trips on Kafka: pick-ups on the trips topic, drop-offs on the labels topic.
 
 Two ways:
 
@@ -40,10 +40,13 @@ class ProduceError(OperatorError):
 
 @dataclass
 class ProduceStats:
-    """How many pick-ups and drop-offs were produced."""
+    """How many events (pick-ups, on the input topic) and labels (drop-offs, on the label topic) were produced.
 
-    pickups: int = 0
-    dropoffs: int = 0
+    Named by their topics' roles so that a command can show them without knowing what a trip is.
+    """
+
+    events: int = 0
+    labels: int = 0
 
 
 class _TripProducer:
@@ -112,10 +115,10 @@ def produce_trips(
         if rate:
             _sleep_until(started + i / rate, out)
         out.pickup(trip.pickup)
-        stats.pickups += 1
+        stats.events += 1
         if with_dropoffs:
             out.dropoff(trip.dropoff)
-            stats.dropoffs += 1
+            stats.labels += 1
         if i % 1000 == 999:
             out.poll()
             if on_progress:
@@ -123,7 +126,7 @@ def produce_trips(
     out.flush()
     if on_progress:
         on_progress(stats)
-    return stats.pickups
+    return stats.events
 
 
 def produce_live(
@@ -144,7 +147,7 @@ def produce_live(
     def emit_due(now: float) -> None:
         while pending and pending[0][0] <= now:
             out.dropoff(heapq.heappop(pending)[2])
-            stats.dropoffs += 1
+            stats.labels += 1
 
     last_report = 0.0
     for i, trip in enumerate(trips):
@@ -154,7 +157,7 @@ def produce_live(
             out.poll()
             time.sleep(min(due - now, 0.01))
         out.pickup(trip.pickup)
-        stats.pickups += 1
+        stats.events += 1
         heapq.heappush(pending, (time.monotonic() + trip.dropoff.duration_s / time_scale, i, trip.dropoff))
         emit_due(time.monotonic())
         if on_progress and time.monotonic() - last_report > 0.1:

@@ -107,16 +107,12 @@ def _step(text: str) -> None:
     console.rule(f"[bold]{text}")
 
 
-def _train(out: Path, n: int, epochs: int, seed: int, start_ms: int) -> Path:
-    from edml.trainer.generator import generate_columns
-    from edml.trainer.train import TrainConfig, train_columns
+def _train(out: Path, n: int, epochs: int, seed: int) -> Path:
+    from edml.trainer.demo_story import train_demo_model
 
-    result = train_columns(generate_columns(n, seed, start_ms=start_ms, span_days=28), out,
-                           TrainConfig(epochs=epochs, seed=seed), data_source=f"generated n={n} seed={seed}")
-    m = result.metrics
-    console.print(f"trained on {n:,} trips, {epochs} epochs: MAE {m.mae:.0f}s (global-mean baseline "
-                  f"{m.baseline_mean_mae:.0f}s, distance-only {m.baseline_distance_mae:.0f}s)")
-    return out
+    model = train_demo_model(out, n, epochs, seed)
+    console.print(model.report)
+    return model.folder
 
 
 def _publish(settings: Settings, model_dir: Path, name: str, shadow: str | None = None) -> str:
@@ -133,7 +129,7 @@ def _publish(settings: Settings, model_dir: Path, name: str, shadow: str | None 
 
 def run_demo(base: Settings, trips_per_phase: int = 4000, rate: float = 250.0) -> None:
     """The whole story on the local broker; prints a summary at the end."""
-    from edml.trainer.generator import DEFAULT_START_MS, generate_trips
+    from edml.trainer.demo_story import actual_durations, demo_phase
     from edml.trainer.producing import produce_live
 
     run = time.strftime("%Y%m%d-%H%M%S")
@@ -149,7 +145,7 @@ def run_demo(base: Settings, trips_per_phase: int = 4000, rate: float = 250.0) -
                   else "values: Avro single-object encoding (no schema registry)")
 
     _step("2. Train v1 (wide & deep, SavedModel on raw trip fields)")
-    v1_dir = _train(root / "model-v1", 20_000, 2, 1, DEFAULT_START_MS)
+    v1_dir = _train(root / "model-v1", 20_000, 2, 1)
     _step("3. Publish v1: artifact to the store, then its record onto the compacted model topic")
     v1 = _publish(settings, v1_dir, settings.model_name)
 
@@ -165,9 +161,8 @@ def run_demo(base: Settings, trips_per_phase: int = 4000, rate: float = 250.0) -
     console.print(f"scorer pid {serve.pid}, log {log_path}, metrics http://127.0.0.1:{metrics_port}/metrics")
     try:
         _wait_healthy(metrics_port, serve)
-        phase1 = generate_trips(trips_per_phase, seed=101, start_ms=DEFAULT_START_MS + 29 * 86_400_000, span_days=1)
-        phase2 = generate_trips(trips_per_phase, seed=102, start_ms=DEFAULT_START_MS + 30 * 86_400_000, span_days=1)
-        actual = {t.pickup.trip_id: t.dropoff.duration_s for t in phase1 + phase2}
+        phase1, phase2 = demo_phase(trips_per_phase, 1), demo_phase(trips_per_phase, 2)
+        actual = actual_durations(phase1 + phase2)
         live = LivePredictions(settings, actual)
         live.start()
 
@@ -175,7 +170,7 @@ def run_demo(base: Settings, trips_per_phase: int = 4000, rate: float = 250.0) -
         sent = _stream(settings, phase1, rate, live)
 
         _step("6. Train v2 on more data while v1 serves, publish it")
-        v2_dir = _train(root / "model-v2", 60_000, 5, 2, DEFAULT_START_MS)
+        v2_dir = _train(root / "model-v2", 60_000, 5, 2)
         _step("7. Stream again: the scorer swaps to v2 without a restart")
         stream_thread = threading.Thread(target=produce_live, args=(settings, phase2, rate))
         stream_thread.start()
@@ -209,7 +204,9 @@ def run_demo(base: Settings, trips_per_phase: int = 4000, rate: float = 250.0) -
 
 
 def _count(live: LivePredictions, trips: list) -> int:
-    ids = {t.pickup.trip_id for t in trips}
+    from edml.trainer.demo_story import trip_ids
+
+    ids = trip_ids(trips)
     return sum(1 for p in live.predictions() if p.trip_id in ids)
 
 
@@ -254,15 +251,9 @@ def _wait_for(condition, timeout: float) -> None:  # noqa: ANN001
 
 def _dead_letters(settings: Settings) -> None:
     from edml.kafka.reading import wait_for_count
-    from edml.trainer.generator import generate_trips
+    from edml.trainer.demo_story import malformed_trips
 
-    trip = generate_trips(1, seed=7)[0].pickup
-    serde = topic_serdes(settings).trips
-    bad = {
-        b"bad-bytes": b"not avro at all",
-        b"bad-zone": serde.encode(dataclasses.replace(trip, trip_id="bad-zone", pickup_zone=9999)),
-        b"bad-distance": serde.encode(dataclasses.replace(trip, trip_id="bad-distance", trip_distance_km=-3.0)),
-    }
+    bad = malformed_trips(topic_serdes(settings).trips)
     producer = make_producer(settings)
     for key, value in bad.items():
         producer.produce(settings.topics.trips, key=key, value=value)

@@ -58,8 +58,9 @@ class EdmlCommands(TyperGroup):
 
 app = typer.Typer(
     cls=EdmlCommands,
-    help="edml: event-driven machine learning. Score a Kafka stream of taxi trips with the "
-    "model on a compacted model topic.",
+    help="edml: event-driven machine learning. Score Kafka streams with the models on compacted model "
+    "topics; each stream and its model is a pipeline declared in configuration (`edml pipelines list`; "
+    "the default, taxi, predicts taxi trip durations).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

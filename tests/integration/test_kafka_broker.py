@@ -47,6 +47,45 @@ def test_cli_topics_list_reports_the_topics(settings: Settings) -> None:
     assert "cleanup.policy=compact" in out
 
 
+METERS_TOML = """
+[input]
+topic = "meter-readings"
+schema = "reading.avsc"
+key = "meter_id"
+event_time = "read_at"
+
+[model]
+name = "meter-load"
+"""
+METER_READING = {"type": "record", "name": "MeterReading", "fields": [
+    {"name": "meter_id", "type": "string"},
+    {"name": "read_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "kwh", "type": "double"}]}  # fmt: skip
+
+
+def test_cli_topics_create_for_a_declared_pipeline_creates_its_own_topics(settings: Settings, tmp_path) -> None:
+    import json
+    import os
+
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / "meters.toml").write_text(METERS_TOML)
+    (folder / "reading.avsc").write_text(json.dumps(METER_READING))
+    prefix = settings.topics.trips.removesuffix("trips")
+    env = {**os.environ, "EDML_TOPIC_PREFIX": prefix, "EDML_PIPELINES_DIR": str(folder)}
+    args = ["-b", settings.bootstrap_servers, "--pipeline", "meters"]
+    created = subprocess.run([sys.executable, "-m", "edml.cli", "topics", "create", *args],
+                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert created.returncode == 0, created.stderr
+    assert f"created  {prefix}meter-readings" in created.stdout  # the declared input topic
+    assert f"created  {prefix}meters-predictions" in created.stdout  # the pipeline's own predictions
+    assert f"{prefix}trips" not in created.stdout  # not the taxi pipeline's
+    listed = subprocess.run([sys.executable, "-m", "edml.cli", "topics", "list", *args],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert f"ok       {prefix}meter-readings" in listed.stdout and "missing" not in listed.stdout
+
+
 def test_unreachable_broker_is_one_line(tmp_path) -> None:
     from edml.kafka.local_broker import free_port
 

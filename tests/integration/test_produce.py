@@ -1,4 +1,4 @@
-"""Generated trips on a real Kafka broker: pick-ups on the trips topic, drop-offs on the dropoffs topic."""
+"""Generated trips on a real Kafka broker: pick-ups on the trips topic, drop-offs on the labels topic."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_live_production_sends_each_dropoff_after_its_pickup(settings: Settings)
     trips = generate_trips(60, seed=5)
     # Time compressed 100000x: a 20-minute trip ends 12 ms after its pick-up.
     stats = produce_live(settings, trips, rate=300.0, time_scale=100_000.0)
-    assert stats.pickups == stats.dropoffs == 60
+    assert stats.events == stats.labels == 60
     pickup_ts = {
         trip_serde().decode(m.value).trip_id: m.timestamp_ms for m in read_to_end(settings, settings.topics.trips)
     }
@@ -60,7 +60,7 @@ def test_edml_produce_command(settings: Settings, tmp_path: Path) -> None:
     env = os.environ | {
         "EDML_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "EDML_TOPIC_TRIPS": settings.topics.trips,
-        "EDML_TOPIC_DROPOFFS": settings.topics.labels,
+        "EDML_TOPIC_LABELS": settings.topics.labels,
     }
     run = subprocess.run(
         [sys.executable, "-m", "edml.cli", "produce", "--rate", "80", "--duration", "1", "--time-scale", "100000",
@@ -78,7 +78,7 @@ def test_edml_produce_to_a_missing_topic_is_one_line_naming_it_and_the_fix(setti
     env = os.environ | {
         "EDML_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "EDML_TOPIC_TRIPS": missing,
-        "EDML_TOPIC_DROPOFFS": settings.topics.labels,
+        "EDML_TOPIC_LABELS": settings.topics.labels,
     }
     run = subprocess.run(
         [sys.executable, "-m", "edml.cli", "produce", "--rate", "200", "--duration", "1"],

@@ -94,7 +94,7 @@ def produce(
     """Produce synthetic trips to Kafka at a rate: pick-ups to the trips topic, drop-offs when each trip ends.
 
     Pick-up times start at the city's wall clock now. Time is compressed for drop-offs: each is
-    produced duration_s / --time-scale seconds after its pick-up (its dropoff_time field is the true end).
+    produced duration_s / --time-scale seconds after its pick-up (its end time field still holds the true end).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -120,18 +120,18 @@ def produce(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("drop-offs {task.fields[dropoffs]}"),
+        TextColumn("drop-offs {task.fields[labels]}"),
         TimeRemainingColumn(),
         disable=not interactive(),
     ) as progress:
-        task = progress.add_task(f"trips -> {settings.topics.trips}", total=n, dropoffs=0)
+        task = progress.add_task(f"trips -> {settings.topics.trips}", total=n, labels=0)
 
         def show(stats: ProduceStats) -> None:
-            progress.update(task, completed=stats.pickups, dropoffs=stats.dropoffs)
+            progress.update(task, completed=stats.events, labels=stats.labels)
 
         stats = produce_live(settings, trips, rate=rate, time_scale=time_scale, on_progress=show)
     typer.echo(
-        f"produced {stats.pickups} pick-ups to {settings.topics.trips} and {stats.dropoffs} drop-offs to "
+        f"produced {stats.events} pick-ups to {settings.topics.trips} and {stats.labels} drop-offs to "
         f"{settings.topics.labels} at {settings.bootstrap_servers}"
     )
 

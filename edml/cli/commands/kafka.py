@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edml.cli.commands.options import BootstrapOpt, ConfigOpt, settings_from
+from edml.cli.commands.options import BootstrapOpt, ConfigOpt, PipelineOpt, pipeline_settings_from, settings_from
 
 kafka_app = typer.Typer(help="Run a local Apache Kafka broker (KRaft) for development.", no_args_is_help=True)
 topics_app = typer.Typer(help="Create and list the topics edml uses.", no_args_is_help=True)
@@ -54,21 +54,23 @@ def topics_create(
     config: ConfigOpt = None,
     bootstrap_servers: BootstrapOpt = None,
     partitions: Annotated[int | None, typer.Option(help="Partitions of the data topics (env EDML_PARTITIONS).")] = None,
+    pipeline: PipelineOpt = None,
 ) -> None:
-    """Create every topic edml uses, idempotently (the model topic compacted)."""
+    """Create every topic a pipeline uses, idempotently (the model topic compacted)."""
     from edml.kafka.topics import create_topics
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, partitions=partitions)
+    settings = pipeline_settings_from(settings, pipeline)
     for name, state in create_topics(settings).items():
         typer.echo(f"{state:8} {name}")
 
 
 @topics_app.command("list")
-def topics_list(config: ConfigOpt = None, bootstrap_servers: BootstrapOpt = None) -> None:
-    """List edml's topics with their layout and whether each exists."""
+def topics_list(config: ConfigOpt = None, bootstrap_servers: BootstrapOpt = None, pipeline: PipelineOpt = None) -> None:
+    """List a pipeline's topics with their layout and whether each exists."""
     from edml.kafka.topics import existing_topics, topic_specs
 
-    settings = settings_from(config, bootstrap_servers=bootstrap_servers)
+    settings = pipeline_settings_from(settings_from(config, bootstrap_servers=bootstrap_servers), pipeline)
     present = existing_topics(settings)
     for spec in topic_specs(settings):
         mark = "ok" if spec.name in present else "missing"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from edml.core.config import Settings, load_settings
+from edml.core.config import Settings, load_settings, redact_url
+
+if TYPE_CHECKING:
+    from edml.pipelines.declaration import Pipeline
 
 BootstrapOpt = Annotated[
     str | None, typer.Option("--bootstrap-servers", "-b", help="Kafka bootstrap servers (env EDML_BOOTSTRAP_SERVERS).")
@@ -43,3 +47,28 @@ def pipeline_settings_from(settings: Settings, pipeline: str | None) -> Settings
 
     bound = open_pipeline(pipeline, settings)
     return pipeline_settings(settings, bound.pipeline)
+
+
+def subject_fetcher(settings: Settings, pipeline: Pipeline) -> Callable[[str], dict[str, Any]] | None:
+    """Subject -> its latest Avro schema from the settings' registry, for ``pipeline``; None without a registry.
+
+    A subject the registry refuses (not there, not Avro) stops with one line naming the pipeline.
+    """
+    from edml.pipelines.bound import registry_fetcher
+
+    fetch = registry_fetcher(settings)
+    if fetch is None:
+        return None
+
+    def checked(subject: str) -> dict[str, Any]:
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        try:
+            return fetch(subject)
+        except SchemaRegistryError as e:
+            registry = redact_url(settings.schema_registry_url)
+            raise pipeline.error(f"schema subject {subject!r}: the registry at {registry} refused it "
+                                 f"({e.error_message})") from None
+
+    return checked
+

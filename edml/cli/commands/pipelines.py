@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import urllib.parse
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from edml.cli.commands.options import ConfigOpt, settings_from
+from edml.cli.commands.options import ConfigOpt, settings_from, subject_fetcher
 from edml.pipelines.declaration import (
     DEFAULT_PIPELINE,
     Pipeline,
@@ -21,24 +20,6 @@ from edml.pipelines.declaration import (
 
 pipelines_app = typer.Typer(help="Pipelines declared in configuration: a topic, its schema and a model.",
                             no_args_is_help=True)
-
-
-def _fetch_subject(config: Path | None) -> Any:
-    settings = settings_from(config)
-    if not settings.schema_registry_url:
-        return None
-    from edml.schemas.registry import SchemaRegistryClient, SchemaRegistryError
-
-    client = SchemaRegistryClient(settings.schema_registry_url)
-
-    def fetch(subject: str) -> dict[str, Any]:
-        answer = client._request("GET", f"/subjects/{urllib.parse.quote(subject, safe='')}/versions/latest")
-        try:
-            return dict(json.loads(answer["schema"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise SchemaRegistryError(f"subject {subject!r}: the registry answered no Avro schema ({e})") from None
-
-    return fetch
 
 
 @pipelines_app.command("list")
@@ -62,12 +43,13 @@ def show(
     --model); a mistake stops with one line naming the pipeline and the field.
     """
     pipeline = load_pipeline(name, config)
-    fetch = _fetch_subject(config) if pipeline.input.schema.subject else None
+    # the settings (and a registry client) only when a schema is a registry subject
+    needs_registry = pipeline.input.schema.subject or (pipeline.labels and pipeline.labels.schema.subject)
+    fetch = subject_fetcher(settings_from(config), pipeline) if needs_registry else None
     schema = load_schema(pipeline, pipeline.input.schema, fetch)
     labels_schema = None
     if pipeline.labels is not None:
-        labels_fetch = _fetch_subject(config) if pipeline.labels.schema.subject else None
-        labels_schema = load_schema(pipeline, pipeline.labels.schema, labels_fetch)
+        labels_schema = load_schema(pipeline, pipeline.labels.schema, fetch)
     fields = check_declaration(pipeline, schema, labels_schema)
     typer.echo(f"# pipeline {pipeline.name}, declared in {pipeline.declared_in}")
     typer.echo(pipeline.text.rstrip() or "(no text)")

@@ -1,4 +1,4 @@
-"""``edml train``: train the wide & deep trip-duration model and export it."""
+"""``edml train``: train the taxi pipeline's wide & deep trip-duration model (the example's trainer) and export it."""
 
 from __future__ import annotations
 
