@@ -24,6 +24,7 @@ from edml.schemas.records import Prediction
 from edml.schemas.serde import load_schema_json
 from edml.schemas.wire import topic_serdes, with_registry
 from edml.trainer.generator import generate_trips
+from edml.trainer.records import trip_serde
 
 from edml.core.config import Settings
 from edml.kafka.messages import SourceMessage
@@ -60,7 +61,8 @@ def run(url: str, n: int) -> dict[str, float]:
     assert [serializer(r, ctx) for r in records[:100]] == edml_batch[:100]  # the same bytes
 
     trips = [g.pickup for g in generate_trips(n, seed=1)]
-    payloads = [serdes.trips.encode(t) for t in trips]
+    trip_wire = serdes.for_serde(settings.topics.trips, trip_serde())
+    payloads = [trip_wire.encode(t) for t in trips]
     messages = [SourceMessage(settings.topics.trips, 0, i, None, p, 0) for i, p in enumerate(payloads)]
     taxi = open_pipeline(None, settings)  # the scorer's decoder of the taxi pipeline's events
     decoder = EventDecoder(taxi, serdes.for_schema(settings.topics.trips, taxi.schema))
@@ -72,7 +74,7 @@ def run(url: str, n: int) -> dict[str, float]:
         "write predictions, edml record by record": rate(n, lambda: [serdes.predictions.encode(r) for r in records]),
         "write predictions, confluent AvroSerializer": rate(n, lambda: [serializer(r, ctx) for r in records]),
         "read trips, edml EventDecoder (a batch)": rate(n, lambda: decoder.decode_batch(messages)),
-        "read trips, edml record by record": rate(n, lambda: [serdes.trips.decode(p) for p in payloads]),
+        "read trips, edml record by record": rate(n, lambda: [trip_wire.decode(p) for p in payloads]),
         "read trips, confluent AvroDeserializer": rate(n, lambda: [deserializer(p, trip_ctx) for p in payloads]),
     }
 

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edml.schemas.records import DriftAlert, TripDropoff, TripPickup
+from edml.schemas.records import DriftAlert
+from edml.trainer.records import TripDropoff, TripPickup
 
 from edml.core.errors import OperatorError
 

@@ -28,7 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from bytewax.operators import StatefulLogic
-from edml.schemas.records import Evaluation, Prediction, TripDropoff
+from edml.schemas.records import Evaluation, Prediction
+from edml.trainer.records import TripDropoff
 
 EVALUATED = "evaluated"
 NO_DROPOFF = "no-dropoff"

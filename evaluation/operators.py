@@ -25,9 +25,10 @@ from edml.evaluation.config import EvaluationConfig
 from edml.evaluation.drift import DriftAccumulator, DriftReading, Reference, alert_for, readings
 from edml.evaluation.join import EVALUATED, TripJoin, shard_of
 from edml.evaluation.windows import ErrorAccumulator, TumblingWindows, WindowSpec, emit_score_window, score_key
-from edml.schemas.records import DeadLetter, DriftAlert, Evaluation, Prediction, ScoreWindow, TripDropoff, TripPickup
+from edml.schemas.records import DeadLetter, DriftAlert, Evaluation, Prediction, ScoreWindow
 from edml.schemas.serde import DecodeError
 from edml.schemas.wire import RecordSerde, topic_serdes
+from edml.trainer.records import TripDropoff, TripPickup
 
 from edml.core.config import Settings
 from edml.kafka.clients import base_config, producer_config

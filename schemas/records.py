@@ -15,28 +15,6 @@ from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
-class TripPickup:
-    """A trip at pick-up time, as produced on the trips topic."""
-
-    trip_id: str
-    pickup_time: int
-    pickup_zone: int
-    dropoff_zone: int
-    pickup_borough: str
-    passenger_count: int
-    trip_distance_km: float
-
-
-@dataclass(slots=True)
-class TripDropoff:
-    """The end of a trip with its actual duration, as produced on the dropoffs topic."""
-
-    trip_id: str
-    dropoff_time: int
-    duration_s: float
-
-
-@dataclass(slots=True)
 class Prediction:
     """A trip-duration prediction and its lineage."""
 

@@ -309,18 +309,8 @@ def build_serde(name: str, record_type: type[T] | None = None, schema_dir: Path 
 
 @cache
 def serde_for(name: str) -> AvroSerde[Any]:
-    """The serde of the record named ``name`` (e.g. ``"TripPickup"``), built once."""
+    """The serde of edml's record named ``name`` (e.g. ``"Prediction"``), built once."""
     return build_serde(name)
-
-
-def trip_serde() -> AvroSerde[records.TripPickup]:
-    """Serde of TripPickup (trips topic)."""
-    return serde_for("TripPickup")
-
-
-def dropoff_serde() -> AvroSerde[records.TripDropoff]:
-    """Serde of TripDropoff (dropoffs topic)."""
-    return serde_for("TripDropoff")
 
 
 def prediction_serde() -> AvroSerde[records.Prediction]:

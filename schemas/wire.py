@@ -54,7 +54,7 @@ class RecordSerde(Protocol[T]):
 
 # topic role (a field of Topics) -> the record its values hold
 RECORDS = {
-    "trips": "TripPickup", "labels": "TripDropoff", "predictions": "Prediction",
+    "predictions": "Prediction",
     "shadow_predictions": "Prediction", "models": "ModelRecord", "model_status": "ModelStatus",
     "dead_letter": "DeadLetter", "evaluations": "Evaluation", "scores": "ScoreWindow", "alerts": "DriftAlert",
 }
@@ -64,8 +64,6 @@ RECORDS = {
 class TopicSerdes:
     """The serde of every topic edml reads or writes, in the wire format the settings choose."""
 
-    trips: RecordSerde[records.TripPickup]
-    labels: RecordSerde[records.TripDropoff]
     predictions: RecordSerde[records.Prediction]
     shadow_predictions: RecordSerde[records.Prediction]
     models: RecordSerde[records.ModelRecord]
@@ -77,6 +75,18 @@ class TopicSerdes:
     topics: Topics
     registry_url: str = ""
     registry_client: Any = None  # one client (one cache of ids and schemas) for every topic
+
+    def for_serde(self, topic: str, serde: AvroSerde[T]) -> RecordSerde[T]:
+        """``serde``'s records on ``topic`` in this wire format (a pipeline's own record types, e.g. the taxi's)."""
+        if self.registry_client is None:
+            return serde
+        from edml.schemas.confluent import ConfluentSerde, subject_for
+
+        cache = self.__dict__.setdefault("_typed", {})  # frozen: cached beside the fields
+        found = cache.get((topic, id(serde)))
+        if found is None:
+            found = cache[(topic, id(serde))] = ConfluentSerde(serde, self.registry_client, subject_for(topic))
+        return found
 
     def for_schema(self, topic: str, schema_json: dict[str, Any]) -> RecordSerde[dict[str, Any]]:
         """A serde of records (dicts) of a declared schema on ``topic``, in this wire format; built once.
@@ -178,16 +188,10 @@ def archive_serdes(settings: Settings, declared: dict[str, dict[str, Any] | None
 
     Replay writes files, not topics; its outputs use the settings' topic names (a pipeline's, after
     ``pipeline_settings``) in single-object encoding. ``declared`` maps topics to their declared
-    schemas (a pipeline's input and label topics): ``for_schema`` of those reads either wire format,
-    as do ``trips`` and ``labels`` (the taxi records).
+    schemas (a pipeline's input and label topics): ``for_schema`` of those reads either wire format.
     """
     recorded = topic_serdes(settings) if settings.schema_registry_url else None
-    base = single_object_serdes(settings.topics)
-    serdes = dataclasses.replace(
-        base,
-        trips=EitherWireFormat(serde_for("TripPickup"), recorded.trips if recorded else None),
-        labels=EitherWireFormat(serde_for("TripDropoff"), recorded.labels if recorded else None),
-    )
+    serdes = dataclasses.replace(single_object_serdes(settings.topics))  # a copy: its caches are its own
     for topic, schema in (declared or {}).items():
         if schema is not None:
             # for_schema caches what it builds: the entry it made is replaced by one reading either format

@@ -58,7 +58,7 @@ def trip_ids(trips: list[GeneratedTrip]) -> set[str]:
 def malformed_trips(serde: Any) -> dict[bytes, bytes]:
     """Key -> value of events the scorer must dead-letter: bytes that are not Avro, and trips out of range.
 
-    ``serde`` is the trips topic's serde (``topic_serdes(settings).trips``), so the well-formed
+    ``serde`` is the trips topic's serde (``topic_serdes(settings).for_serde(topic, trip_serde())``), so the well-formed
     but out-of-range trips are in the topic's wire format.
     """
     trip = generate_trips(1, seed=7)[0].pickup

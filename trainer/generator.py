@@ -28,7 +28,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from edml.schemas.records import TripDropoff, TripPickup
+from edml.trainer.records import TripDropoff, TripPickup
 from edml.trainer.zones import AIRPORTS, BOROUGHS, N_ZONES, haversine_km, zone_arrays
 
 DAY_MS = 86_400_000

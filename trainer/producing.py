@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, Producer
-from edml.schemas.records import TripDropoff, TripPickup
 from edml.schemas.wire import topic_serdes
 from edml.trainer.generator import GeneratedTrip
+from edml.trainer.records import TripDropoff, TripPickup, dropoff_serde, trip_serde
 
 from edml.core.config import Settings
 from edml.core.errors import OperatorError
@@ -55,8 +55,9 @@ class _TripProducer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.producer: Producer = make_producer(settings)
-        self.trips = topic_serdes(settings).trips
-        self.dropoffs = topic_serdes(settings).labels
+        serdes = topic_serdes(settings)
+        self.trips = serdes.for_serde(settings.topics.trips, trip_serde())
+        self.dropoffs = serdes.for_serde(settings.topics.labels, dropoff_serde())
         self.error: str | None = None
 
     def _on_delivery(self, err: object, _msg: object) -> None:

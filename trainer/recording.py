@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import zlib
 
-from edml.schemas.serde import dropoff_serde, trip_serde
 from edml.trainer.generator import DAY_MS, DEFAULT_START_MS, generate_trips
+from edml.trainer.records import dropoff_serde, trip_serde
 
 from edml.core.config import Topics
 from edml.core.errors import OperatorError

@@ -26,6 +26,7 @@ from edml.kafka.local_broker import free_port
 from edml.kafka.topics import create_topics
 from edml.schemas.records import Prediction
 from edml.schemas.wire import topic_serdes
+from edml.trainer.records import trip_serde
 
 console = Console()
 
@@ -253,7 +254,7 @@ def _dead_letters(settings: Settings) -> None:
     from edml.kafka.reading import wait_for_count
     from edml.trainer.demo_story import malformed_trips
 
-    bad = malformed_trips(topic_serdes(settings).trips)
+    bad = malformed_trips(topic_serdes(settings).for_serde(settings.topics.trips, trip_serde()))
     producer = make_producer(settings)
     for key, value in bad.items():
         producer.produce(settings.topics.trips, key=key, value=value)

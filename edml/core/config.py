@@ -48,7 +48,7 @@ class Topics:
     """Names of every topic edml uses."""
 
     trips: str = "trips"
-    labels: str = "dropoffs"  # the label topic (the taxi pipeline's drop-offs)
+    labels: str = "dropoffs"  # the default pipeline's label topic
     predictions: str = "predictions"
     shadow_predictions: str = "shadow-predictions"
     models: str = "models"

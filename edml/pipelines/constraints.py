@@ -158,7 +158,7 @@ def check_columns(columns: dict[str, np.ndarray], nulls: dict[str, np.ndarray],
     """Check ``n`` rows of ``columns`` (as :class:`~edml.schemas.columnar.DecodedColumns` holds them).
 
     A row's reason is that of the first constraint it breaks, in declaration order, and names the
-    field and the value: ``pickup_zone 0 is out of range 1..265``. Null values pass every
+    field and the value: ``humidity_pct 150 is out of range 0..100``. Null values pass every
     constraint but ``required``. Unresolved ``infer`` constraints are ignored (resolve them first).
     """
     out = Violations(np.ones(n, dtype=bool))

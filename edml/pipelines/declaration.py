@@ -49,7 +49,7 @@ class SchemaSource:
     """Where a topic's Avro schema is: an ``.avsc`` file, one of edml's own schemas, or a registry subject."""
 
     path: Path | None = None
-    builtin: str | None = None  # ``edml:TripPickup``: schemas/avro/TripPickup.avsc
+    builtin: str | None = None  # ``edml:Name``: schemas/avro/Name.avsc
     subject: str | None = None
 
     def describe(self) -> str:

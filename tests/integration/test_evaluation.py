@@ -29,16 +29,10 @@ from edml.evaluation.config import EvaluationConfig
 from edml.evaluation.drift import load_reference
 from edml.evaluation.join import EVALUATED, NO_PREDICTION
 from edml.evaluation.scores import read_score_windows
-from edml.schemas.records import DriftAlert, Evaluation, ModelRecord, ModelSignature, Prediction, TripDropoff
-from edml.schemas.serde import (
-    dead_letter_serde,
-    drift_alert_serde,
-    dropoff_serde,
-    evaluation_serde,
-    prediction_serde,
-    trip_serde,
-)
+from edml.schemas.records import DriftAlert, Evaluation, ModelRecord, ModelSignature, Prediction
+from edml.schemas.serde import dead_letter_serde, drift_alert_serde, evaluation_serde, prediction_serde
 from edml.trainer.generator import DEFAULT_START_MS, Drift, TripColumns, generate_columns
+from edml.trainer.records import TripDropoff, dropoff_serde, trip_serde
 from typer.testing import CliRunner
 
 from edml.cli import app

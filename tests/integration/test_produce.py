@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from edml.schemas.serde import dropoff_serde, trip_serde
 from edml.trainer.generator import generate_trips
 from edml.trainer.producing import produce_live, produce_trips
+from edml.trainer.records import dropoff_serde, trip_serde
 
 from edml.core.config import Settings
 from edml.kafka.reading import read_to_end, wait_for_count

@@ -33,11 +33,11 @@ from edml.replay.file_io import read_predictions
 from edml.replay.recorder import record_topics
 from edml.schemas.confluent import ConfluentSerde, RegistryRefused, make_client, subject_for
 from edml.schemas.local_registry import start_on_free_port
-from edml.schemas.records import TripPickup
-from edml.schemas.serde import AvroSerde, load_schema_json, serde_for
+from edml.schemas.serde import AvroSerde, load_schema_json
 from edml.schemas.wire import topic_serdes, with_registry
 from edml.trainer.generator import DAY_MS, DEFAULT_START_MS, generate_trips
 from edml.trainer.producing import produce_trips
+from edml.trainer.records import TripPickup, trip_serde
 
 from edml.core.config import Settings
 from edml.kafka.messages import SourceMessage
@@ -119,7 +119,7 @@ def test_confluent_avro_serdes_read_and_write_edml_records(registry_settings: Se
     """edml's codec and confluent-kafka's AvroSerializer/AvroDeserializer read each other's bytes."""
     s, topic = registry_settings, registry_settings.topics.trips
     trip = generate_trips(1, seed=3)[0].pickup
-    serde = topic_serdes(s).trips
+    serde = topic_serdes(s).for_serde(s.topics.trips, trip_serde())
     client = SchemaRegistryClient({"url": s.schema_registry_url})
     ctx = SerializationContext(topic, MessageField.VALUE)
     theirs = AvroDeserializer(client)(serde.encode(trip), ctx)
@@ -136,7 +136,7 @@ def test_schema_evolution_through_the_registry(registry_settings: Settings) -> N
     s, topic = registry_settings, registry_settings.topics.trips
     client = SchemaRegistryClient({"url": s.schema_registry_url})
     subject = subject_for(topic)
-    serde = topic_serdes(s).trips
+    serde = topic_serdes(s).for_serde(s.topics.trips, trip_serde())
     old = generate_trips(1, seed=4)[0].pickup
     old_bytes = serde.encode(old)  # registers v1
     client.set_compatibility(subject, "BACKWARD")
@@ -170,7 +170,7 @@ def _messages(topic: str, values: list[bytes]) -> list[SourceMessage]:
 
 def test_an_unknown_schema_id_is_a_dead_letter_with_its_reason(registry_settings: Settings) -> None:
     s = registry_settings
-    serde = topic_serdes(s).trips
+    serde = topic_serdes(s).for_serde(s.topics.trips, trip_serde())
     good = [g.pickup for g in generate_trips(3, seed=6)]
     payloads = [serde.encode(t) for t in good]
     unknown = b"\x00" + struct.pack(">I", 987_654_321) + payloads[0][5:]
@@ -191,7 +191,7 @@ def test_an_unreachable_registry_is_retried_not_dead_lettered(tmp_path: Path, ca
     try:
         settings = with_registry(Settings(), registry.url)
         subject = subject_for(settings.topics.trips)
-        writer = ConfluentSerde(serde_for("TripPickup"), make_client(settings.schema_registry), subject)
+        writer = ConfluentSerde(trip_serde(), make_client(settings.schema_registry), subject)
         trips = [g.pickup for g in generate_trips(50, seed=7)]
         payloads = [writer.encode(t) for t in trips]
         # a reader that has never asked the registry for this id: it must when the batch comes

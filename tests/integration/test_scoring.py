@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from edml.model_topic.publisher import publish_model
 from edml.schemas.records import Prediction
-from edml.schemas.serde import prediction_serde, trip_serde
+from edml.schemas.serde import prediction_serde
 from edml.trainer.generator import generate_trips
 from edml.trainer.producing import produce_trips
+from edml.trainer.records import trip_serde
 
 from edml.core.config import Settings, Topics
 from edml.kafka.clients import make_producer

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import fastavro
 import pytest
-from edml.schemas.records import Prediction, TripDropoff, TripPickup
-from edml.schemas.serde import dropoff_serde, prediction_serde, trip_serde
+from edml.schemas.records import Prediction
+from edml.schemas.serde import prediction_serde
 from edml.trainer.generator import generate_trips
+from edml.trainer.records import TripDropoff, TripPickup, dropoff_serde, trip_serde
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as hypothesis_settings

@@ -15,9 +15,9 @@ import fastavro
 import numpy as np
 import pytest
 from edml.schemas.columnar import FieldSpec, RecordCodec, UnsupportedSchema, flat_fields
-from edml.schemas.records import TripPickup
-from edml.schemas.serde import SINGLE_OBJECT_MAGIC, parse_writer_schema, trip_serde
+from edml.schemas.serde import SINGLE_OBJECT_MAGIC, parse_writer_schema
 from edml.schemas.wire import single_object_serdes
+from edml.trainer.records import TripPickup, trip_serde
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

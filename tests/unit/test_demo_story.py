@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edml.schemas.serde import DecodeError, trip_serde
+from edml.schemas.serde import DecodeError
 from edml.trainer.demo_story import TRAIN_DAYS, actual_durations, demo_phase, malformed_trips, trip_ids
 from edml.trainer.generator import DAY_MS, DEFAULT_START_MS
+from edml.trainer.records import trip_serde
 
 from edml.pipelines.constraints import check_columns
 from edml.pipelines.declaration import load_pipeline

@@ -18,9 +18,9 @@ from edml.evaluation.drift import (
     psi,
     readings,
 )
-from edml.schemas.records import TripDropoff, TripPickup
 from edml.trainer.generator import DEFAULT_START_MS, Drift, generate_columns
 from edml.trainer.metrics import reference_distributions
+from edml.trainer.records import TripDropoff, TripPickup
 
 DAY = 86_400_000
 

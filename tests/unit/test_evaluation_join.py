@@ -5,7 +5,8 @@ from __future__ import annotations
 import pickle
 
 from edml.evaluation.join import EVALUATED, NO_DROPOFF, NO_PREDICTION, TripJoin, shard_of
-from edml.schemas.records import Evaluation, Prediction, TripDropoff
+from edml.schemas.records import Evaluation, Prediction
+from edml.trainer.records import TripDropoff
 
 H = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01

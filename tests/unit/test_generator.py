@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edml.schemas.records import TripDropoff, TripPickup
-from edml.schemas.serde import dropoff_serde, trip_serde
 from edml.trainer.datafiles import DataFileError, read_examples, write_examples
 from edml.trainer.generator import DAY_MS, DEFAULT_START_MS, HOUR_MS, Drift, generate_columns, generate_trips
+from edml.trainer.records import TripDropoff, TripPickup, dropoff_serde, trip_serde
 from edml.trainer.zones import BOROUGHS, EWR, JFK, LGA, VALID_ZONE_IDS, ZONES
 
 N = 20_000

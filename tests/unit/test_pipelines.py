@@ -20,6 +20,7 @@ from edml.model_topic.artifact import read_signature
 from edml.schemas.columnar import RecordCodec
 from edml.schemas.records import ModelSignature, TensorSpec
 from edml.schemas.serde import parse_writer_schema, schema_fingerprint, serde_for
+from edml.trainer.records import trip_serde
 
 from edml.pipelines.constraints import Constraint, ReferenceProblem, check_columns, resolve
 from edml.pipelines.declaration import (
@@ -281,7 +282,7 @@ def test_declared_in_edml_toml_or_the_folder_not_both(declared: Path, tmp_path: 
 
 # --- the taxi pipeline: today's hard-coded checks as one declaration -----------------------------
 
-TRIP_SCHEMA = serde_for("TripPickup").schema_json
+TRIP_SCHEMA = trip_serde().schema_json
 
 
 @pytest.fixture

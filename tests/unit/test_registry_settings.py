@@ -8,6 +8,7 @@ import pytest
 from edml.schemas.confluent import client_config, make_client
 from edml.schemas.serde import serde_for
 from edml.schemas.wire import topic_serdes
+from edml.trainer.records import trip_serde
 
 from edml.core.config import ConfigError, SchemaRegistrySettings, Settings, load_settings
 
@@ -22,7 +23,8 @@ def test_no_registry_by_default_and_single_object_everywhere(tmp_path: Path) -> 
     settings = load_settings(write(tmp_path, ""), env={})
     assert settings.schema_registry_url == ""
     serdes = topic_serdes(settings)
-    assert serdes.predictions is serde_for("Prediction") and serdes.trips is serde_for("TripPickup")
+    assert serdes.predictions is serde_for("Prediction")
+    assert serdes.for_serde(serdes.topics.trips, trip_serde()) is trip_serde()
     assert serdes.for_topic(settings.topics.dead_letter) is serde_for("DeadLetter")
 
 
@@ -106,9 +108,11 @@ def test_archives_are_read_in_either_format() -> None:
     from edml.trainer.generator import generate_trips
 
     trip = generate_trips(1, seed=2)[0].pickup
-    serdes = archive_serdes(Settings())
-    assert serdes.trips.decode(serde_for("TripPickup").encode(trip)) == trip
-    framed = b"\x00\x00\x00\x00\x07" + serde_for("TripPickup").encode_body(trip)
+    schema = trip_serde().schema_json
+    serdes = archive_serdes(Settings(), {Settings().topics.trips: schema})
+    trips = serdes.for_schema(serdes.topics.trips, schema)
+    assert trips.decode(trip_serde().encode(trip)) == trip_serde().to_dict(trip)
+    framed = b"\x00\x00\x00\x00\x07" + trip_serde().encode_body(trip)
     with pytest.raises(DecodeError, match="set \\[schema_registry\\] url to read it") as e:
-        serdes.trips.decode(framed)
+        trips.decode(framed)
     assert e.value.kind == "bad-magic"

@@ -9,6 +9,7 @@ import pytest
 from edml.replay.archive import INDEX_NAME, ArchiveError, ArchiveReader, ArchiveWriter, read_segment
 from edml.replay.recorder import write_archive
 from edml.trainer.recording import generated_messages
+from edml.trainer.records import trip_serde
 
 from edml.kafka.messages import SourceMessage
 
@@ -223,7 +224,7 @@ def test_an_archive_with_older_role_names_is_read_and_resumed_by_topic(tmp_path:
 
 def test_replay_serdes_read_a_pipelines_events_in_either_wire_format() -> None:
     from edml.replay.run import replay_serdes
-    from edml.schemas.serde import DecodeError, serde_for
+    from edml.schemas.serde import DecodeError
     from edml.trainer.generator import generate_trips
 
     from edml.core.config import Settings
@@ -233,7 +234,7 @@ def test_replay_serdes_read_a_pipelines_events_in_either_wire_format() -> None:
     serdes = replay_serdes(Settings(), bound)
     events = serdes.for_schema(serdes.topics.trips, bound.schema)
     trip = generate_trips(1, seed=5)[0].pickup
-    single = serde_for("TripPickup").encode(trip)
+    single = trip_serde().encode(trip)
     assert events.decode(single)["trip_id"] == trip.trip_id
     # recorded in registry mode, read without one: a one-line reason, not a crash
     with pytest.raises(DecodeError, match=r"Confluent-framed value .*set \[schema_registry\] url"):

@@ -25,7 +25,9 @@ import fastavro
 import pytest
 from edml.schemas import records, serde
 from edml.schemas.serde import AvroSerde, DecodeError
+from edml.trainer.records import TripPickup, trip_serde
 
+from tests.helpers.records import record_type, serde_of
 from tests.unit.test_schemas import trip
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "schemas"
@@ -63,7 +65,7 @@ def test_fixture_is_v1_plus_optional_fields() -> None:
 
 
 def test_backward_new_reader_reads_old_writer_with_defaults() -> None:
-    v1_payload = serde.trip_serde().encode(trip())
+    v1_payload = trip_serde().encode(trip())
     v2_reader = AvroSerde(V2, TripPickupV2, writer_schemas=[V1])
     got = v2_reader.decode(v1_payload)
     assert got == TripPickupV2(**dataclasses.asdict(trip()), vendor_id=None, payment_type="card")
@@ -71,19 +73,19 @@ def test_backward_new_reader_reads_old_writer_with_defaults() -> None:
 
 def test_forward_old_reader_reads_new_writer_ignoring_new_fields() -> None:
     v2_payload = AvroSerde(V2, TripPickupV2).encode(trip_v2())
-    v1_reader = AvroSerde(V1, records.TripPickup, writer_schemas=[V2])
+    v1_reader = AvroSerde(V1, TripPickup, writer_schemas=[V2])
     assert v1_reader.decode(v2_payload) == trip()
 
 
 def test_each_version_still_reads_its_own_payloads() -> None:
-    v1_reader = AvroSerde(V1, records.TripPickup, writer_schemas=[V2])
+    v1_reader = AvroSerde(V1, TripPickup, writer_schemas=[V2])
     v2_reader = AvroSerde(V2, TripPickupV2, writer_schemas=[V1])
     assert v1_reader.decode(v1_reader.encode(trip())) == trip()
     assert v2_reader.decode(v2_reader.encode(trip_v2())) == trip_v2()
 
 
 def test_payloads_name_their_writer_by_fingerprint() -> None:
-    v1_payload = serde.trip_serde().encode(trip())
+    v1_payload = trip_serde().encode(trip())
     v2_payload = AvroSerde(V2, TripPickupV2).encode(trip_v2())
     assert v1_payload[2:10] == serde.schema_fingerprint(V1)
     assert v2_payload[2:10] == serde.schema_fingerprint(V2)
@@ -94,10 +96,10 @@ def test_payloads_name_their_writer_by_fingerprint() -> None:
 def test_a_reader_that_does_not_know_the_writer_refuses_clearly() -> None:
     v2_payload = AvroSerde(V2, TripPickupV2).encode(trip_v2())
     with pytest.raises(DecodeError) as info:
-        AvroSerde(V1, records.TripPickup).decode(v2_payload)
+        AvroSerde(V1, TripPickup).decode(v2_payload)
     assert info.value.kind == "unknown-fingerprint"
     with pytest.raises(DecodeError) as info:
-        AvroSerde(V2, TripPickupV2).decode(serde.trip_serde().encode(trip()))
+        AvroSerde(V2, TripPickupV2).decode(trip_serde().encode(trip()))
     assert info.value.kind == "unknown-fingerprint"
 
 
@@ -116,13 +118,13 @@ def test_an_incompatible_writer_is_a_schema_mismatch_not_a_crash() -> None:
 
     payload = AvroSerde(no_borough, NoBorough).encode(NoBorough("t", 1, 2, 3, 4, 5.0))
     with pytest.raises(DecodeError) as info:
-        AvroSerde(V1, records.TripPickup, writer_schemas=[no_borough]).decode(payload)
+        AvroSerde(V1, TripPickup, writer_schemas=[no_borough]).decode(payload)
     assert info.value.kind == "schema-mismatch"
 
 
 def test_plain_fastavro_agrees_on_resolution_both_ways() -> None:
     """The Avro resolution rules, applied by a reader that is not ours, give the same records."""
-    v1_body = serde.trip_serde().encode_body(trip())
+    v1_body = trip_serde().encode_body(trip())
     v2_body = AvroSerde(V2, TripPickupV2).encode_body(trip_v2())
     old_as_new = fastavro.schemaless_reader(io.BytesIO(v1_body), fastavro.parse_schema(V1), fastavro.parse_schema(V2))
     new_as_old = fastavro.schemaless_reader(io.BytesIO(v2_body), fastavro.parse_schema(V2), fastavro.parse_schema(V1))
@@ -150,7 +152,7 @@ def test_history_dir_makes_an_upgraded_reader_read_old_producers(tmp_path: Path)
     upgraded = serde.build_serde("TripPickup", TripPickupV2, schema_dir=schema_dir)
     assert upgraded.fingerprint == serde.schema_fingerprint(V2)
     assert serde.schema_fingerprint(V1) in upgraded.writer_fingerprints
-    got = upgraded.decode(serde.trip_serde().encode(trip()))  # what today's producers write
+    got = upgraded.decode(trip_serde().encode(trip()))  # what today's producers write
     assert got.vendor_id is None and got.payment_type == "card"
     assert upgraded.decode(upgraded.encode(trip_v2())) == trip_v2()
 
@@ -184,7 +186,8 @@ def test_a_history_file_of_another_record_is_refused(tmp_path: Path) -> None:
 def test_no_history_dir_means_current_schema_only(tmp_path: Path) -> None:
     shutil.copy(serde.SCHEMA_DIR / "TripPickup.avsc", tmp_path / "TripPickup.avsc")
     assert serde.history_schemas("TripPickup", tmp_path) == []
-    assert serde.build_serde("TripPickup", schema_dir=tmp_path).writer_fingerprints == [serde.schema_fingerprint(V1)]
+    alone = serde.build_serde("TripPickup", TripPickup, schema_dir=tmp_path)
+    assert alone.writer_fingerprints == [serde.schema_fingerprint(V1)]
 
 
 @pytest.mark.parametrize(
@@ -193,7 +196,7 @@ def test_no_history_dir_means_current_schema_only(tmp_path: Path) -> None:
 def test_production_serdes_know_their_whole_history(name: str) -> None:
     history = serde.history_schemas(name)
     expected = {serde.schema_fingerprint(serde.load_schema_json(name))} | {serde.schema_fingerprint(h) for h in history}
-    assert set(serde.serde_for(name).writer_fingerprints) == expected
+    assert set(serde_of(name).writer_fingerprints) == expected
 
 
 # --- event times: New York wall clock under local-timestamp-millis ------------------------------
@@ -233,8 +236,8 @@ def test_records_written_before_the_change_still_read(name: str) -> None:
         "DriftAlert": records.DriftAlert("hour", 0.4, 0.25, 1_700_000_000_000, 1_700_086_400_000, 500, "v1",
                                          {"0": 0.5}, {"0": 0.2}),
     }
-    current = serde.serde_for(name)
-    before = AvroSerde(_as_written_before(serde.load_schema_json(name)), getattr(records, name))
+    current = serde_of(name)
+    before = AvroSerde(_as_written_before(serde.load_schema_json(name)), record_type(name))
     assert before.fingerprint == current.fingerprint
     payload = before.encode(samples[name])
     assert payload == current.encode(samples[name])
@@ -248,7 +251,7 @@ def test_any_avro_reader_shows_the_pickup_at_its_new_york_time() -> None:
     from edml.trainer.generator import wall_clock_ms
 
     pickup = dataclasses.replace(trip(), pickup_time=wall_clock_ms(datetime(2024, 1, 15, 8, 0)))
-    payload = serde.trip_serde().encode(pickup)
+    payload = trip_serde().encode(pickup)
     value = fastavro.schemaless_reader(io.BytesIO(payload[10:]), fastavro.parse_schema(V1))
     assert value["pickup_time"] == datetime(2024, 1, 15, 8, 0)
     assert value["pickup_time"].tzinfo is None

@@ -19,9 +19,12 @@ import fastavro
 import pytest
 from edml.schemas import records, serde
 from edml.schemas.records import ModelRecord, ModelSignature, TensorSpec
+from edml.trainer.records import TripDropoff, TripPickup, trip_serde
 from fastavro.schema import to_parsing_canonical_form
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.helpers.records import record_type, serde_of
 
 AVSC_FILES = sorted(serde.SCHEMA_DIR.glob("*.avsc"))
 RECORD_SCHEMAS = ["TripPickup", "TripDropoff", "Prediction", "ModelRecord", "ModelStatus", "DeadLetter"]
@@ -52,8 +55,8 @@ def crc64_avro(data: bytes) -> int:
 
 
 # --- sample records -------------------------------------------------------------------------
-def trip() -> records.TripPickup:
-    return records.TripPickup(
+def trip() -> TripPickup:
+    return TripPickup(
         trip_id="5f0c6a5e-2b8f-4c1e-9a37-1d1f1b6c2a10",
         pickup_time=1_700_000_000_123,
         pickup_zone=161,
@@ -94,7 +97,7 @@ def model_record(**changes: Any) -> ModelRecord:
 
 SAMPLES: dict[str, Any] = {
     "TripPickup": trip(),
-    "TripDropoff": records.TripDropoff(trip_id="t-1", dropoff_time=1_700_000_900_000, duration_s=912.5),
+    "TripDropoff": TripDropoff(trip_id="t-1", dropoff_time=1_700_000_900_000, duration_s=912.5),
     "Prediction": records.Prediction(
         trip_id="t-1",
         predicted_duration_s=845.75,
@@ -143,20 +146,20 @@ def test_every_avsc_parses_in_one_namespace(path: Path) -> None:
 
 
 # every .avsc with a dataclass of the same name, including records added by other packages
-DATACLASS_SCHEMAS = [p.stem for p in AVSC_FILES if dataclasses.is_dataclass(getattr(records, p.stem, None))]
+DATACLASS_SCHEMAS = [p.stem for p in AVSC_FILES if dataclasses.is_dataclass(record_type(p.stem))]
 
 
 @pytest.mark.parametrize("name", DATACLASS_SCHEMAS)
 def test_dataclass_fields_match_schema_fields(name: str) -> None:
     schema = serde.load_schema_json(name)
-    assert {f.name for f in dataclasses.fields(getattr(records, name))} == {f["name"] for f in schema["fields"]}
+    assert {f.name for f in dataclasses.fields(record_type(name))} == {f["name"] for f in schema["fields"]}
 
 
 @pytest.mark.parametrize("name", DATACLASS_SCHEMAS)
 def test_fields_added_with_defaults_are_optional(name: str) -> None:
     """Every field with a dataclass default also has an Avro default: old writers stay readable."""
     schema_defaults = {f["name"] for f in serde.load_schema_json(name)["fields"] if "default" in f}
-    for f in dataclasses.fields(getattr(records, name)):
+    for f in dataclasses.fields(record_type(name)):
         has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         if has_default:
             assert f.name in schema_defaults, f"{name}.{f.name} has a Python default but no Avro default"
@@ -165,7 +168,7 @@ def test_fields_added_with_defaults_are_optional(name: str) -> None:
 # --- round trips ----------------------------------------------------------------------------
 @pytest.mark.parametrize("name", RECORD_SCHEMAS)
 def test_every_record_round_trips(name: str) -> None:
-    s = serde.serde_for(name)
+    s = serde_of(name)
     record = SAMPLES[name]
     payload = s.encode(record)
     back = s.decode(payload)
@@ -269,13 +272,13 @@ int32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 def test_any_trip_round_trips(
     trip_id: str, pickup_time: int, pickup_zone: int, dropoff_zone: int, borough: str, passengers: int, distance: float
 ) -> None:
-    record = records.TripPickup(trip_id, pickup_time, pickup_zone, dropoff_zone, borough, passengers, distance)
-    s = serde.trip_serde()
+    record = TripPickup(trip_id, pickup_time, pickup_zone, dropoff_zone, borough, passengers, distance)
+    s = trip_serde()
     assert s.decode(s.encode(record)) == record
 
 
 def test_nan_survives_bit_for_bit() -> None:
-    s = serde.trip_serde()
+    s = trip_serde()
     record = dataclasses.replace(trip(), trip_distance_km=math.nan)
     back = s.decode(s.encode(record))
     assert math.isnan(back.trip_distance_km)
@@ -321,7 +324,7 @@ def test_header_is_marker_plus_crc64_avro_fingerprint_little_endian(name: str) -
     canonical = to_parsing_canonical_form(fastavro.parse_schema(schema))
     expected = crc64_avro(canonical.encode()).to_bytes(8, "little")
 
-    payload = serde.serde_for(name).encode(SAMPLES[name])
+    payload = serde_of(name).encode(SAMPLES[name])
     assert payload[:2] == b"\xc3\x01"
     assert payload[2:10] == expected
     assert serde.schema_fingerprint(schema) == expected
@@ -367,7 +370,7 @@ def _read_with_plain_fastavro(name: str, payload: bytes) -> dict[str, Any]:
 
 def test_plain_fastavro_reads_a_trip_with_logical_types() -> None:
     record = trip()
-    value = _read_with_plain_fastavro("TripPickup", serde.trip_serde().encode(record))
+    value = _read_with_plain_fastavro("TripPickup", trip_serde().encode(record))
     assert value["pickup_time"] == _local_ms(record.pickup_time)
     assert {k: v for k, v in value.items() if k != "pickup_time"} == {
         k: v for k, v in dataclasses.asdict(record).items() if k != "pickup_time"
@@ -377,7 +380,7 @@ def test_plain_fastavro_reads_a_trip_with_logical_types() -> None:
 @pytest.mark.parametrize("name", RECORD_SCHEMAS)
 def test_plain_fastavro_reads_every_record(name: str) -> None:
     record = SAMPLES[name]
-    value = _read_with_plain_fastavro(name, serde.serde_for(name).encode(record))
+    value = _read_with_plain_fastavro(name, serde_of(name).encode(record))
     expected = dataclasses.asdict(record)
     instants = _timestamp_fields(name, "timestamp-millis")
     wall_clock = _timestamp_fields(name, "local-timestamp-millis")

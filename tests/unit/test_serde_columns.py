@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from edml.schemas.records import Prediction, TripPickup
-from edml.schemas.serde import prediction_serde, trip_serde
+from edml.schemas.records import Prediction
+from edml.schemas.serde import prediction_serde
+from edml.trainer.records import TripPickup, trip_serde
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
