@@ -80,10 +80,18 @@ def drift_features(bound: BoundPipeline) -> DriftFeatures:
     return DriftFeatures(inputs, pipeline.input.event_time, hour_feature(pipeline.input.event_time), target)
 
 
+def pipeline_flow(
+    settings: Settings, config: EvaluationConfig, bound: BoundPipeline, reference: Reference | None = None,
+    tail: bool = True,
+) -> Dataflow:
+    """The evaluation dataflow of ``bound`` (``settings``: the pipeline's), its prediction writers read from the
+    model topic; drift against ``reference`` when given."""
+    judged = judged_pipeline(bound, model_signatures(settings, bound.pipeline.models))
+    return build_flow(settings, config, judged, reference, drift_features(bound), tail)
+
+
 def get_flow() -> Dataflow:
     """The default pipeline's flow with settings from edml.toml / the environment, for ``python -m bytewax.run``."""
     settings = load_settings()
     bound = open_pipeline(None, settings)
-    settings = pipeline_settings(settings, bound.pipeline)
-    return build_flow(settings, EvaluationConfig(), judged_pipeline(bound, model_signatures(settings,
-                                                                                          bound.pipeline.models)))
+    return pipeline_flow(pipeline_settings(settings, bound.pipeline), EvaluationConfig(), bound)
