@@ -28,6 +28,7 @@ from edml.evaluation.operators import drift_alerts, join_keys, kafka_records, sc
 
 from edml.core.config import Settings, load_settings
 from edml.pipelines.bound import BoundPipeline, open_pipeline, pipeline_settings
+from edml.pipelines.declaration import DEFAULT_PIPELINE
 
 
 def build_flow(
@@ -37,7 +38,7 @@ def build_flow(
     """The evaluation dataflow of ``judged`` (``settings``: the pipeline's); ``tail=False`` stops at the end of
     the input topics (tests, backfills). Drift is checked when both ``reference`` and ``drift`` are given."""
     t = settings.topics
-    flow = Dataflow("edml-evaluation" if judged.name == "taxi" else f"edml-evaluation-{judged.name}")
+    flow = Dataflow("edml-evaluation" if judged.name == DEFAULT_PIPELINE else f"edml-evaluation-{judged.name}")
     prediction_serdes = {topic: judged.prediction_serde(settings, topic) for topic in (t.predictions,
                                                                                          t.shadow_predictions)}
     predictions = kafka_records("predictions", flow, settings, prediction_serdes, lambda p, _ts: judged.scored(p),
