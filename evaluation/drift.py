@@ -117,12 +117,24 @@ class FeatureReference:
             if math.isnan(x):
                 return None
             return int(np.searchsorted(self.edges, x, side="left"))
-        return self.index.get(str(value), self.other)
+        for name in _category_names(value):
+            if name in self.index:
+                return self.index[name]
+        return self.other
 
     @property
     def bins(self) -> int:
         """Number of bins (unlisted categories without an "other" bin get one more)."""
         return len(self.expected) + (1 if self.kind == "categorical" and self.other is None else 0)
+
+
+def _category_names(value: Any) -> tuple[str, ...]:
+    """How a reference may spell a category: a label read as 1.0 may be listed as "1", a boolean as "true"."""
+    if isinstance(value, bool):
+        return (str(value).lower(), str(value), str(int(value)))
+    if isinstance(value, float) and value.is_integer():
+        return (str(value), str(int(value)))
+    return (str(value),)
 
 
 def _numeric(feature: str, spec: dict[str, Any]) -> FeatureReference:

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 from bytewax.testing import run_main
-from edml.dataflows.evaluation import pipeline_flow
+from edml.dataflows.evaluation import drift_features, pipeline_flow
 from edml.evaluation.config import EvaluationConfig
+from edml.evaluation.drift import parse_reference
 from edml.evaluation.scores import read_score_windows
 from edml.model_topic.publisher import publish_record
 from edml.schemas.records import ModelRecord, ModelSignature, TensorSpec
-from edml.schemas.serde import dead_letter_serde, evaluation_serde
+from edml.schemas.serde import dead_letter_serde, drift_alert_serde, evaluation_serde
 from edml.schemas.wire import topic_serdes
 from typer.testing import CliRunner
 
@@ -126,7 +127,22 @@ def test_binary_labels_give_auc_log_loss_precision_and_recall_per_version(
     junk.produce(t.labels, key=b"junk", value=b"not a verdict")
     assert junk.flush(30) == 0
 
-    run_main(pipeline_flow(s, EvaluationConfig(window_ms=24 * H), bound, tail=False))
+    # the payments themselves, for drift: far larger amounts than the model saw, and more fraud
+    produce(s, t.trips, PAYMENT, [{"payment_id": ids[i], "paid_at": T0 + i * 60_000, "amount": 500.0 + i,
+                                   "merchant": "m"} for i in range(n)])
+    reference = parse_reference({
+        "amount": {"kind": "numeric", "edges": [10.0, 50.0, 100.0], "fractions": [0.25, 0.25, 0.25, 0.25]},
+        "fraud": {"kind": "categorical", "fractions": {"0": 0.97, "1": 0.03}},
+        "elsewhere": {"kind": "numeric", "edges": [1.0], "fractions": [0.5, 0.5]},  # no field of this pipeline
+    }, "fraud-score v1", drift_features(bound).names)
+    assert set(reference.features) == {"amount", "fraud"}
+
+    run_main(pipeline_flow(s, EvaluationConfig(window_ms=24 * H), bound, reference, tail=False))
+
+    alerts = {a.feature: a for a in (drift_alert_serde().decode(m.value) for m in read_to_end(s, t.alerts))}
+    print("[binary] drift: " + ", ".join(f"{f} PSI={a.psi:.2f} over {a.count}" for f, a in sorted(alerts.items())))
+    assert set(alerts) == {"amount", "fraud"} and all(a.count == n for a in alerts.values())
+    assert alerts["amount"].actual[">100"] == 1.0 and alerts["fraud"].actual["1"] == pytest.approx(fraud.mean())
 
     windows = read_score_windows(s, NAME)
     by_version = {w.model_version: w for w in windows}
