@@ -17,13 +17,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from edml.evaluation.config import EvaluationConfig
 from edml.evaluation.drift import DriftFeatures, Reference
-from edml.evaluation.judged import JudgedPipeline, judged_pipeline, model_signatures
+from edml.evaluation.judged import JudgedPipeline, judged_pipeline, model_signatures, prediction_writers
 from edml.evaluation.operators import drift_alerts, join_keys, kafka_records, score_windows, to_kafka
 
 from edml.core.config import Settings, load_settings
@@ -33,14 +34,15 @@ from edml.pipelines.declaration import DEFAULT_PIPELINE
 
 def build_flow(
     settings: Settings, config: EvaluationConfig, judged: JudgedPipeline, reference: Reference | None = None,
-    drift: DriftFeatures | None = None, tail: bool = True,
+    drift: DriftFeatures | None = None, tail: bool = True, refresh: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> Dataflow:
     """The evaluation dataflow of ``judged`` (``settings``: the pipeline's); ``tail=False`` stops at the end of
-    the input topics (tests, backfills). Drift is checked when both ``reference`` and ``drift`` are given."""
+    the input topics (tests, backfills). Drift is checked when both ``reference`` and ``drift`` are given.
+    ``refresh`` gives the prediction writer schemas of the model topic now, for models published later."""
     t = settings.topics
     flow = Dataflow("edml-evaluation" if judged.name == DEFAULT_PIPELINE else f"edml-evaluation-{judged.name}")
-    prediction_serdes = {topic: judged.prediction_serde(settings, topic) for topic in (t.predictions,
-                                                                                         t.shadow_predictions)}
+    prediction_serdes = {topic: judged.prediction_serde(settings, topic, refresh) for topic in (t.predictions,
+                                                                                                  t.shadow_predictions)}
     predictions = kafka_records("predictions", flow, settings, prediction_serdes, lambda p, _ts: judged.scored(p),
                                 tail)
     labels = kafka_records("labels", flow, settings, {t.labels: judged.label_serde(settings)}, judged.label, tail)
@@ -88,7 +90,11 @@ def pipeline_flow(
     """The evaluation dataflow of ``bound`` (``settings``: the pipeline's), its prediction writers read from the
     model topic; drift against ``reference`` when given."""
     judged = judged_pipeline(bound, model_signatures(settings, bound.pipeline.models))
-    return build_flow(settings, config, judged, reference, drift_features(bound), tail)
+
+    def refresh() -> list[dict[str, Any]]:
+        return prediction_writers(bound, model_signatures(settings, bound.pipeline.models))
+
+    return build_flow(settings, config, judged, reference, drift_features(bound), tail, refresh)
 
 
 def get_flow() -> Dataflow:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from edml.evaluation.figures import label_value
 from edml.evaluation.join import Label, Scored
 from edml.schemas.records import ModelSignature
-from edml.schemas.serde import AvroSerde, serde_for
+from edml.schemas.serde import AvroSerde, DecodeError, serde_for
 from edml.schemas.wire import RecordSerde, topic_serdes
 
 from edml.core.config import Settings
@@ -63,13 +65,21 @@ class JudgedPipeline:
     label_schema: dict[str, Any]
     input_schema: dict[str, Any]
 
-    def prediction_serde(self, settings: Settings, topic: str) -> RecordSerde[dict[str, Any]]:
-        """The serde that reads ``topic``'s predictions as projected dicts (every known writer)."""
+    def prediction_serde(self, settings: Settings, topic: str,
+                         refresh: Callable[[], list[dict[str, Any]]] | None = None) -> RecordSerde[dict[str, Any]]:
+        """The serde that reads ``topic``'s predictions as projected dicts (every known writer).
+
+        Single-object encoding names its writer by fingerprint: a model published after the start
+        with another signature writes predictions of a schema not known yet. ``refresh`` (the writer
+        schemas of the model topic now) is then asked, at most once a minute, before such a
+        prediction is dead-lettered.
+        """
         serde = topic_serdes(settings).for_schema(topic, self.prediction_reader)
-        if isinstance(serde, AvroSerde):  # single-object: writers are recognised by fingerprint
-            for writer in self.prediction_writers:
-                serde.add_writer_schema(writer)
-        return serde
+        if not isinstance(serde, AvroSerde):  # a registry names the writer by id: nothing to learn
+            return serde
+        for writer in self.prediction_writers:
+            serde.add_writer_schema(writer)
+        return serde if refresh is None else LearningSerde(serde, refresh)
 
     def label_serde(self, settings: Settings) -> RecordSerde[dict[str, Any]]:
         """The serde of the label topic's records (dicts)."""
@@ -112,16 +122,44 @@ class JudgedPipeline:
         return Label(str(key), actual, time)
 
 
-def judged_pipeline(bound: BoundPipeline, signatures: list[ModelSignature]) -> JudgedPipeline:
-    """What the evaluation of ``bound`` reads, given the signatures of its models (from the model topic).
+class LearningSerde:
+    """A single-object serde of predictions that learns the writer schemas of models published later."""
 
-    Raises ``PipelineError`` (exit 2) for a pipeline without ``[labels]`` or whose predictions
-    cannot be read.
-    """
+    REFRESH_EVERY_S = 60.0
+
+    def __init__(self, serde: AvroSerde[dict[str, Any]], refresh: Callable[[], list[dict[str, Any]]]) -> None:
+        self.serde, self.refresh = serde, refresh
+        self.record_type, self.schema_json, self.fingerprint = serde.record_type, serde.schema_json, serde.fingerprint
+        self._refreshed_at = -math.inf
+
+    def decode(self, payload: bytes | None) -> dict[str, Any]:
+        """The prediction in ``payload``; an unknown writer is looked up on the model topic once a minute."""
+        try:
+            return self.serde.decode(payload)
+        except DecodeError as e:
+            if e.kind != "unknown-fingerprint" or time.monotonic() - self._refreshed_at < self.REFRESH_EVERY_S:
+                raise
+        self._refreshed_at = time.monotonic()
+        for writer in self.refresh():
+            self.serde.add_writer_schema(writer)
+        return self.serde.decode(payload)
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        """Single-object encoding (of the projection)."""
+        return self.serde.encode(record)
+
+    def encode_columns(self, columns: dict[str, Any], n: int) -> list[bytes]:
+        """Single-object encodings of ``n`` projected records given by column."""
+        return self.serde.encode_columns(columns, n)
+
+    def own_header(self) -> bytes:
+        """The projection's single-object header."""
+        return self.serde.own_header()
+
+
+def prediction_writers(bound: BoundPipeline, signatures: list[ModelSignature]) -> list[dict[str, Any]]:
+    """The prediction schemas the models of ``bound`` with ``signatures`` write (the taxi's own record first)."""
     pipeline = bound.pipeline
-    labels = pipeline.labels
-    if labels is None or bound.label_schema is None:
-        raise pipeline.error("declares no [labels]: there is nothing to evaluate against; add a [labels] table")
     writers: list[dict[str, Any]] = []
     if pipeline.name == DEFAULT_PIPELINE:
         writers.append(serde_for("Prediction").schema_json)
@@ -133,6 +171,20 @@ def judged_pipeline(bound: BoundPipeline, signatures: list[ModelSignature]) -> J
             continue
         if schema not in writers:
             writers.append(schema)
+    return writers
+
+
+def judged_pipeline(bound: BoundPipeline, signatures: list[ModelSignature]) -> JudgedPipeline:
+    """What the evaluation of ``bound`` reads, given the signatures of its models (from the model topic).
+
+    Raises ``PipelineError`` (exit 2) for a pipeline without ``[labels]`` or whose predictions
+    cannot be read.
+    """
+    pipeline = bound.pipeline
+    labels = pipeline.labels
+    if labels is None or bound.label_schema is None:
+        raise pipeline.error("declares no [labels]: there is nothing to evaluate against; add a [labels] table")
+    writers = prediction_writers(bound, signatures)
     if not writers:
         raise pipeline.error(f"no model of {', '.join(pipeline.models)} is on the model topic: its predictions "
                              "cannot be read yet; publish a model first")

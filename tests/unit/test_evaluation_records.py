@@ -39,3 +39,35 @@ def test_a_label_read_as_a_number_finds_its_category_however_the_reference_spell
     flag, ok = ref.features["flag"], ref.features["ok"]
     assert [flag.bin_of(v) for v in (0.0, 1.0, 1, True, 2.0)] == [0, 1, 1, 1, None]
     assert [ok.bin_of(v) for v in (True, False)] == [0, 1]
+
+
+def test_predictions_of_a_model_published_later_are_read_once_the_model_topic_names_their_schema() -> None:
+    import pytest
+    from edml.evaluation.judged import LearningSerde
+    from edml.schemas.serde import DecodeError
+
+    lineage = [{"name": "model_name", "type": "string"}, {"name": "model_version", "type": "string"}]
+    reader = {"type": "record", "name": "P", "fields": [{"name": "id", "type": "string"},
+                                                        {"name": "score", "type": "double"}, *lineage]}
+    later = {"type": "record", "name": "P", "fields": [{"name": "id", "type": "string"},
+                                                       {"name": "score", "type": "double"},
+                                                       {"name": "band", "type": {"type": "array", "items": "double"}},
+                                                       *lineage]}
+    payload = AvroSerde(later, None).encode({"id": "a", "score": 0.7, "band": [0.7, 0.3], "model_name": "m",
+                                             "model_version": "v2"})
+    on_topic: list[dict] = []
+    asked: list[int] = []
+
+    def refresh() -> list[dict]:
+        asked.append(1)
+        return list(on_topic)
+
+    serde = LearningSerde(AvroSerde(reader, None), refresh)
+    with pytest.raises(DecodeError, match="fingerprint"):
+        serde.decode(payload)  # the model topic does not know it yet
+    on_topic.append(later)
+    with pytest.raises(DecodeError):
+        serde.decode(payload)  # asked again only a minute later
+    serde._refreshed_at -= LearningSerde.REFRESH_EVERY_S
+    assert serde.decode(payload) == {"id": "a", "score": 0.7, "model_name": "m", "model_version": "v2"}
+    assert serde.decode(payload)["score"] == 0.7 and len(asked) == 2  # learnt: no more asking

@@ -91,9 +91,8 @@ def evaluate(
     pipeline: PipelineOpt = None,
 ) -> None:
     """Join a pipeline's predictions (champion and shadow) with its labels; live figures per model version; drift."""
-    from edml.dataflows.evaluation import build_flow, drift_features
+    from edml.dataflows.evaluation import drift_features, pipeline_flow
     from edml.evaluation.config import EvaluationConfig, parse_duration_ms
-    from edml.evaluation.judged import judged_pipeline, model_signatures
     from edml.pipelines.bound import open_pipeline, pipeline_settings
     from edml.runtime.service import (
         FlowOptions,
@@ -135,11 +134,11 @@ def evaluate(
         log.info("drift check against %s: %s", drift_reference.source,
                  ", ".join(drift_reference.for_window(eval_config.drift_window_ms, features.seasonal).features))
     check_topics(settings, needed)
-    judged = judged_pipeline(bound, model_signatures(settings, bound.pipeline.models))
+
     check_cluster_port(run.addresses, run.process_id)
     start_metrics(run.metrics_port, lambda: True, settings.metrics_host)
     recovery_cfg = recovery_config(settings, "evaluation", process_id) if recovery else None
-    flow = build_flow(settings, eval_config, judged, drift_reference, features, tail=not stop_at_end)
+    flow = pipeline_flow(settings, eval_config, bound, drift_reference, tail=not stop_at_end)
     # Bytewax's Kafka source does not watch STOP, and an input that ends flushes the open windows
     run_flow(flow, run, recovery_cfg, sources_honour_stop=False)
 
