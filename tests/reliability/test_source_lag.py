@@ -74,7 +74,8 @@ def test_lag_in_metrics_and_in_the_consumer_groups_tool(settings: Settings, tiny
 
 def test_the_evaluator_commits_its_snapshotted_offsets(settings: Settings, tmp_path: Path) -> None:
     from edml.evaluation.config import EvaluationConfig
-    from edml.schemas.serde import dropoff_serde, prediction_serde
+    from edml.schemas.serde import prediction_serde
+    from edml.trainer.records import dropoff_serde
 
     from tests.integration.test_evaluation import T0, dropoff, prediction, produce, run_to_end
 
