@@ -102,8 +102,8 @@ def ensure_peer_venv() -> bool:
 
 def encoded_trips(n: int, seed: int) -> list[tuple[bytes, bytes]]:
     """``n`` generated trips as (key, Avro single-object value)."""
-    from edml.schemas.serde import trip_serde
     from edml.trainer.generator import generate_trips
+    from edml.trainer.records import trip_serde
 
     serde = trip_serde()
     return [(t.pickup.trip_id.encode(), serde.encode(t.pickup)) for t in generate_trips(n, seed=seed)]

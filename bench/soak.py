@@ -149,8 +149,8 @@ def train_models(folder: Path) -> list[Path]:
 
 def produce(settings: Settings, rate: float, until: float, sent: list[str], stop: threading.Event) -> None:
     """Trips at ``rate`` a second until the monotonic time ``until``; their ids go to ``sent``."""
-    from edml.schemas.serde import trip_serde
     from edml.trainer.generator import generate_trips
+    from edml.trainer.records import trip_serde
 
     serde = trip_serde()
     producer = TripProducer(settings)

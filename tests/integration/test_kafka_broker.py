@@ -98,8 +98,8 @@ def test_unreachable_broker_is_one_line(tmp_path) -> None:
 
 
 def _produce_trips(settings: Settings, n: int) -> list[str]:
-    from edml.schemas.serde import trip_serde
     from edml.trainer.generator import generate_trips
+    from edml.trainer.records import trip_serde
 
     serde, producer = trip_serde(), make_producer(settings)
     trips = [g.pickup for g in generate_trips(n, seed=3)]

@@ -354,6 +354,13 @@ def test_cli_shows_the_pipeline_with_a_model(declared: Path, tmp_path: Path) -> 
     assert '"name": "SensorReading"' in out  # the input schema
     assert "site_name (string) <- site (enum{north,south,lab})" in out  # the model inputs
     assert '"name": "SensorsPrediction"' in out and '"name": "anomaly"' in out  # the prediction schema
+    (tmp_path / "edml.toml").write_text("")  # settings: no registry, nothing to register with
+    written = subprocess.run([sys.executable, "-m", "edml.cli", "pipelines", "show", "sensors", "--model", str(model),
+                              "--write"], env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert written.returncode == 0, written.stderr
+    beside = declared / "sensors.prediction.avsc"  # written beside the declaration
+    assert json.loads(beside.read_text())["name"] == "SensorsPrediction"
+    assert f"# written to {beside}" in written.stdout
     (declared / "sensors.toml").write_text(SENSOR_TOML.replace("pulses = \"infer\"", "speed = \"infer\""))
     bad = subprocess.run([sys.executable, "-m", "edml.cli", "pipelines", "show", "sensors"], env=env,
                          capture_output=True, text=True, timeout=240, cwd=tmp_path)

@@ -7,13 +7,10 @@ from typing import Annotated
 
 import typer
 
+from edml.cli.commands.local_service import ServiceCommands, service_app
 from edml.cli.commands.options import BootstrapOpt, ConfigOpt, PipelineOpt, pipeline_settings_from, settings_from
 
-kafka_app = typer.Typer(help="Run a local Apache Kafka broker (KRaft) for development.", no_args_is_help=True)
 topics_app = typer.Typer(help="Create and list the topics edml uses.", no_args_is_help=True)
-
-HomeOpt = Annotated[Path, typer.Option("--home", help="Folder for the broker's pid, log and data.")]
-PortOpt = Annotated[int, typer.Option("--port", help="Client port on 127.0.0.1.")]
 
 
 def _broker(home: Path, port: int):  # noqa: ANN202 - imported lazily
@@ -22,31 +19,12 @@ def _broker(home: Path, port: int):  # noqa: ANN202 - imported lazily
     return LocalBroker(home=home, port=port, controller_port=port + 1)
 
 
-@kafka_app.command("up")
-def kafka_up(home: HomeOpt = Path(".edml/kafka"), port: PortOpt = 9092) -> None:
-    """Fetch the Kafka jars if needed and start the broker; a no-op when it already runs."""
-    broker = _broker(home, port)
-    started = broker.up()
-    state = "started" if started else "already running"
-    typer.echo(f"kafka {state} at {broker.bootstrap_servers} (pid {broker.pid()}, log {broker.log_file})")
-
-
-@kafka_app.command("down")
-def kafka_down(home: HomeOpt = Path(".edml/kafka"), port: PortOpt = 9092) -> None:
-    """Stop the local broker."""
-    stopped = _broker(home, port).down()
-    typer.echo("kafka stopped" if stopped else "kafka was not running")
-
-
-@kafka_app.command("status")
-def kafka_status(home: HomeOpt = Path(".edml/kafka"), port: PortOpt = 9092) -> None:
-    """Say whether the local broker runs; exits 1 when it does not."""
-    broker = _broker(home, port)
-    pid = broker.pid()
-    if pid is None:
-        typer.echo("kafka is not running")
-        raise typer.Exit(1)
-    typer.echo(f"kafka running at {broker.bootstrap_servers} (pid {pid})")
+kafka_app = service_app(
+    ServiceCommands("kafka", _broker, lambda broker: broker.bootstrap_servers, Path(".edml/kafka"), 9092,
+                    "Client port on 127.0.0.1."),
+    "Run a local Apache Kafka broker (KRaft) for development.",
+    "Fetch the Kafka jars if needed and start the broker; a no-op when it already runs.",
+)
 
 
 @topics_app.command("create")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -35,6 +35,10 @@ def show(
     model: Annotated[Path | None, typer.Option(
         "--model", help="A model folder (edml train --out) or a SavedModel folder: shows the model inputs it "
         "takes and the prediction schema its signature gives.")] = None,
+    write: Annotated[bool, typer.Option(
+        "--write", help="With --model: write the prediction schema as NAME.prediction.avsc beside the declaration "
+        "(a built-in pipeline's in the pipelines folder), and register it under the predictions topics' subjects "
+        "when a schema registry is configured.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Print the declaration, the input schema, the model inputs and the prediction schema of pipeline NAME.
@@ -63,10 +67,33 @@ def show(
                    + "".join(f"; {k} <- {v}" for k, v in pipeline.inputs.items()))
         typer.echo("# prediction schema: derived from a model's signature; pass --model DIR to see it")
         return
-    _show_model(pipeline, fields, model)
+    derived = _show_model(pipeline, fields, model)
+    if write:
+        _write_prediction_schema(pipeline, derived, config)
 
 
-def _show_model(pipeline: Pipeline, fields: dict, model: Path) -> None:
+def _write_prediction_schema(pipeline: Pipeline, schema: dict, config: Path | None) -> None:
+    from edml.pipelines.bound import pipeline_settings
+    from edml.pipelines.declaration import BUILT_IN_DIR, pipelines_dir
+    from edml.schemas.wire import topic_serdes
+
+    declared = Path(pipeline.declared_in.split(" [pipelines.")[0])
+    folder = declared.parent if declared.parent.resolve() != BUILT_IN_DIR.resolve() else pipelines_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{pipeline.name}.prediction.avsc"
+    path.write_text(json.dumps(schema, indent=1) + "\n")
+    typer.echo(f"\n# written to {path}")
+    settings = pipeline_settings(settings_from(config), pipeline)
+    if settings.schema_registry_url:
+        from edml.schemas.confluent import ConfluentSerde
+
+        serdes = topic_serdes(settings)
+        for topic in (settings.topics.predictions, settings.topics.shadow_predictions):
+            serde = cast(ConfluentSerde[dict], serdes.for_schema(topic, schema))  # a registry: Confluent serdes
+            typer.echo(f"# registered under {serde.subject} as schema id {serde.schema_id}")
+
+
+def _show_model(pipeline: Pipeline, fields: dict, model: Path) -> dict:
     from edml.model_topic.artifact import SAVED_MODEL_DIR, read_signature
     from edml.pipelines.predictions import prediction_schema
     from edml.pipelines.signature import bindings, check_signature
@@ -78,7 +105,9 @@ def _show_model(pipeline: Pipeline, fields: dict, model: Path) -> None:
     for b in bindings(pipeline, fields, signature):
         typer.echo(f"{b.model_input} ({b.dtype}) <- {b.field} ({b.field_type})")
     typer.echo("\n# prediction schema")
-    typer.echo(json.dumps(prediction_schema(pipeline, fields[pipeline.input.key], signature), indent=1))
+    schema = prediction_schema(pipeline, fields[pipeline.input.key], signature)
+    typer.echo(json.dumps(schema, indent=1))
+    return schema
 
 
 def register(app: typer.Typer) -> None:
