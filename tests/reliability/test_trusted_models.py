@@ -126,7 +126,7 @@ def hostile_records(forger: Forger, tiny_models: TinyModels, outside: Path, othe
         Hostile("h12-missing", forger.record("h12-missing", b"", uri=missing_uri, store=False), "artifact missing"),
         Hostile("h13-wrong-signature", forger.record(
             "h13-wrong-signature", good("h13-wrong-signature", tiny_models.wrong_signature),
-            model_dir=tiny_models.wrong_signature), "'zone'"),
+            model_dir=tiny_models.wrong_signature), "model input zone is fed by no field"),
         Hostile("h14-nan", forger.record("h14-nan", good("h14-nan", tiny_models.nan), model_dir=tiny_models.nan),
                 "NaN"),
     ]
