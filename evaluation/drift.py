@@ -12,24 +12,24 @@ The population stability index of a window is ``sum((a - e) * ln(a / e))`` over 
 actual fractions ``a`` and expected ``e`` both floored at ``EPSILON`` so that an empty bin
 counts as a large, finite difference.
 
-Features: the trip's inputs (from the trips topic, windowed by pick-up time) and the target,
-``duration_s`` (from the drop-offs, windowed by drop-off time), when the reference has them.
-``pickup_hour`` is compared only when the window is a whole number of days: a shorter window
-holds part of the day and would always differ from a whole-day reference.
+Features: every model input the reference has a distribution for, read from the pipeline's input
+events (windowed by their event time), the label field (the target, windowed by the label's time),
+and the hour of day of the event time (``<name>_hour`` for an event-time field ``<name>_time``),
+compared only when the window is a whole number of days: a shorter window holds part of the day
+and would always differ from a whole-day reference.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from edml.schemas.records import DriftAlert
-from edml.trainer.records import TripDropoff, TripPickup
 
 from edml.core.errors import OperatorError
 
@@ -43,17 +43,57 @@ class BadReference(OperatorError):
     """A reference distribution file that cannot be used; the message says which part is wrong."""
 
 
-# feature name -> how to read it from a trip (inputs) or a drop-off (the target)
-TRIP_FEATURES: dict[str, Callable[[TripPickup], Any]] = {
-    "pickup_zone": lambda t: t.pickup_zone,
-    "dropoff_zone": lambda t: t.dropoff_zone,
-    "pickup_borough": lambda t: t.pickup_borough,
-    "passenger_count": lambda t: t.passenger_count,
-    "trip_distance_km": lambda t: t.trip_distance_km,
-    "pickup_hour": lambda t: (t.pickup_time % DAY_MS) // HOUR_MS,
-}
-TARGET_FEATURES: dict[str, Callable[[TripDropoff], Any]] = {"duration_s": lambda d: d.duration_s}
-SEASONAL_FEATURES = {"pickup_hour": DAY_MS}  # feature -> the period a window must be a multiple of
+INPUTS = "inputs"  # the side of an observation: an input event ...
+TARGET = "target"  # ... or a label
+
+
+def hour_feature(event_time_field: str) -> str:
+    """The name of the hour-of-day feature of an event-time field: ``x_time`` -> ``x_hour``."""
+    return event_time_field.removesuffix("_time") + "_hour"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The compared values of one input event (side ``inputs``) or one label (``target``), at its event time."""
+
+    side: str
+    time: int
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DriftFeatures:
+    """Which features of a pipeline's events and labels are compared, and how they are read.
+
+    ``inputs``: feature (a model input) -> the input record's field; ``hour``: the hour-of-day feature
+    of the event time (empty: none); ``target``: the label field (empty: none).
+    """
+
+    inputs: dict[str, str]
+    event_time: str
+    hour: str = ""
+    target: str = ""
+
+    @property
+    def names(self) -> set[str]:
+        """Every feature a reference may describe."""
+        return set(self.inputs) | {n for n in (self.hour, self.target) if n}
+
+    @property
+    def seasonal(self) -> dict[str, int]:
+        """Feature -> the period a window must be a multiple of to compare it."""
+        return {self.hour: DAY_MS} if self.hour else {}
+
+    def of_event(self, event: dict[str, Any], time: int) -> Observation:
+        """The input features of one decoded input event."""
+        values = {feature: event.get(name) for feature, name in self.inputs.items()}
+        if self.hour:
+            values[self.hour] = (time % DAY_MS) // HOUR_MS
+        return Observation(INPUTS, time, values)
+
+    def of_label(self, label: dict[str, Any], time: int) -> Observation:
+        """The target feature of one decoded label."""
+        return Observation(TARGET, time, {self.target: label.get(self.target)} if self.target else {})
 
 
 @dataclass(frozen=True)
@@ -70,17 +110,31 @@ class FeatureReference:
 
     def bin_of(self, value: Any) -> int | None:
         """The bin of ``value``; None for a category the reference has no bin for."""
+        if value is None:
+            return None
         if self.kind == "numeric":
             x = float(value)
             if math.isnan(x):
                 return None
             return int(np.searchsorted(self.edges, x, side="left"))
-        return self.index.get(str(value), self.other)
+        for name in _category_names(value):
+            if name in self.index:
+                return self.index[name]
+        return self.other
 
     @property
     def bins(self) -> int:
         """Number of bins (unlisted categories without an "other" bin get one more)."""
         return len(self.expected) + (1 if self.kind == "categorical" and self.other is None else 0)
+
+
+def _category_names(value: Any) -> tuple[str, ...]:
+    """How a reference may spell a category: a label read as 1.0 may be listed as "1", a boolean as "true"."""
+    if isinstance(value, bool):
+        return (str(value).lower(), str(value), str(int(value)))
+    if isinstance(value, float) and value.is_integer():
+        return (str(value), str(int(value)))
+    return (str(value),)
 
 
 def _numeric(feature: str, spec: dict[str, Any]) -> FeatureReference:
@@ -137,36 +191,26 @@ class Reference:
     source: str
     features: dict[str, FeatureReference]
 
-    def for_window(self, window_ms: int) -> Reference:
-        """Without the seasonal features that a window of this length cannot be compared on."""
-        kept = {
-            name: ref
-            for name, ref in self.features.items()
-            if name not in SEASONAL_FEATURES or window_ms % SEASONAL_FEATURES[name] == 0
-        }
+    def for_window(self, window_ms: int, seasonal: Mapping[str, int] | None = None) -> Reference:
+        """Without the seasonal features (feature -> period) that a window of this length cannot be compared on."""
+        periods = seasonal or {}
+        kept = {name: ref for name, ref in self.features.items()
+                if name not in periods or window_ms % periods[name] == 0}
         return Reference(self.source, kept)
 
-    def trip_features(self) -> list[str]:
-        """Features read from trips."""
-        return [f for f in self.features if f in TRIP_FEATURES]
 
-    def target_features(self) -> list[str]:
-        """Features read from drop-offs."""
-        return [f for f in self.features if f in TARGET_FEATURES]
-
-
-def parse_reference(data: Any, source: str) -> Reference:
-    """A :class:`Reference` from the JSON of ``reference.json``; unknown features are ignored."""
+def parse_reference(data: Any, source: str, known: Collection[str] | None = None) -> Reference:
+    """A :class:`Reference` from the JSON of ``reference.json``; features not in ``known`` are ignored."""
     if not isinstance(data, dict):
         raise BadReference(f"{source}: a reference is a JSON object of feature -> distribution")
-    known = TRIP_FEATURES.keys() | TARGET_FEATURES.keys()
-    features = {name: feature_reference(name, spec) for name, spec in data.items() if name in known}
+    features = {name: feature_reference(name, spec) for name, spec in data.items() if known is None or name in known}
     if not features:
-        raise BadReference(f"{source}: no known feature (known: {', '.join(sorted(known))})")
+        names = ", ".join(sorted(known or ()))
+        raise BadReference(f"{source}: no known feature (known: {names})")
     return Reference(source, features)
 
 
-def load_reference(path: Path) -> Reference:
+def load_reference(path: Path, known: Collection[str] | None = None) -> Reference:
     """Read a ``reference.json`` file; raises :class:`BadReference` with the reason."""
     try:
         data = json.loads(Path(path).read_text())
@@ -174,7 +218,7 @@ def load_reference(path: Path) -> Reference:
         raise BadReference(f"reference file {path} does not exist") from None
     except (OSError, json.JSONDecodeError) as e:
         raise BadReference(f"reference file {path} is not readable JSON: {e}") from None
-    return parse_reference(data, str(path))
+    return parse_reference(data, str(path), known)
 
 
 def numeric_reference(values: Iterable[float], bins: int = 10) -> dict[str, Any]:
@@ -217,28 +261,26 @@ class DriftReading:
 
 
 class DriftAccumulator:
-    """Counts trips (input features) or drop-offs (the target) into reference bins."""
+    """Counts observations (input events or labels) into the reference bins of their features."""
 
     def __init__(self, reference: Reference) -> None:
         self.reference = reference
-        self._extract: dict[type, list[tuple[str, Callable[[Any], Any]]]] = {
-            TripPickup: [(f, TRIP_FEATURES[f]) for f in reference.trip_features()],
-            TripDropoff: [(f, TARGET_FEATURES[f]) for f in reference.target_features()],
-        }
 
     def empty(self) -> DriftCounts:
         """No events yet."""
         return DriftCounts()
 
-    def add(self, acc: DriftCounts, item: TripPickup | TripDropoff) -> None:
-        """Count one trip or drop-off in each of its features' bins."""
+    def add(self, acc: DriftCounts, item: Observation) -> None:
+        """Count one observation in each of its features' bins."""
         acc.count += 1
-        for feature, read in self._extract[type(item)]:
-            ref = self.reference.features[feature]
+        for feature, value in item.values.items():
+            ref = self.reference.features.get(feature)
+            if ref is None:
+                continue
             counts = acc.bins.get(feature)
             if counts is None:
                 counts = acc.bins[feature] = [0] * ref.bins
-            b = ref.bin_of(read(item))
+            b = ref.bin_of(value)
             counts[ref.bins - 1 if b is None else b] += 1
 
     def copy(self, acc: DriftCounts) -> DriftCounts:

@@ -1,17 +1,16 @@
 """The Bytewax steps of the evaluation dataflow, each a typed operator built from the modules here.
 
 * :func:`kafka_records`: Kafka topics -> decoded, checked records (and dead letters);
-* :func:`join_trips`: predictions + drop-offs -> one :class:`Evaluation` per prediction (or per
-  expired drop-off), through the sharded event-time join of :mod:`evaluation.join`;
+* :func:`join_keys`: predictions + labels -> one :class:`Evaluation` per prediction (or per
+  expired label), through the sharded event-time join of :mod:`evaluation.join`;
 * :func:`score_windows`: evaluations -> one :class:`ScoreWindow` per model version per window;
-* :func:`drift_alerts`: trips + drop-offs -> a :class:`DriftAlert` per drifted feature per window;
+* :func:`drift_alerts`: input events + labels -> a :class:`DriftAlert` per drifted feature per window;
 * :func:`to_kafka`: records -> a topic, encoded with their serde.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,19 +21,20 @@ from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, Ka
 from bytewax.dataflow import Dataflow, Stream, operator
 from edml.evaluation import metrics
 from edml.evaluation.config import EvaluationConfig
-from edml.evaluation.drift import DriftAccumulator, DriftReading, Reference, alert_for, readings
-from edml.evaluation.join import EVALUATED, TripJoin, shard_of
+from edml.evaluation.drift import DriftAccumulator, DriftReading, Observation, Reference, alert_for, readings
+from edml.evaluation.figures import REGRESSION
+from edml.evaluation.join import EVALUATED, KeyJoin, Label, Scored, shard_of
 from edml.evaluation.windows import ErrorAccumulator, TumblingWindows, WindowSpec, emit_score_window, score_key
-from edml.schemas.records import DeadLetter, DriftAlert, Evaluation, Prediction, ScoreWindow
+from edml.schemas.records import DeadLetter, DriftAlert, Evaluation, ScoreWindow
 from edml.schemas.serde import DecodeError
 from edml.schemas.wire import RecordSerde, topic_serdes
-from edml.trainer.records import TripDropoff, TripPickup
 
 from edml.core.config import Settings
 from edml.kafka.clients import base_config, producer_config
 from edml.kafka.source import CommittingKafkaSource
 
-Check = Callable[[Any], str | None]
+# a decoded record (and its message's Kafka timestamp) -> what the flow takes, or why it cannot
+Convert = Callable[[dict[str, Any], int], Any]
 log = logging.getLogger("edml.evaluation")
 
 
@@ -48,26 +48,6 @@ def _brokers(settings: Settings) -> list[str]:
     return settings.bootstrap_servers.split(",")
 
 
-def check_prediction(p: Prediction) -> str | None:
-    """Why a prediction cannot be evaluated, or None."""
-    if not p.trip_id:
-        return "trip_id is empty"
-    if not math.isfinite(p.predicted_duration_s):
-        return f"predicted_duration_s is {p.predicted_duration_s}"
-    if not p.model_version:
-        return "model_version is empty"
-    return None
-
-
-def check_dropoff(d: TripDropoff) -> str | None:
-    """Why a drop-off cannot be evaluated against, or None."""
-    if not d.trip_id:
-        return "trip_id is empty"
-    if not math.isfinite(d.duration_s) or d.duration_s <= 0:
-        return f"duration_s {d.duration_s} is not a positive number of seconds"
-    return None
-
-
 @dataclass(frozen=True)
 class Records:
     """Decoded records of some topics, and the messages that could not be read."""
@@ -76,7 +56,9 @@ class Records:
     dead: Stream[DeadLetter]
 
 
-def _decoder(serdes: dict[str, RecordSerde[Any]], check: Check) -> Callable[[KafkaSourceMessage | KafkaError], Any]:
+def _decoder(
+    serdes: dict[str, RecordSerde[dict[str, Any]]], convert: Convert
+) -> Callable[[KafkaSourceMessage | KafkaError], Any]:
     def decode(msg: KafkaSourceMessage | KafkaError) -> Any:
         if isinstance(msg, KafkaError):
             # a consumer error on one partition (broker restarting, ...): librdkafka retries by itself
@@ -84,8 +66,8 @@ def _decoder(serdes: dict[str, RecordSerde[Any]], check: Check) -> Callable[[Kaf
             metrics.SOURCE_ERRORS_TOTAL.labels(msg.msg.topic or "").inc()
             return None
         try:
-            record = serdes[msg.topic or ""].decode(msg.value)
-            reason = check(record)
+            record = convert(serdes[msg.topic or ""].decode(msg.value), msg.timestamp[1] if msg.timestamp else 0)
+            reason = record if isinstance(record, str) else None
             kind = "invalid"
         except DecodeError as e:
             reason, kind = e.message, e.kind
@@ -100,41 +82,45 @@ def _decoder(serdes: dict[str, RecordSerde[Any]], check: Check) -> Callable[[Kaf
 
 @operator
 def kafka_records(
-    step_id: str, flow: Dataflow, settings: Settings, topics: list[str], record_name: str, check: Check,
-    tail: bool = True,
+    step_id: str, flow: Dataflow, settings: Settings, serdes: dict[str, RecordSerde[dict[str, Any]]],
+    convert: Convert, tail: bool = True,
 ) -> Records:
-    """Every partition of ``topics`` from the beginning (or the recovered offsets), decoded as ``record_name``."""
-    serdes = {topic: topic_serdes(settings).for_topic(topic) for topic in topics}
+    """Every partition of the serdes' topics from the beginning (or the recovered offsets), decoded and converted."""
+    topics = list(serdes)
     # a recovered offset that retention already deleted resumes at the oldest record still there
     # group.id: offsets are committed to the group named after the dataflow, for monitoring tools only
     config = {**_client_props(base_config(settings)), "auto.offset.reset": "earliest", "group.id": flow.flow_id}
     source = CommittingKafkaSource(_brokers(settings), topics, tail=tail, add_config=config, raise_on_errors=False)
-    decoded = op.filter_map("decode", op.input("kafka", flow, source), _decoder(serdes, check))
+    decoded = op.filter_map("decode", op.input("kafka", flow, source), _decoder(serdes, convert))
     split = op.branch("ok", decoded, lambda r: not isinstance(r, DeadLetter))
     return Records(split.trues, split.falses)
 
 
 @operator
-def join_trips(
-    step_id: str, predictions: Stream[Prediction], dropoffs: Stream[TripDropoff], config: EvaluationConfig
+def join_keys(
+    step_id: str, predictions: Stream[Scored], labels: Stream[Label], config: EvaluationConfig
 ) -> Stream[Evaluation]:
-    """Predictions joined with drop-offs by trip id, whichever comes first; expired sides reported."""
-    both = op.merge("both", predictions, dropoffs)
-    sharded = op.key_on("shard", both, lambda r: shard_of(r.trip_id, config.join_shards))
-    joined = op.stateful("join", sharded, lambda resume: TripJoin(config.join_timeout_ms, resume))
+    """Predictions joined with labels by the pipeline's key, whichever comes first; expired sides reported."""
+    both: Stream[Scored | Label] = op.merge("both", predictions, labels)
+    sharded = op.key_on("shard", both, lambda r: shard_of(r.key, config.join_shards))
+    joined = op.stateful("join", sharded, lambda resume: KeyJoin(config.join_timeout_ms, resume))
     outcomes = op.key_rm("unshard", joined)
     op.inspect("count", outcomes, lambda _step, e: metrics.record_outcome(e))
     return outcomes
 
 
 @operator
-def score_windows(step_id: str, outcomes: Stream[Evaluation], config: EvaluationConfig) -> Stream[ScoreWindow]:
-    """Count, MAE, RMSE, bias and p90 per model version per tumbling window of observed time."""
+def score_windows(
+    step_id: str, outcomes: Stream[Evaluation], config: EvaluationConfig, task: str = REGRESSION,
+    threshold: float = 0.5,
+) -> Stream[ScoreWindow]:
+    """The task's figures (count, MAE, RMSE, bias, p90; binary: log loss, AUC, ...) per model version per window."""
     evaluated = op.filter("evaluated", outcomes, lambda e: e.outcome == EVALUATED)
     spec = WindowSpec(config.window_ms, config.lateness_ms, config.retention_ms)
 
     def build(resume: Any) -> TumblingWindows:
-        return TumblingWindows(spec, lambda e: e.observed_time, ErrorAccumulator(), emit_score_window, resume,
+        return TumblingWindows(spec, lambda e: e.observed_time, ErrorAccumulator(task, threshold),
+                               emit_score_window, resume,
                                on_dropped=lambda _e: metrics.DROPPED_LATE_TOTAL.labels("scores").inc())
 
     windows = op.stateful_batch("windows", op.key_on("version", evaluated, score_key), build)
@@ -143,28 +129,21 @@ def score_windows(step_id: str, outcomes: Stream[Evaluation], config: Evaluation
     return scores
 
 
-def _event_time(record: TripPickup | TripDropoff) -> int:
-    return record.pickup_time if isinstance(record, TripPickup) else record.dropoff_time
-
-
 @operator
 def drift_alerts(
-    step_id: str, trips: Stream[TripPickup], dropoffs: Stream[TripDropoff], reference: Reference,
-    config: EvaluationConfig,
+    step_id: str, events: Stream[Observation], labels: Stream[Observation], reference: Reference,
+    seasonal: dict[str, int], config: EvaluationConfig,
 ) -> Stream[DriftAlert]:
     """PSI of each feature per window against the reference; an alert above the threshold."""
-    reference = reference.for_window(config.drift_window_ms)
-    # inputs are windowed by pick-up time, the target (duration) by drop-off time: two keys
-    keyed = op.merge(
-        "both",
-        op.key_on("inputs", trips, lambda _t: "inputs"),
-        op.key_on("target", dropoffs, lambda _d: "target"),
-    )
+    reference = reference.for_window(config.drift_window_ms, seasonal)
+    # inputs are windowed by the event's time, the target by the label's time: two keys
+    keyed = op.merge("both", op.key_on("inputs", events, lambda o: o.side),
+                     op.key_on("target", labels, lambda o: o.side))
     spec = WindowSpec(config.drift_window_ms, config.lateness_ms, config.retention_ms)
     emit = readings(reference, config.drift_min_per_bin)
 
     def build(resume: Any) -> TumblingWindows:
-        return TumblingWindows(spec, _event_time, DriftAccumulator(reference), emit, resume,
+        return TumblingWindows(spec, lambda o: o.time, DriftAccumulator(reference), emit, resume,
                                on_dropped=lambda _r: metrics.DROPPED_LATE_TOTAL.labels("drift").inc())
 
     found = op.key_rm("unkey", op.stateful_batch("windows", keyed, build))

@@ -1,10 +1,12 @@
-"""Promotion of a shadow challenger: only when its live MAE beats the champion's by a margin.
+"""Promotion of a shadow challenger: only when its live loss beats the champion's by a margin.
 
-The comparison uses the last K windows in which *both* versions were evaluated, so both are
-measured on the same trips (the scorer scores every trip with every version). Each side's
-MAE is the trip-weighted mean over those windows. The challenger wins when
+The loss is the task's (lower is better): MAE for regression, log loss for binary classification
+(:data:`edml.evaluation.figures.LOSS`). The comparison uses the last K windows in which *both*
+versions were evaluated, so both are measured on the same events (the scorer scores every event
+with every version). Each side's loss is the count-weighted mean over those windows. The
+challenger wins when
 
-    challenger MAE < champion MAE x (1 - margin)
+    challenger loss < champion loss x (1 - margin)
 
 and there are K such windows. The new champion record is the challenger's own record (from the
 model topic's history, or rebuilt from its artifact's manifest when compaction removed it),
@@ -17,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from edml.evaluation.scores import VersionWindow, by_version, format_time, read_score_windows
+from edml.evaluation.scores import VersionWindow, by_version, format_time, loss_label, loss_metric, read_score_windows
 from edml.schemas.records import ModelRecord, ScoreWindow
 
 from edml.core.config import Settings
@@ -30,11 +32,11 @@ class PromotionError(OperatorError):
 
 @dataclass(frozen=True)
 class VersionScore:
-    """One version's live error over the compared windows."""
+    """One version's live loss over the compared windows."""
 
     version: str
-    trips: int
-    mae: float
+    count: int
+    loss: float
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,12 @@ class Comparison:
     windows: tuple[tuple[VersionWindow, VersionWindow], ...]  # (champion, challenger) per window, oldest first
     wanted_windows: int
     margin: float
+    metric: str = "mae"  # the ScoreWindow field compared, lower is better
+
+    @property
+    def loss_label(self) -> str:
+        """How the compared loss is named in tables."""
+        return loss_label(self.metric)
 
     @property
     def enough_windows(self) -> bool:
@@ -55,36 +63,38 @@ class Comparison:
 
     @property
     def threshold(self) -> float:
-        """The MAE the challenger must get below."""
-        return self.champion.mae * (1.0 - self.margin)
+        """The loss the challenger must get below."""
+        return self.champion.loss * (1.0 - self.margin)
 
     @property
     def challenger_wins(self) -> bool:
-        """K common windows and the challenger's MAE below the champion's by the margin."""
-        return self.enough_windows and self.challenger.mae < self.threshold
+        """K common windows and the challenger's loss below the champion's by the margin."""
+        return self.enough_windows and self.challenger.loss < self.threshold
 
     def verdict(self) -> str:
         """One line: what the comparison says."""
         c, ch = self.champion, self.challenger
         if not self.windows:
-            return f"no window has trips of both {c.version} and {ch.version}: nothing to compare yet"
-        gain = (c.mae - ch.mae) / c.mae if c.mae else 0.0
-        head = (f"{ch.version} MAE {ch.mae:.1f}s vs {c.version} {c.mae:.1f}s over {len(self.windows)} window(s), "
-                f"{ch.trips} and {c.trips} trips ({gain:+.1%}; "
-                f"needs < {self.threshold:.1f}s, margin {self.margin:.0%})")
+            return f"no window has evaluations of both {c.version} and {ch.version}: nothing to compare yet"
+        gain = (c.loss - ch.loss) / c.loss if c.loss else 0.0
+        fmt = ".1f" if self.metric == "mae" else ".4f"
+        head = (f"{ch.version} {self.loss_label} {ch.loss:{fmt}} vs {c.version} {c.loss:{fmt}} over "
+                f"{len(self.windows)} window(s), {ch.count} and {c.count} evaluated ({gain:+.1%}; "
+                f"needs < {self.threshold:{fmt}}, margin {self.margin:.0%})")
         if not self.enough_windows:
             return f"{head}: only {len(self.windows)} of the {self.wanted_windows} windows asked for"
         return f"{head}: {'challenger wins' if self.challenger_wins else 'champion holds'}"
 
     def rows(self) -> list[tuple[str, int, str, int, str]]:
-        """Per window: start, champion trips, champion MAE, challenger trips, challenger MAE."""
-        return [(format_time(a.window_start), a.count, f"{a.mae:.1f}", b.count, f"{b.mae:.1f}")
-                for a, b in self.windows]
+        """Per window: start, champion count, champion loss, challenger count, challenger loss."""
+        fmt = ".1f" if self.metric == "mae" else ".4f"
+        return [(format_time(a.window_start), a.count, f"{a.loss(self.metric):{fmt}}", b.count,
+                 f"{b.loss(self.metric):{fmt}}") for a, b in self.windows]
 
 
-def _weighted(version: str, rows: list[VersionWindow]) -> VersionScore:
+def _weighted(version: str, rows: list[VersionWindow], metric: str) -> VersionScore:
     n = sum(r.count for r in rows)
-    return VersionScore(version, n, sum(r.mae * r.count for r in rows) / n if n else float("nan"))
+    return VersionScore(version, n, sum(r.loss(metric) * r.count for r in rows) / n if n else float("nan"))
 
 
 def compare(
@@ -95,18 +105,21 @@ def compare(
         raise PromotionError(f"--windows must be at least 1, got {last}")
     if not 0 <= margin < 1:
         raise PromotionError(f"--margin is a fraction in [0, 1), got {margin}")
-    merged = by_version([w for w in windows if w.model_name == model_name])
+    mine = [w for w in windows if w.model_name == model_name]
+    metric = loss_metric(mine)
+    merged = by_version(mine)
     starts = sorted(
         s for (v, s) in merged if v == champion and (challenger, s) in merged and merged[(challenger, s)].count > 0
     )[-last:]
     pairs = tuple((merged[(champion, s)], merged[(challenger, s)]) for s in starts)
     return Comparison(
         model_name,
-        _weighted(champion, [a for a, _ in pairs]),
-        _weighted(challenger, [b for _, b in pairs]),
+        _weighted(champion, [a for a, _ in pairs], metric),
+        _weighted(challenger, [b for _, b in pairs], metric),
         pairs,
         last,
         margin,
+        metric,
     )
 
 

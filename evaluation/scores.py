@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edml.evaluation.figures import BINARY, LOSS, LOSS_LABEL, REGRESSION
 from edml.schemas.records import ScoreWindow
 from edml.schemas.serde import DecodeError
 from edml.schemas.wire import topic_serdes
@@ -43,9 +44,24 @@ def read_score_windows(settings: Settings, model_name: str | None = None) -> lis
     return latest_revisions(out)
 
 
+def task_of(windows: list[ScoreWindow]) -> str:
+    """The task the windows were scored for: binary when they carry binary figures, else regression."""
+    return BINARY if any(w.log_loss is not None for w in windows) else REGRESSION
+
+
+def loss_metric(windows: list[ScoreWindow]) -> str:
+    """The ScoreWindow field that compares versions of these windows (lower is better): MAE, or log loss."""
+    return LOSS[task_of(windows)]
+
+
+def loss_label(metric: str) -> str:
+    """How tables name a loss metric."""
+    return LOSS_LABEL.get(metric, metric)
+
+
 @dataclass(frozen=True)
 class VersionWindow:
-    """One version's error over one window, its roles merged (a version promoted mid-window has two rows)."""
+    """One version's figures over one window, its roles merged (a version promoted mid-window has two rows)."""
 
     model_name: str
     model_version: str
@@ -57,10 +73,22 @@ class VersionWindow:
     rmse: float
     bias: float
     p90_abs_error: float
+    log_loss: float | None = None
+
+    def loss(self, metric: str) -> float:
+        """The value of loss ``metric`` (``mae`` or ``log_loss``; NaN when the window has none)."""
+        value = getattr(self, metric)
+        return float("nan") if value is None else float(value)
+
+
+def _weighted_optional(rows: list[ScoreWindow], name: str) -> float | None:
+    known = [(getattr(r, name), r.count) for r in rows if getattr(r, name) is not None]
+    n = sum(c for _, c in known)
+    return sum(v * c for v, c in known) / n if n else None
 
 
 def by_version(windows: list[ScoreWindow]) -> dict[tuple[str, int], VersionWindow]:
-    """(version, window start) -> the version's error in that window, counts weighting the merge."""
+    """(version, window start) -> the version's figures in that window, counts weighting the merge."""
     groups: dict[tuple[str, int], list[ScoreWindow]] = defaultdict(list)
     for w in windows:
         groups[(w.model_version, w.window_start)].append(w)
@@ -75,6 +103,7 @@ def by_version(windows: list[ScoreWindow]) -> dict[tuple[str, int], VersionWindo
             bias=sum(r.bias * r.count for r in rows) / n,
             # a merged p90 is not exact; take the larger group's
             p90_abs_error=max(rows, key=lambda r: r.count).p90_abs_error,
+            log_loss=_weighted_optional(rows, "log_loss"),
         )
     return out
 
@@ -85,34 +114,59 @@ def format_time(ms: int) -> str:
 
 
 def scores_table(windows: list[ScoreWindow], last: int):  # noqa: ANN201 - rich.table.Table, imported lazily
-    """A rich table of the last ``last`` windows: one row per version per window, side by side."""
+    """A rich table of the last ``last`` windows: one row per version per window, side by side.
+
+    Binary tasks show log loss, ROC AUC, accuracy, precision and recall beside MAE; the star marks the
+    lowest loss of the window (MAE, or log loss).
+    """
     from rich.table import Table
 
     starts = sorted({w.window_start for w in windows})[-last:]
     shown = [w for w in windows if w.window_start in set(starts)]
+    metric = loss_metric(shown)
+    binary = metric == LOSS[BINARY]
+
+    def loss(w: ScoreWindow) -> float:
+        value = getattr(w, metric)
+        return float("inf") if value is None else float(value)
+
     best: dict[int, float] = {}
     for w in shown:
-        best[w.window_start] = min(best.get(w.window_start, w.mae), w.mae)
-    table = Table(title="Live error per model version (seconds; * = lowest MAE of the window)")
-    for name, justify in [("window (New York)", "left"), ("model", "left"), ("version", "left"), ("role", "left"),
-                          ("trips", "right"), ("MAE", "right"), ("RMSE", "right"), ("bias", "right"),
-                          ("p90 |err|", "right"), ("rev", "right")]:
+        best[w.window_start] = min(best.get(w.window_start, loss(w)), loss(w))
+    table = Table(title=f"Live figures per model version (* = lowest {loss_label(metric)} of the window)")
+    columns = [("window (New York)", "left"), ("model", "left"), ("version", "left"), ("role", "left"),
+               ("count", "right"), ("MAE", "right"), ("RMSE", "right"), ("bias", "right"), ("p90 |err|", "right")]
+    if binary:
+        columns += [("log loss", "right"), ("AUC", "right"), ("accuracy", "right"), ("precision", "right"),
+                    ("recall", "right")]
+    columns.append(("rev", "right"))
+    longest = max((len(w.model_version) for w in shown), default=7)
+    for name, justify in columns:
         # versions whole: two versions of one day differ only in their last characters
-        longest = max((len(w.model_version) for w in shown), default=7)
         wide = {"min_width": longest, "no_wrap": True} if name == "version" else {}
         table.add_column(name, justify=justify, **wide)  # type: ignore[arg-type]
+    digits = 3 if binary else 1
     for i, w in enumerate(shown):
         last_of_window = i + 1 == len(shown) or shown[i + 1].window_start != w.window_start
-        star = "*" if w.mae == best[w.window_start] and sum(x.window_start == w.window_start for x in shown) > 1 else ""
-        table.add_row(
-            format_time(w.window_start), w.model_name, w.model_version, w.role, str(w.count), f"{w.mae:.1f}{star}",
-            f"{w.rmse:.1f}", f"{w.bias:+.1f}", f"{w.p90_abs_error:.1f}", str(w.revision), end_section=last_of_window,
-        )
+        several = sum(x.window_start == w.window_start for x in shown) > 1
+        star = "*" if loss(w) == best[w.window_start] and several else ""
+        cells = [format_time(w.window_start), w.model_name, w.model_version, w.role, str(w.count),
+                 f"{w.mae:.{digits}f}" + ("" if binary else star), f"{w.rmse:.{digits}f}",
+                 f"{w.bias:+.{digits}f}", f"{w.p90_abs_error:.{digits}f}"]
+        if binary:
+            cells.append(_figure(w.log_loss) + star)
+            cells += [_figure(w.roc_auc), _figure(w.accuracy), _figure(w.precision), _figure(w.recall)]
+        cells.append(str(w.revision))
+        table.add_row(*cells, end_section=last_of_window)
     return table
 
 
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def plot_scores(windows: list[ScoreWindow], path: Path, title: str = "") -> Path:
-    """A PNG of each version's live MAE window by window over event time (matplotlib, Agg).
+    """A PNG of each version's live loss (MAE, or log loss) window by window over event time (matplotlib, Agg).
 
     One line per (version, role), a point per window at its start (New York wall clock); the
     lines of a swap or a shadow challenger sit side by side, as in the table.
@@ -124,6 +178,7 @@ def plot_scores(windows: list[ScoreWindow], path: Path, title: str = "") -> Path
     import matplotlib.pyplot as plt
 
     lines: dict[tuple[str, str], list[ScoreWindow]] = defaultdict(list)
+    metric = loss_metric(windows)
     for w in latest_revisions(windows):
         lines[(w.model_version, w.role)].append(w)
     fig, ax = plt.subplots(figsize=(10, 4.8))
@@ -132,11 +187,11 @@ def plot_scores(windows: list[ScoreWindow], path: Path, title: str = "") -> Path
         # the wall clock is stored as if UTC: formatting it as UTC shows the city's time
         when = mdates.date2num([datetime.fromtimestamp(w.window_start / 1000, UTC).replace(tzinfo=None)
                                 for w in series])
-        ax.plot(when, [w.mae for w in series], marker="o", linestyle="--" if role != "champion" else "-",
+        ax.plot(when, [getattr(w, metric) for w in series], marker="o", linestyle="--" if role != "champion" else "-",
                 label=f"{version} ({role})")
     ax.set_xlabel("window start (New York)")
-    ax.set_ylabel("MAE (s)")
-    ax.set_title(title or "Live error per model version")
+    ax.set_ylabel(loss_label(metric))
+    ax.set_title(title or "Live figures per model version")
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d %H:%M"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
 
+import numpy as np
 from bytewax.operators import StatefulBatchLogic
+from edml.evaluation.figures import BINARY, REGRESSION, binary_figures
 from edml.schemas.records import Evaluation, ScoreWindow
 
 V = TypeVar("V")
@@ -187,12 +189,13 @@ class TumblingWindows(StatefulBatchLogic[V, W, WindowsSnapshot]):
         )
 
 
-# --- error statistics of one model version over one window ----------------------------------
+# --- the figures of one model version over one window ---------------------------------------
 
 
 @dataclass
 class ErrorStats:
-    """Sums that give count, MAE, RMSE and bias, and the absolute errors for the p90."""
+    """Sums that give count, MAE, RMSE and bias, the absolute errors for the p90, and for a binary
+    task the scores and labels (the AUC needs them all)."""
 
     model_name: str = ""
     model_version: str = ""
@@ -202,15 +205,22 @@ class ErrorStats:
     sum_sq: float = 0.0
     sum_err: float = 0.0
     abs_errors: array = field(default_factory=lambda: array("d"))
+    task: str = REGRESSION
+    threshold: float = 0.5
+    scores: array = field(default_factory=lambda: array("d"))
+    labels: array = field(default_factory=lambda: array("d"))
 
-    def add(self, error_s: float) -> None:
-        """Count one error (predicted minus actual, seconds)."""
-        a = abs(error_s)
+    def add(self, error: float, predicted: float = math.nan, actual: float = math.nan) -> None:
+        """Count one error (predicted minus actual); a binary task keeps the score and the label too."""
+        a = abs(error)
         self.count += 1
         self.sum_abs += a
-        self.sum_sq += error_s * error_s
-        self.sum_err += error_s
+        self.sum_sq += error * error
+        self.sum_err += error
         self.abs_errors.append(a)
+        if self.task == BINARY:
+            self.scores.append(predicted)
+            self.labels.append(actual)
 
     def p90(self) -> float:
         """90th percentile of the absolute errors (linear interpolation between ranks)."""
@@ -225,7 +235,7 @@ class ErrorStats:
     def to_score_window(self, start: int, end: int, revision: int) -> ScoreWindow:
         """The aggregate record for the scores topic."""
         n = self.count
-        return ScoreWindow(
+        window = ScoreWindow(
             model_name=self.model_name,
             model_version=self.model_version,
             role=self.role,
@@ -238,25 +248,40 @@ class ErrorStats:
             p90_abs_error=self.p90(),
             revision=revision,
         )
+        if self.task == BINARY:
+            figures = binary_figures(np.frombuffer(self.scores, dtype=np.float64),
+                                     np.frombuffer(self.labels, dtype=np.float64), self.threshold)
+            window.log_loss, window.roc_auc = figures["log_loss"], figures["roc_auc"]
+            window.accuracy, window.precision, window.recall = (figures["accuracy"], figures["precision"],
+                                                                figures["recall"])
+            window.threshold = self.threshold
+        return window
 
 
 class ErrorAccumulator:
-    """Folds evaluated trips of one (model, version, role) into :class:`ErrorStats`."""
+    """Folds evaluations of one (model, version, role) into :class:`ErrorStats` for the pipeline's task."""
+
+    def __init__(self, task: str = REGRESSION, threshold: float = 0.5) -> None:
+        self.task, self.threshold = task, threshold
 
     def empty(self) -> ErrorStats:
         """No errors yet."""
-        return ErrorStats()
+        return ErrorStats(task=self.task, threshold=self.threshold)
 
     def add(self, acc: ErrorStats, item: Evaluation) -> None:
-        """Count the trip's error; the first trip names the model version."""
+        """Count the evaluation's error; the first one names the model version."""
         if acc.count == 0:
             acc.model_name, acc.model_version, acc.role = item.model_name, item.model_version, item.role
-        acc.add(item.error_s if item.error_s is not None else math.nan)
+        nan = math.nan
+        acc.add(item.error if item.error is not None else nan,
+                item.predicted if item.predicted is not None else nan,
+                item.actual if item.actual is not None else nan)
 
     def copy(self, acc: ErrorStats) -> ErrorStats:
-        """A copy with its own error array."""
+        """A copy with its own arrays."""
         return ErrorStats(acc.model_name, acc.model_version, acc.role, acc.count, acc.sum_abs, acc.sum_sq,
-                          acc.sum_err, array("d", acc.abs_errors))
+                          acc.sum_err, array("d", acc.abs_errors), acc.task, acc.threshold,
+                          array("d", acc.scores), array("d", acc.labels))
 
 
 def emit_score_window(start: int, end: int, acc: ErrorStats, revision: int) -> list[ScoreWindow]:

@@ -98,23 +98,23 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Evaluation:
-    """What became of one prediction (or one unmatched drop-off) in the online evaluation."""
+    """What became of one prediction (or one unmatched label) in the online evaluation of a pipeline."""
 
-    trip_id: str
+    key: str
     outcome: str
     model_name: str
     model_version: str
     role: str
     event_time: int
     observed_time: int
-    actual_duration_s: float | None = None
-    predicted_duration_s: float | None = None
-    error_s: float | None = None
+    actual: float | None = None
+    predicted: float | None = None
+    error: float | None = None
 
 
 @dataclass(slots=True)
 class ScoreWindow:
-    """Live error of one model version over one tumbling event-time window."""
+    """Live figures of one model version over one tumbling event-time window (binary figures: binary tasks)."""
 
     model_name: str
     model_version: str
@@ -127,6 +127,12 @@ class ScoreWindow:
     bias: float
     p90_abs_error: float
     revision: int = 0
+    log_loss: float | None = None
+    roc_auc: float | None = None
+    accuracy: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    threshold: float | None = None
 
 
 @dataclass(slots=True)

@@ -77,7 +77,7 @@ class EventDecoder:
         """Every payload's Avro body in the pipeline's schema, the header length, and the payloads that failed."""
         header = self.serde.own_header()
         payloads = [m.value for m in messages]
-        if header is not None and all(isinstance(p, bytes) and p[:len(header)] == header for p in payloads):
+        if header is not None and _all_start_with(payloads, header):
             # the common case: every event written with the topic's own schema
             return cast(list[bytes], payloads), len(header), {}
         bodies: list[bytes] = []
@@ -124,12 +124,12 @@ class EventDecoder:
                 rows = rows[ok]
                 columns = {k: v[ok] for k, v in columns.items()}
                 nulls = {k: v[ok] for k, v in nulls.items()}
-        kept = rows.tolist()
+        kept = messages if len(rows) == len(messages) else [messages[i] for i in rows.tolist()]
         return EventBatch(
             columns=columns, nulls=nulls,
-            timestamps_ms=np.fromiter((messages[i].timestamp_ms for i in kept), dtype=np.int64, count=len(kept)),
-            offsets=[messages[i].offset for i in kept], payloads=[messages[i].value for i in kept],
-            keys=[messages[i].key for i in kept], dead_letters=[letters[i] for i in sorted(letters)],
+            timestamps_ms=np.fromiter((m.timestamp_ms for m in kept), dtype=np.int64, count=len(kept)),
+            offsets=[m.offset for m in kept], payloads=[m.value for m in kept], keys=[m.key for m in kept],
+            dead_letters=[letters[i] for i in sorted(letters)],
         )
 
 
@@ -141,6 +141,13 @@ class EventDecoder:
         except DecodeError as e:
             return dead_letter(msg, e.kind, e.message)
         return dead_letter(msg, kind, message)
+
+
+def _all_start_with(payloads: list[Any], header: bytes) -> bool:
+    try:
+        return all(p.startswith(header) for p in payloads)
+    except AttributeError:  # a null value (or not bytes): the per-message path says what it is
+        return False
 
 
 def _without_logical_types(node: Any) -> Any:

@@ -38,7 +38,7 @@ from edml.pipelines.bound import BoundPipeline
 from edml.pipelines.constraints import check_columns
 from edml.pipelines.events import EventBatch, EventDecoder
 from edml.schemas.records import DeadLetter, TensorSpec
-from edml.schemas.wire import TopicSerdes
+from edml.schemas.wire import RecordSerde, TopicSerdes
 from edml.scoring.reemission import SOURCE_HEADER, EmittedPredictions, source_positions
 from edml.scoring.serving import ActiveModels, LoadedModel, ServingSet
 
@@ -272,10 +272,11 @@ class BatchScorer:
 
 def key_bytes(values: Any) -> list[bytes]:
     """Message keys of a key column: text as UTF-8, bytes as they are, numbers in decimal."""
-    out = []
-    for v in values.tolist() if isinstance(values, np.ndarray) else values:
-        out.append(v if isinstance(v, bytes) else str(v).encode())
-    return out
+    items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    try:
+        return [v.encode() for v in items]  # the common case: string keys
+    except AttributeError:
+        return [v if isinstance(v, bytes) else str(v).encode() for v in items]
 
 
 class PredictionEncoder:
@@ -290,6 +291,8 @@ class PredictionEncoder:
         self.serdes = serdes
         self.key = bound.pipeline.input.key
         self.event_time = bound.pipeline.input.event_time
+        self._writers: dict[tuple[str, int], RecordSerde[dict[str, Any]]] = {}
+        self._schemas: list[dict[str, Any]] = []
         # the source position header is what re-emission after a restart matches: only with recovery
         self.stamp_positions = stamp_positions
 
@@ -305,6 +308,16 @@ class PredictionEncoder:
                 out += self._encode(rows, scored, topic, positions)
             metrics.SCORING_LATENCY.observe(max(0.0, time.time() - int(ts.min()) / 1000))
         return batch, out
+
+    def writer(self, topic: str, schema: dict[str, Any]) -> RecordSerde[dict[str, Any]]:
+        """The serde writing ``schema``'s records to ``topic``; found by the schema object, not its text, per batch."""
+        key = (topic, id(schema))
+        found = self._writers.get(key)
+        if found is None:
+            # a model's schema lives as long as the model; keep it referenced so its id stays its own
+            found = self._writers[key] = self.serdes.for_schema(topic, schema)
+            self._schemas.append(schema)
+        return found
 
     def columns(self, rows: ScoredRows, scored: ScoredBatch, keep: np.ndarray | None) -> tuple[dict[str, Any], int]:
         """The prediction columns of ``rows``' model for the batch rows ``keep`` (None: all), and their count."""
@@ -334,7 +347,7 @@ class PredictionEncoder:
         columns, n = self.columns(rows, scored, keep)
         if not n:
             return []
-        encoded = self.serdes.for_schema(topic, rows.model.prediction_schema).encode_columns(columns, n)
+        encoded = self.writer(topic, rows.model.prediction_schema).encode_columns(columns, n)
         message_keys = key_bytes(columns[self.key])
         if positions is None:
             out = [OutgoingMessage(topic, k, v) for k, v in zip(message_keys, encoded, strict=True)]
@@ -370,6 +383,7 @@ class AlertEncoder:
         fields = {**{k: v[keep] for k, v in batch.columns.items()}, **columns}
         nulls = {k: v[keep] for k, v in batch.nulls.items()}
         serde = self.predictions.serdes.for_schema(self.topic, alert_schema(champion.model.prediction_schema))
+        # (built per batch only when a rule may fire: pipelines without rules stop above)
         out: list[OutgoingMessage] = []
         for rule in self.rules:
             fired = np.flatnonzero(matches(rule, fields, n, nulls))

@@ -24,7 +24,7 @@ import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 from confluent_kafka import TopicPartition
-from edml.dataflows.evaluation import build_flow
+from edml.dataflows.evaluation import drift_features, pipeline_flow
 from edml.evaluation.config import EvaluationConfig
 from edml.evaluation.drift import load_reference
 from edml.evaluation.join import EVALUATED, NO_PREDICTION
@@ -40,6 +40,7 @@ from edml.core.config import Settings, Topics
 from edml.kafka.clients import make_admin, make_consumer, make_producer
 from edml.kafka.reading import read_to_end, wait_for_count
 from edml.kafka.topics import create_topics
+from edml.pipelines.bound import open_pipeline
 from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.kafka
@@ -82,7 +83,8 @@ def run_to_end(settings: Settings, config: EvaluationConfig, reference=None, rec
             recovery.mkdir(parents=True)
             init_db_dir(recovery, 1)
         recovery_config = RecoveryConfig(str(recovery))
-    run_main(build_flow(settings, config, reference, tail=False), recovery_config=recovery_config)
+    run_main(pipeline_flow(settings, config, open_pipeline(None, settings), reference, tail=False),
+             recovery_config=recovery_config)
 
 
 def own_settings(kafka_bootstrap: str, state_dir: Path) -> Settings:
@@ -211,7 +213,7 @@ def test_dropoff_first_three_hours_late_and_orphan_across_a_restart(settings: Se
     dead = [dead_letter_serde().decode(m.value) for m in read_to_end(settings, t.dead_letter)]
     assert [(d.source_topic, d.key, d.error_kind) for d in dead] == [(t.labels, b"junk", "bad-magic")], dead
     before = evaluations(settings)
-    assert {e.trip_id for e in before} == {p.trip_id for p in bg_preds}, ("A, B and C must still be pending", before)
+    assert {e.key for e in before} == {p.trip_id for p in bg_preds}, ("A, B and C must still be pending", before)
     # retention takes the input away: after the restart A and B can only be joined from recovered state
     delete_all_records(settings, [t.predictions, t.labels])
 
@@ -223,20 +225,20 @@ def test_dropoff_first_three_hours_late_and_orphan_across_a_restart(settings: Se
     produce(settings, t.labels, later_drops, dropoff_serde())
 
     second = evaluator(*args)  # tails the topics until stopped
-    expired_dropoffs = second.metric('edml_eval_expired_total{side="dropoff"}')
+    expired_dropoffs = second.metric('edml_eval_expired_total{side="label"}')
     found = wait_for_count(settings, t.evaluations, 43, timeout=60)
     assert second.stop() == 0, second.output()  # SIGTERM
     outcomes = {}
     for e in (evaluation_serde().decode(m.value) for m in found):
-        outcomes.setdefault(e.trip_id, set()).add(e.outcome)
-    a = next(e for e in evaluations(settings) if e.trip_id == "A")
-    b = next(e for e in evaluations(settings) if e.trip_id == "B")
-    c = next(e for e in evaluations(settings) if e.trip_id == "C")
-    print(f"[join] A={a.outcome} error={a.error_s} B={b.outcome} actual={b.actual_duration_s} error={b.error_s} "
+        outcomes.setdefault(e.key, set()).add(e.outcome)
+    a = next(e for e in evaluations(settings) if e.key == "A")
+    b = next(e for e in evaluations(settings) if e.key == "B")
+    c = next(e for e in evaluations(settings) if e.key == "C")
+    print(f"[join] A={a.outcome} error={a.error} B={b.outcome} actual={b.actual} error={b.error} "
           f"C={c.outcome}; expired drop-offs (metric)={expired_dropoffs}")
-    assert outcomes["A"] == {EVALUATED} and a.error_s == 50.0
-    assert outcomes["B"] == {EVALUATED} and b.actual_duration_s == 11100.0 and b.error_s == 9000.0 - 11100.0
-    assert outcomes["C"] == {NO_PREDICTION} and c.actual_duration_s == 900.0
+    assert outcomes["A"] == {EVALUATED} and a.error == 50.0
+    assert outcomes["B"] == {EVALUATED} and b.actual == 11100.0 and b.error == 9000.0 - 11100.0
+    assert outcomes["C"] == {NO_PREDICTION} and c.actual == 900.0
     assert expired_dropoffs == 1.0
     # nothing else expired: every other trip met its other side
     assert all(o == {EVALUATED} for trip, o in outcomes.items() if trip != "C")
@@ -381,7 +383,8 @@ def test_the_drift_knob_raises_a_psi_alert_and_no_drift_raises_none(
     settings: Settings, trained_model_dir: Path, tmp_path: Path, slowdown: float
 ) -> None:
     t = settings.topics
-    reference = load_reference(trained_model_dir / "reference.json")
+    known = drift_features(open_pipeline(None, settings)).names
+    reference = load_reference(trained_model_dir / "reference.json", known)
     assert "duration_s" in reference.features  # the trainer describes the target too
     drift = Drift(T0 + DAY, slowdown) if slowdown else None
     trips = generate_columns(3000, seed=31, start_ms=T0, drift=drift, span_days=2).trips()

@@ -25,7 +25,7 @@ from bytewax.testing import run_main
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from edml.dataflows.evaluation import build_flow as build_evaluation_flow
+from edml.dataflows.evaluation import pipeline_flow as evaluation_flow
 from edml.evaluation.config import EvaluationConfig
 from edml.model_topic.history import desired_records
 from edml.model_topic.publisher import publish_model
@@ -87,13 +87,13 @@ def test_scoring_evaluation_and_replay_in_registry_mode(registry_settings: Setti
     assert {p.trip_id for p in predictions} == {g.pickup.trip_id for g in trips}
     assert read_to_end(s, t.dead_letter) == [], decoded(s, t.dead_letter)
 
-    run_main(build_evaluation_flow(s, EvaluationConfig(), None, tail=False))
+    run_main(evaluation_flow(s, EvaluationConfig(), open_pipeline(None, s), tail=False))
     evaluations = decoded(s, t.evaluations)
     dead = decoded(s, t.dead_letter)
     print(f"[registry] trips={len(trips)} predictions={len(predictions)} evaluations={len(evaluations)} "
           f"dead_letters={len(dead)}")
     assert dead == []  # before the fix: every prediction and every trip
-    assert {e.trip_id for e in evaluations} == {g.pickup.trip_id for g in trips}
+    assert {e.key for e in evaluations} == {g.pickup.trip_id for g in trips}
 
     # every topic was written in the Confluent wire format, each under its own subject
     client = SchemaRegistryClient({"url": s.schema_registry_url})

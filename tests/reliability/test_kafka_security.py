@@ -129,13 +129,18 @@ def build_every_client(settings: Settings, recorder: Recorder, tmp_path: Path) -
 def bytewax_connectors(settings: Settings, tmp_path: Path) -> list[tuple[str, str, dict[str, Any]]]:
     """(step, kind, config) of every Bytewax Kafka connector in the evaluation dataflow."""
     from bytewax.connectors.kafka import KafkaSink, KafkaSource
-    from edml.dataflows.evaluation import build_flow
+    from edml.dataflows.evaluation import build_flow, drift_features
     from edml.evaluation.config import EvaluationConfig
     from edml.evaluation.drift import parse_reference
+    from edml.evaluation.judged import judged_pipeline
+
+    from edml.pipelines.bound import open_pipeline
 
     reference = parse_reference({"trip_distance_km": {"kind": "numeric", "edges": [0.0, 2.0, 50.0],
                                                       "fractions": [0.5, 0.5]}}, "test")
-    flow = build_flow(settings, EvaluationConfig(), reference)
+    bound = open_pipeline(None, settings)
+    # the taxi pipeline reads its own Prediction.avsc without a model on the topic
+    flow = build_flow(settings, EvaluationConfig(), judged_pipeline(bound, []), reference, drift_features(bound))
     found = []
 
     def walk(steps: list) -> None:

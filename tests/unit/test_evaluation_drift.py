@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from edml.evaluation.drift import (
     BadReference,
     DriftAccumulator,
+    DriftFeatures,
+    Observation,
     alert_for,
     load_reference,
     numeric_reference,
@@ -21,6 +24,10 @@ from edml.evaluation.drift import (
 from edml.trainer.generator import DEFAULT_START_MS, Drift, generate_columns
 from edml.trainer.metrics import reference_distributions
 from edml.trainer.records import TripDropoff, TripPickup
+
+# the taxi pipeline's drift features: its model inputs, the hour of the pick-up time, the duration label
+TAXI = DriftFeatures({f: f for f in ("pickup_zone", "dropoff_zone", "pickup_borough", "passenger_count",
+                                     "trip_distance_km")}, "pickup_time", "pickup_hour", "duration_s")
 
 DAY = 86_400_000
 
@@ -77,7 +84,7 @@ def test_categorical_other_takes_unlisted_values() -> None:
 )
 def test_malformed_references_are_refused_with_a_reason(data: object, reason: str) -> None:
     with pytest.raises(BadReference, match=reason):
-        parse_reference(data, "t")
+        parse_reference(data, "t", TAXI.names)
 
 
 def test_reference_file_errors_are_one_line(tmp_path: Path) -> None:
@@ -89,19 +96,27 @@ def test_reference_file_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_pickup_hour_is_only_compared_on_whole_days() -> None:
-    ref = parse_reference(reference_distributions(generate_columns(2000, seed=3)), "t")
-    assert "pickup_hour" in ref.for_window(DAY).features
-    assert "pickup_hour" in ref.for_window(2 * DAY).features
-    assert "pickup_hour" not in ref.for_window(6 * 3_600_000).features
+    ref = parse_reference(reference_distributions(generate_columns(2000, seed=3)), "t", TAXI.names)
+    assert "pickup_hour" in ref.for_window(DAY, TAXI.seasonal).features
+    assert "pickup_hour" in ref.for_window(2 * DAY, TAXI.seasonal).features
+    assert "pickup_hour" not in ref.for_window(6 * 3_600_000, TAXI.seasonal).features
+    assert "pickup_zone" in ref.for_window(6 * 3_600_000, TAXI.seasonal).features
+
+
+def test_only_the_pipelines_features_are_read_from_a_reference() -> None:
+    data = {"pickup_zone": {"kind": "categorical", "fractions": {"1": 1.0}},
+            "temperature": {"kind": "numeric", "edges": [0.0], "fractions": [0.5, 0.5]}}
+    assert set(parse_reference(data, "t", {"temperature", "humidity"}).features) == {"temperature"}
+    assert set(parse_reference(data, "t").features) == {"pickup_zone", "temperature"}
 
 
 def _window_psi(reference: dict, trips: list[tuple[TripPickup, TripDropoff]]) -> dict[str, float | None]:
-    ref = parse_reference(reference, "t").for_window(DAY)
+    ref = parse_reference(reference, "t", TAXI.names).for_window(DAY, TAXI.seasonal)
     acc = DriftAccumulator(ref)
     inputs, target = acc.empty(), acc.empty()
     for pickup, dropoff in trips:
-        acc.add(inputs, pickup)
-        acc.add(target, dropoff)
+        acc.add(inputs, TAXI.of_event(dataclasses.asdict(pickup), pickup.pickup_time))
+        acc.add(target, TAXI.of_label(dataclasses.asdict(dropoff), dropoff.dropoff_time))
     emit = readings(ref, min_per_bin=10)
     return {r.feature: r.psi for r in emit(0, DAY, inputs, 0) + emit(0, DAY, target, 0)}
 
@@ -137,7 +152,7 @@ def test_an_alert_carries_the_window_and_both_distributions() -> None:
     acc = DriftAccumulator(ref)
     counts = acc.empty()
     for i in range(500):
-        acc.add(counts, TripDropoff(f"t{i}", i, 2000.0 + i))  # everything beyond the reference
+        acc.add(counts, Observation("target", i, {"duration_s": 2000.0 + i}))  # everything beyond the reference
     [reading] = readings(ref, 10)(0, DAY, counts, 0)
     alert = alert_for(reading, 0.25, ref.source)
     assert alert is not None and alert.psi > 1 and alert.count == 500 and alert.reference == "model v1"

@@ -26,7 +26,7 @@ def test_challenger_wins_only_beyond_the_margin_over_k_windows() -> None:
     windows = history([300, 300, 300, 300], [500, 280, 280, 280])
     c = compare(windows, "trip-duration", "v1", "v2", last=3, margin=0.05)
     assert [a.window_start for a, _ in c.windows] == [1 * H, 2 * H, 3 * H]  # the last three
-    assert (c.champion.mae, c.challenger.mae) == (300.0, 280.0)
+    assert (c.champion.loss, c.challenger.loss) == (300.0, 280.0)
     assert c.challenger_wins  # 280 < 300 x 0.95 = 285
     assert not compare(windows, "trip-duration", "v1", "v2", last=3, margin=0.10).challenger_wins  # needs < 270
     assert not compare(windows, "trip-duration", "v1", "v2", last=4, margin=0.05).challenger_wins  # 330 over 4
@@ -45,8 +45,8 @@ def test_mae_is_weighted_by_trips() -> None:
     windows = [window("v1", 0, 100, 300, "champion"), window("v1", 1, 400, 100, "champion"),
                window("v2", 0, 150, 300), window("v2", 1, 150, 100)]
     c = compare(windows, "trip-duration", "v1", "v2", last=2, margin=0.0)
-    assert c.champion.mae == pytest.approx((100 * 300 + 400 * 100) / 400)
-    assert c.challenger.mae == 150.0 and c.challenger.trips == 400
+    assert c.champion.loss == pytest.approx((100 * 300 + 400 * 100) / 400)
+    assert c.challenger.loss == 150.0 and c.challenger.count == 400
 
 
 def test_bad_options_are_operator_errors() -> None:
@@ -65,7 +65,7 @@ def test_latest_revision_wins_and_roles_of_a_version_merge() -> None:
     merged = [window("v2", 0, 100, 100), window("v2", 0, 200, 100, role="champion"),
               window("v1", 0, 400, 200, role="champion")]
     c = compare(merged, "trip-duration", "v1", "v2", last=1, margin=0.05)
-    assert c.challenger.trips == 200 and c.challenger.mae == 150.0
+    assert c.challenger.count == 200 and c.challenger.loss == 150.0
 
 
 def test_the_new_champion_keeps_the_old_one_in_shadow() -> None:

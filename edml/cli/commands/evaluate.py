@@ -9,12 +9,19 @@ from typing import Annotated
 
 import typer
 
-from edml.cli.commands.options import BootstrapOpt, ConfigOpt, MetricsHostOpt, StateDirOpt, settings_from
+from edml.cli.commands.options import (
+    BootstrapOpt,
+    ConfigOpt,
+    MetricsHostOpt,
+    PipelineOpt,
+    StateDirOpt,
+    pipeline_settings_from,
+    settings_from,
+)
 from edml.core.config import Settings
 from edml.core.errors import OperatorError
 
 log = logging.getLogger("edml.evaluate")
-
 
 
 def _duration(help_text: str) -> typer.models.OptionInfo:
@@ -24,14 +31,14 @@ def _duration(help_text: str) -> typer.models.OptionInfo:
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name (default: the configured model_name).")]
 
 
-def _reference(settings: Settings, path: Path | None, drift: bool):  # noqa: ANN202 - Reference, imported lazily
+def _reference(settings: Settings, path: Path | None, drift: bool, known: set[str]):  # noqa: ANN202 - Reference
     """The drift reference: the given file, else the desired model's manifest; None turns drift off."""
     from edml.evaluation.drift import load_reference, parse_reference
 
     if not drift:
         return None
     if path is not None:
-        return load_reference(path)
+        return load_reference(path, known)
     try:
         from edml.model_topic.artifact import read_manifest
         from edml.model_topic.publisher import desired_records
@@ -43,7 +50,7 @@ def _reference(settings: Settings, path: Path | None, drift: bool):  # noqa: ANN
                         settings.topics.models)
             return None
         manifest = read_manifest(fetch_artifact(record.artifact_uri))
-        return parse_reference(manifest.reference, f"{record.model_name} {record.version}")
+        return parse_reference(manifest.reference, f"{record.model_name} {record.version}", known)
     except OperatorError:
         raise
     except Exception as e:  # the evaluation still runs; only the drift check needs the reference
@@ -57,14 +64,14 @@ def evaluate(
     state_dir: StateDirOpt = None,
     window: Annotated[str, _duration("Tumbling window of the score aggregates, event time")] = "15m",
     lateness: Annotated[str, _duration("How long a window waits for stragglers before it is emitted")] = "5m",
-    join_timeout: Annotated[str, _duration("How long an unmatched prediction or drop-off waits (event time)")]
+    join_timeout: Annotated[str, _duration("How long an unmatched prediction or label waits (event time)")]
     = "24h",
     retention: Annotated[str | None, typer.Option(help="How long a window takes late evaluations "
                                                        "(default: the join timeout).")] = None,
     join_shards: Annotated[int, typer.Option(min=1, help="Keyed shards of the join state.")] = 16,
     reference: Annotated[Path | None, typer.Option(help="reference.json for the drift check (default: the "
                                                         "desired model's manifest).")] = None,
-    drift: Annotated[bool, typer.Option(help="Check drift (PSI per window) on the trips and drop-offs.")] = True,
+    drift: Annotated[bool, typer.Option(help="Check drift (PSI per window) on the input events and labels.")] = True,
     drift_window: Annotated[str, _duration("Window of the drift check; whole days compare the hour of day")]
     = "24h",
     psi_threshold: Annotated[float, typer.Option(help="Alert above this population stability index.")] = 0.25,
@@ -81,10 +88,12 @@ def evaluate(
     epoch_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between recovery snapshots.")] = 5.0,
     stop_at_end: Annotated[bool, typer.Option(help="Stop at the end of the input topics instead of tailing.")]
     = False,
+    pipeline: PipelineOpt = None,
 ) -> None:
-    """Join predictions (champion and shadow) with drop-offs; live error per model version; drift alerts."""
-    from edml.dataflows.evaluation import build_flow
+    """Join a pipeline's predictions (champion and shadow) with its labels; live figures per model version; drift."""
+    from edml.dataflows.evaluation import drift_features, pipeline_flow
     from edml.evaluation.config import EvaluationConfig, parse_duration_ms
+    from edml.pipelines.bound import open_pipeline, pipeline_settings
     from edml.runtime.service import (
         FlowOptions,
         check_cluster_port,
@@ -98,6 +107,10 @@ def evaluate(
 
     settings = settings_from(config, bootstrap_servers=bootstrap_servers, state_dir=state_dir,
                              metrics_host=metrics_host)
+    bound = open_pipeline(pipeline, settings)
+    settings = pipeline_settings(settings, bound.pipeline)
+    if bound.pipeline.labels is None:
+        raise bound.pipeline.error("declares no [labels]: there is nothing to evaluate against; add a [labels] table")
     configure_logging(logging.INFO)
     timeout_ms = parse_duration_ms(join_timeout)
     eval_config = EvaluationConfig(
@@ -114,16 +127,18 @@ def evaluate(
                       metrics_port=metrics_port or None, recovery=recovery, epoch_interval_s=epoch_interval)
     t = settings.topics
     needed = {t.predictions, t.shadow_predictions, t.labels, t.evaluations, t.scores, t.dead_letter}
-    drift_reference = _reference(settings, reference, drift)
+    features = drift_features(bound)
+    drift_reference = _reference(settings, reference, drift, features.names)
     if drift_reference is not None:
         needed |= {t.trips, t.alerts}
         log.info("drift check against %s: %s", drift_reference.source,
-                 ", ".join(drift_reference.for_window(eval_config.drift_window_ms).features))
+                 ", ".join(drift_reference.for_window(eval_config.drift_window_ms, features.seasonal).features))
     check_topics(settings, needed)
+
     check_cluster_port(run.addresses, run.process_id)
     start_metrics(run.metrics_port, lambda: True, settings.metrics_host)
     recovery_cfg = recovery_config(settings, "evaluation", process_id) if recovery else None
-    flow = build_flow(settings, eval_config, drift_reference, tail=not stop_at_end)
+    flow = pipeline_flow(settings, eval_config, bound, drift_reference, tail=not stop_at_end)
     # Bytewax's Kafka source does not watch STOP, and an input that ends flushes the open windows
     run_flow(flow, run, recovery_cfg, sources_honour_stop=False)
 
@@ -133,10 +148,11 @@ def scores(
     bootstrap_servers: BootstrapOpt = None,
     model: ModelOpt = None,
     last: Annotated[int, typer.Option(min=1, help="How many of the newest windows to show.")] = 8,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Also write a PNG: MAE per version over every "
-                                              "window on the topic.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also write a PNG: the task's loss per version over "
+                                              "every window on the topic.")] = None,
+    pipeline: PipelineOpt = None,
 ) -> None:
-    """Print the live error of every model version, window by window, from the scores topic."""
+    """Print the live figures of every model version of a pipeline, window by window, from the scores topic."""
     from rich.console import Console
 
     from edml.evaluation.scores import plot_scores, read_score_windows, scores_table
@@ -144,7 +160,7 @@ def scores(
     if plot is not None and plot.suffix.lower() != ".png":
         raise OperatorError(f"--plot {plot}: the plot is a PNG, name it <file>.png")
 
-    settings = settings_from(config, bootstrap_servers=bootstrap_servers)
+    settings = pipeline_settings_from(settings_from(config, bootstrap_servers=bootstrap_servers), pipeline)
     name = model or settings.model_name
     windows = read_score_windows(settings, name)
     if not windows:
@@ -152,7 +168,7 @@ def scores(
         return
     Console(width=140).print(scores_table(windows, last))
     if plot is not None:
-        plot_scores(windows, plot, title=f"{name}: live error per model version ({settings.topics.scores})")
+        plot_scores(windows, plot, title=f"{name}: live figures per model version ({settings.topics.scores})")
         typer.echo(f"wrote {plot}")
 
 
@@ -163,27 +179,29 @@ def promote(
     bootstrap_servers: BootstrapOpt = None,
     windows: Annotated[int, typer.Option("--windows", "-k", min=1, help="Compare over the last K common "
                                                                         "windows.")] = 4,
-    margin: Annotated[float, typer.Option(help="The challenger's MAE must be below the champion's by this "
-                                               "fraction.")] = 0.05,
+    margin: Annotated[float, typer.Option(help="The challenger's loss (MAE; binary: log loss) must be below the "
+                                               "champion's by this fraction.")] = 0.05,
     force: Annotated[bool, typer.Option(help="Promote even when the challenger does not win.")] = False,
     retire_champion: Annotated[bool, typer.Option(help="Drop the old champion instead of keeping it as a "
                                                        "challenger.")] = False,
     signing_key: Annotated[Path | None, typer.Option("--signing-key", envvar="EDML_MODEL_SIGNING_KEY",
                                                      help="ed25519 private key (PEM file) to sign with.")] = None,
+    pipeline: PipelineOpt = None,
 ) -> None:
-    """Make a shadow challenger the champion when its live MAE beats the champion's by the margin."""
+    """Make a shadow challenger the champion when its live loss (MAE; binary: log loss) beats the champion's."""
     from rich.console import Console
     from rich.table import Table
 
     from edml.evaluation.promotion import promote as do_promote
 
-    settings = settings_from(config, bootstrap_servers=bootstrap_servers)
+    settings = pipeline_settings_from(settings_from(config, bootstrap_servers=bootstrap_servers), pipeline)
     result = do_promote(settings, name, challenger, last=windows, margin=margin, force=force,
                         keep_old=not retire_champion, signing_key=signing_key, now_ms=int(time.time() * 1000))
     c = result.comparison
-    table = Table(title=f"{name}: champion {c.champion.version} vs challenger {c.challenger.version} (MAE, s)")
-    for col in ("window (New York)", f"{c.champion.version} trips", f"{c.champion.version} MAE",
-                f"{c.challenger.version} trips", f"{c.challenger.version} MAE"):
+    loss = c.loss_label
+    table = Table(title=f"{name}: champion {c.champion.version} vs challenger {c.challenger.version} ({loss})")
+    for col in ("window (New York)", f"{c.champion.version} count", f"{c.champion.version} {loss}",
+                f"{c.challenger.version} count", f"{c.challenger.version} {loss}"):
         table.add_column(col, justify="left" if col.startswith("window") else "right")
     for row in c.rows():
         table.add_row(*map(str, row))
