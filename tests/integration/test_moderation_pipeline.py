@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -136,32 +137,47 @@ def test_a_swap_under_traffic_leaves_no_comment_unscored(
         moderation_model_dir_v2: Path) -> None:
     s, bound = moderation
     publish_model(s, moderation_model_dir, MODEL, version="v1", pipeline=bound)
-    generated = generate_comments(1_500, seed=11)
+    pool = generate_comments(20_000, seed=11)
+    pred_serde = prediction_serde(s, bound, moderation_model_dir)
+    produced: list[GeneratedComment] = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def traffic() -> None:  # comments at ~300/s until told to stop: the swap happens while they flow
+        try:
+            out = CommentProducer(s)
+            for g in pool:
+                if stop.is_set():
+                    break
+                out.comment(g.comment)
+                produced.append(g)
+                out.poll()
+                time.sleep(1 / 300)
+            out.flush()
+        except BaseException as e:  # noqa: BLE001 - reported by the test below
+            errors.append(e)
+
+    def versions_scored() -> set[str]:
+        return {pred_serde.decode(m.value)["model_version"] for m in read_to_end(s, s.topics.predictions)}
+
     scorer = ScorerProcess(settings, args=["--pipeline", "moderation"]).start()
+    producer = threading.Thread(target=traffic, daemon=True)
     try:
         scorer.wait_healthy()
-        produced = threading.Event()
-        errors: list[BaseException] = []
-
-        def traffic() -> None:
-            try:
-                produce_comments(s, generated, rate=300)
-            except BaseException as e:  # noqa: BLE001 - reported by the test below
-                errors.append(e)
-            produced.set()
-
-        producer = threading.Thread(target=traffic, daemon=True)
         producer.start()
-        # v2 arrives while comments are flowing: after some are scored, well before the last is produced
+        # v2 arrives while comments are flowing, once v1 has scored some; they flow until v2 scores too
         wait_until(lambda: len(read_to_end(s, s.topics.predictions)) >= 200, 60, message=scorer.log())
         publish_model(s, moderation_model_dir_v2, MODEL, version="v2", pipeline=bound, force=True)
-        producer.join(60)
-        assert produced.is_set() and not errors, errors
-        wait_until(lambda: len(read_to_end(s, s.topics.predictions)) >= len(generated), 120, message=scorer.log())
+        wait_until(lambda: "v2" in versions_scored(), 90, message=scorer.log())
+        stop.set()
+        producer.join(30)
+        assert not producer.is_alive() and not errors, errors
+        wait_until(lambda: len(read_to_end(s, s.topics.predictions)) >= len(produced), 120, message=scorer.log())
     finally:
+        stop.set()
         scorer.stop()
 
-    pred_serde = prediction_serde(s, bound, moderation_model_dir)
+    generated = produced
     preds = [pred_serde.decode(m.value) for m in read_to_end(s, s.topics.predictions)]
     versions = [p["model_version"] for p in preds]
     print(f"[moderation swap] comments={len(generated)} predictions={len(preds)} "
