@@ -62,7 +62,7 @@ def _records(s: Settings, topic: str, schema: dict[str, Any]) -> list[dict[str, 
 def _live_table(preds: list[dict[str, Any]], texts: dict[str, str], threshold: float, rows: int = 10) -> Table:
     table = Table(title="latest comments and their probability of removal")
     for name in ("comment", "p_removed", "alert", "version"):
-        table.add_column(name, overflow="ellipsis", no_wrap=name == "comment", max_width=48 if name == "comment"
+        table.add_column(name, overflow="ellipsis", no_wrap=name == "comment", max_width=44 if name == "comment"
                          else None)
     for p in preds[-rows:]:
         alert = "[red]ALERT" if p["p_removed"] >= threshold else ""
