@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edml.evaluation.figures import label_value
 from edml.evaluation.join import Label, Scored
 from edml.schemas.records import ModelSignature
 from edml.schemas.serde import AvroSerde, DecodeError, serde_for
@@ -28,6 +27,7 @@ from edml.schemas.wire import RecordSerde, topic_serdes
 from edml.core.config import Settings
 from edml.pipelines.bound import BoundPipeline
 from edml.pipelines.declaration import DEFAULT_PIPELINE, PipelineError
+from edml.pipelines.figures import label_value
 from edml.pipelines.predictions import output_fields, prediction_schema
 
 log = logging.getLogger("edml.evaluation")

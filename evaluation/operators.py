@@ -22,7 +22,6 @@ from bytewax.dataflow import Dataflow, Stream, operator
 from edml.evaluation import metrics
 from edml.evaluation.config import EvaluationConfig
 from edml.evaluation.drift import DriftAccumulator, DriftReading, Observation, Reference, alert_for, readings
-from edml.evaluation.figures import REGRESSION
 from edml.evaluation.join import EVALUATED, KeyJoin, Label, Scored, shard_of
 from edml.evaluation.windows import ErrorAccumulator, TumblingWindows, WindowSpec, emit_score_window, score_key
 from edml.schemas.records import DeadLetter, DriftAlert, Evaluation, ScoreWindow
@@ -32,6 +31,7 @@ from edml.schemas.wire import RecordSerde, topic_serdes
 from edml.core.config import Settings
 from edml.kafka.clients import base_config, producer_config
 from edml.kafka.source import CommittingKafkaSource
+from edml.pipelines.figures import REGRESSION
 
 # a decoded record (and its message's Kafka timestamp) -> what the flow takes, or why it cannot
 Convert = Callable[[dict[str, Any], int], Any]

@@ -1,7 +1,7 @@
 """Promotion of a shadow challenger: only when its live loss beats the champion's by a margin.
 
 The loss is the task's (lower is better): MAE for regression, log loss for binary classification
-(:data:`edml.evaluation.figures.LOSS`). The comparison uses the last K windows in which *both*
+(:data:`edml.pipelines.figures.LOSS`). The comparison uses the last K windows in which *both*
 versions were evaluated, so both are measured on the same events (the scorer scores every event
 with every version). Each side's loss is the count-weighted mean over those windows. The
 challenger wins when

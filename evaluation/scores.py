@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edml.evaluation.figures import BINARY, LOSS, LOSS_LABEL, REGRESSION
 from edml.schemas.records import ScoreWindow
 from edml.schemas.serde import DecodeError
 from edml.schemas.wire import topic_serdes
 
 from edml.core.config import Settings
 from edml.kafka.reading import read_to_end
+from edml.pipelines.figures import BINARY, LOSS, LOSS_LABEL, REGRESSION
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,9 @@ from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 from bytewax.operators import StatefulBatchLogic
-from edml.evaluation.figures import BINARY, REGRESSION, binary_figures
 from edml.schemas.records import Evaluation, ScoreWindow
+
+from edml.pipelines.figures import BINARY, REGRESSION, binary_figures
 
 V = TypeVar("V")
 V_in = TypeVar("V_in", contravariant=True)  # an accumulator only takes items in

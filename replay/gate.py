@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edml.replay.metrics import LOSS
 from edml.replay.report import VersionStats
 
 from edml.core.errors import OperatorError
+from edml.pipelines.figures import LOSS
 
 DEFAULT_TOLERANCE = 0.05
 _NAMES = {"mae": "MAE", "log_loss": "log loss"}

@@ -26,13 +26,13 @@ from typing import Any
 
 import numpy as np
 from edml.replay.archive import LABELS, ArchiveReader
-from edml.replay.metrics import BINARY, LOSS, REGRESSION, task_metrics
 from edml.replay.run import ReplayResult
 from edml.schemas.serde import DecodeError
 from edml.schemas.wire import RecordSerde, TopicSerdes
 
 from edml.pipelines.bound import BoundPipeline
 from edml.pipelines.declaration import Pipeline
+from edml.pipelines.figures import BINARY, LOSS, REGRESSION, task_figures
 
 HOUR_MS = 3_600_000
 DEFAULT_DIFF_THRESHOLD = 0.10
@@ -207,7 +207,7 @@ def version_stats(version: str, role: str, preds: list[dict[str, Any]], labels: 
                   judging: Judging) -> VersionStats:
     """The task's figures of ``preds`` against ``labels``, and the error by hour."""
     pred, actual, when = _pairs(preds, labels, judging)
-    figures = task_metrics(judging.task, pred, actual, judging.threshold)
+    figures = task_figures(judging.task, pred, actual, judging.threshold)
     if not len(pred):
         return VersionStats(version, role, len(preds), 0, judging.task, figures)
     err = np.abs(pred - actual)

@@ -25,12 +25,12 @@ from typing import Any
 from edml.core.errors import OperatorError
 from edml.pipelines.alerts import AlertRule, RuleError, parse_rule, rule_problems
 from edml.pipelines.constraints import DEFAULT_MARGIN, Constraint, constraint_problems
+from edml.pipelines.figures import TASKS
 from edml.schemas.columnar import FieldSpec, UnsupportedSchema, flat_fields
 from edml.schemas.serde import SCHEMA_DIR
 
 DEFAULT_PIPELINE = "taxi"
 BUILT_IN_DIR = Path(__file__).parent
-TASKS = ("regression", "binary")
 # what every prediction carries beside the key and the outputs (edml.pipelines.predictions.LINEAGE)
 LINEAGE_FIELDS = ("model_name", "model_version", "event_time", "scored_at", "latency_ms", "role")
 # the topics a pipeline writes, each its own (``[topics]`` may name them; see edml.pipelines.bound)

@@ -6,10 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from edml.evaluation.figures import BINARY, binary_figures, label_value, roc_auc
 from edml.evaluation.promotion import compare
 from edml.evaluation.windows import ErrorAccumulator, emit_score_window
 from edml.schemas.records import Evaluation, ScoreWindow
+
+from edml.pipelines.figures import BINARY, binary_figures, label_value, roc_auc
 
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.55, 0.4, 0.3, 0.2])
 LABELS = np.array([1, 1, 0, 1, 0, 1, 0, 0])

@@ -13,8 +13,6 @@ import re
 import tomllib
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 TRIP_FIELD = re.compile(r"pickup|dropoff|trip_distance|borough", re.IGNORECASE)
 EXAMPLE_PACKAGE = "edml.trainer"  # the example's code, with every subpackage
@@ -83,8 +81,6 @@ def test_the_search_finds_the_trip_fields_of_the_example() -> None:
     assert all(re.match(r"trainer/generator\.py:\d+: ", hit) for hit in hits)
 
 
-@pytest.mark.xfail(strict=False, reason="evaluation, schemas/wire.py and a few comments (core, pipelines) still "
-                   "name trip fields; the parts making them generic land before this mark is removed")
 def test_no_installed_file_outside_the_example_names_a_trip_field() -> None:
     hits = [hit for path in installed_files() if not _is_taxi_file(path.relative_to(REPO).as_posix())
             for hit in trip_field_hits(path)]

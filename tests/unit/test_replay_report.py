@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from edml.replay.file_io import PredictionFileError, predictions_csv, read_predictions
 from edml.replay.gate import GateUndecidable, decide
-from edml.replay.metrics import binary_metrics, regression_metrics, roc_auc
 from edml.replay.report import (
     Judging,
     VersionStats,
@@ -23,6 +22,7 @@ from edml.replay.report import (
 from edml.replay.run import ReplayResult
 
 from edml.core.errors import OperatorError
+from edml.pipelines.figures import binary_figures, regression_figures, roc_auc
 
 HOUR = 3_600_000
 REGRESSION = Judging("regression", "estimate", "truth")
@@ -63,7 +63,7 @@ def test_regression_figures_and_error_by_hour() -> None:
 def test_binary_figures_against_hand_computed_values() -> None:
     score = np.array([0.9, 0.8, 0.3, 0.6, 0.2])
     label = np.array([1, 1, 0, 0, 1])
-    m = binary_metrics(score, label, threshold=0.5)
+    m = binary_figures(score, label, threshold=0.5)
     expected_loss = -np.mean(np.log([0.9, 0.8, 0.7, 0.4, 0.2]))
     assert m["log_loss"] == pytest.approx(expected_loss)
     # positives 0.9, 0.8, 0.2 vs negatives 0.3, 0.6: 4 of 6 pairs ordered right
@@ -72,7 +72,7 @@ def test_binary_figures_against_hand_computed_values() -> None:
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
     assert roc_auc(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5, "ties count half"
     assert roc_auc(np.array([0.1, 0.9]), np.array([1, 1])) is None, "one class: no AUC"
-    assert regression_metrics(np.zeros(0), np.zeros(0))["mae"] is None
+    assert regression_figures(np.zeros(0), np.zeros(0))["mae"] is None
 
 
 def test_a_binary_pipeline_is_judged_by_its_score_field() -> None:

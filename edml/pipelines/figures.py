@@ -1,23 +1,36 @@
-"""The figures of a window per task: regression errors and binary-classification figures, pure functions.
+"""How far predictions are from labels, per task: pure functions shared by live evaluation and replay.
 
-Regression: count, MAE, RMSE, bias (mean of predicted minus actual) and the 90th percentile of the
+Regression: MAE, RMSE, bias (mean of prediction minus label) and the 90th percentile of the
 absolute error. Binary classification (labels 0/1, predictions scores in [0, 1]): log loss, ROC
-AUC, and accuracy, precision and recall of ``score >= threshold``. A figure that is undefined (the
-AUC of labels of one class, the precision without any positive call) is None.
+AUC, and accuracy, precision and recall of ``score >= threshold``. Every function takes numpy
+arrays of equal length and returns plain floats; a figure that is undefined (the AUC of labels of
+one class, the precision without any positive call) is None.
 
-Promotion compares one figure per task, lower is better: :data:`LOSS`.
+A promotion or a replay gate compares one figure per task, lower is better: :data:`LOSS`.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 REGRESSION = "regression"
 BINARY = "binary"
 TASKS = (REGRESSION, BINARY)
-LOSS = {REGRESSION: "mae", BINARY: "log_loss"}  # the figure a promotion compares, per task
+LOSS = {REGRESSION: "mae", BINARY: "log_loss"}  # the figure a promotion or a gate compares, per task
 LOSS_LABEL = {"mae": "MAE", "log_loss": "log loss"}
 _EPS = 1e-15
+
+
+def regression_figures(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float | None]:
+    """MAE, RMSE, bias and p90 absolute error of ``predicted`` against ``actual``."""
+    if not len(predicted):
+        return {"mae": None, "rmse": None, "bias": None, "p90_abs_error": None}
+    err = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
+    abs_err = np.abs(err)
+    return {"mae": float(abs_err.mean()), "rmse": float(math.sqrt(float(np.mean(err**2)))),
+            "bias": float(err.mean()), "p90_abs_error": float(np.percentile(abs_err, 90))}
 
 
 def roc_auc(score: np.ndarray, label: np.ndarray) -> float | None:
@@ -41,7 +54,7 @@ def roc_auc(score: np.ndarray, label: np.ndarray) -> float | None:
     return float(u / (n_pos * n_neg))
 
 
-def binary_figures(score: np.ndarray, label: np.ndarray, threshold: float) -> dict[str, float | None]:
+def binary_figures(score: np.ndarray, label: np.ndarray, threshold: float = 0.5) -> dict[str, float | None]:
     """Log loss, ROC AUC, and accuracy, precision and recall at ``threshold`` of scores against 0/1 labels."""
     if not len(score):
         return {"log_loss": None, "roc_auc": None, "accuracy": None, "precision": None, "recall": None}
@@ -57,6 +70,16 @@ def binary_figures(score: np.ndarray, label: np.ndarray, threshold: float) -> di
         "precision": hits / int(called.sum()) if called.any() else None,
         "recall": hits / int(y.sum()) if y.any() else None,
     }
+
+
+def task_figures(task: str, predicted: np.ndarray, actual: np.ndarray, threshold: float = 0.5) \
+        -> dict[str, float | None]:
+    """The figures of ``task`` (regression or binary)."""
+    if task == BINARY:
+        return binary_figures(predicted, actual, threshold)
+    if task == REGRESSION:
+        return regression_figures(predicted, actual)
+    raise ValueError(f"unknown task {task!r}: regression or binary")
 
 
 def label_value(value: object) -> float:
