@@ -1,5 +1,6 @@
-"""Comment data files: Avro container files of ``Comment`` and ``ModerationDecision`` records (avro/).
+"""Comment data files: Avro container files of ``Comment`` and ``ModerationDecision`` records.
 
+The schemas are beside the moderation pipeline's declaration (edml/pipelines/moderation/).
 A data set is a folder with two files, as the two topics would hold them: ``comments.avro`` in
 order of posting and ``decisions.avro`` in order of decision. Writing is byte-for-byte
 deterministic (the sync marker comes from the seed), so the same seed gives the same files.
@@ -19,7 +20,10 @@ import fastavro
 from edml.trainer.datafiles import DataFileError
 from edml.trainer.moderation.comments import Comment, GeneratedComment, ModerationDecision
 
-AVRO_DIR = Path(__file__).parent / "avro"
+import edml.pipelines
+
+# the schemas live beside the moderation pipeline's declaration, which reads them too
+AVRO_DIR = Path(edml.pipelines.__file__).parent / "moderation"
 COMMENT_SCHEMA_PATH = AVRO_DIR / "Comment.avsc"
 DECISION_SCHEMA_PATH = AVRO_DIR / "ModerationDecision.avsc"
 COMMENTS_FILE = "comments.avro"
