@@ -157,8 +157,9 @@ tofu: ## Build (or reuse) OpenTofu from its Go module source into tools/bin/tofu
 	tools/tf-check.sh tofu
 
 REGISTRY ?=
-demo: topics $(if $(REGISTRY),registry-up) ## The main job end to end: train, publish, serve, stream, swap models, evaluate (REGISTRY=1: through the local schema registry)
+demo: topics $(if $(REGISTRY),registry-up) ## Both stories end to end: taxi trips, then comment moderation (REGISTRY=1: through the local schema registry)
 	$(if $(REGISTRY),EDML_SCHEMA_REGISTRY_URL=http://127.0.0.1:$(REGISTRY_PORT)/apis/ccompat/v7) $(BIN)/edml demo
+	$(if $(REGISTRY),EDML_SCHEMA_REGISTRY_URL=http://127.0.0.1:$(REGISTRY_PORT)/apis/ccompat/v7) $(BIN)/edml demo --pipeline moderation
 
 clean: ## Remove the venv, jars and local state
 	rm -rf $(VENV) kafka/lib registry/app registry/download .edml
@@ -168,6 +169,7 @@ clean: ## Remove the venv, jars and local state
 
 bench: $(STAMP) kafka-jars ## Throughput, latency and model-swap figures beside the ceiling and a Quix peer (<= 15 min)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.moderation
 
 bench-quick: $(STAMP) kafka-jars ## A smaller bench run: fewer trips and variants (<= 3 min)
 	$(BIN)/python -m bench.run --quick

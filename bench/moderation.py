@@ -10,7 +10,7 @@ The share of time in the model call is the classifier's own cost per comment (it
 called in this process on batches of the serve's batch size, the same texts, one thread as the
 serve has) over the serve's cost per comment (1 / its steady rate). Run from a checkout:
 ``python -m bench.moderation [--comments 20000] [--batch-size 1000]``; it prints a table and
-writes ``bench/work/moderation/results.json``.
+writes ``bench/work/moderation/results.json`` and ``results.md``.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ def main() -> None:
     finally:
         broker.down()
     (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out_dir / "results.md").write_text(table(results) + "\n")
     print(table(results))
 
 
