@@ -24,7 +24,7 @@ from edml.kafka.messages import SourceMessage
 from edml.pipelines.bound import BoundPipeline
 from edml.pipelines.constraints import check_columns
 from edml.schemas.records import DeadLetter
-from edml.schemas.serde import DecodeError
+from edml.schemas.serde import DecodeError, parse_writer_schema
 from edml.schemas.wire import RecordSerde
 
 
@@ -63,7 +63,8 @@ class EventDecoder:
         self.bound = bound
         self.serde = serde
         self.constraints = bound.declared_constraints
-        self._body_schema = fastavro.parse_schema(_without_logical_types(bound.schema))
+        # bodies are written as the codec reads them: logical types as their underlying type
+        self._body_schema = parse_writer_schema(bound.schema)
 
     def decode_batch(self, messages: Sequence[SourceMessage]) -> EventBatch:
         """Decode and check every message; never raises for bad data."""
@@ -148,12 +149,3 @@ def _all_start_with(payloads: list[Any], header: bytes) -> bool:
         return all(p.startswith(header) for p in payloads)
     except AttributeError:  # a null value (or not bytes): the per-message path says what it is
         return False
-
-
-def _without_logical_types(node: Any) -> Any:
-    # bodies are written as the codec reads them: logical types as their underlying type
-    if isinstance(node, dict):
-        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
-    if isinstance(node, list):
-        return [_without_logical_types(v) for v in node]
-    return node

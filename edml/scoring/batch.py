@@ -371,6 +371,8 @@ class AlertEncoder:
         self.rules = bound.pipeline.alerts
         self.pipeline = bound.name
         self.topic = predictions.topics.prediction_alerts
+        # a model's prediction schema (by id, kept referenced) -> its alert schema: derived once per model
+        self._alert_schemas: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     def encode(self, scored: ScoredBatch) -> list[OutgoingMessage]:
         """The messages for the alert topic."""
@@ -382,8 +384,11 @@ class AlertEncoder:
         columns, n = self.predictions.columns(champion, scored, keep)
         fields = {**{k: v[keep] for k, v in batch.columns.items()}, **columns}
         nulls = {k: v[keep] for k, v in batch.nulls.items()}
-        serde = self.predictions.serdes.for_schema(self.topic, alert_schema(champion.model.prediction_schema))
-        # (built per batch only when a rule may fire: pipelines without rules stop above)
+        schema = champion.model.prediction_schema
+        known = self._alert_schemas.get(id(schema))
+        if known is None:
+            known = self._alert_schemas[id(schema)] = (schema, alert_schema(schema))
+        serde = self.predictions.writer(self.topic, known[1])
         out: list[OutgoingMessage] = []
         for rule in self.rules:
             fired = np.flatnonzero(matches(rule, fields, n, nulls))
