@@ -68,7 +68,7 @@ test-unit: $(STAMP) ## Unit tests (no Kafka)
 	$(BIN)/pytest -m "not kafka" -q
 
 test: $(STAMP) kafka-jars registry-app kcat ## Every test: unit and integration against a real broker and registry the tests start
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile  # two workers, each with its own broker; a module stays on one worker
 
 # kcat reads what edml writes in one interop test, skipped without it
 kcat: ## Install kcat when missing (apt-get, as root); otherwise say how
