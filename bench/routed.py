@@ -10,16 +10,32 @@ Each run declares it under its own name in ``bench/work/pipelines`` (``EDML_PIPE
 same trips the other rows read on that pipeline's own input topic, and runs ``edml serve --pipeline
 NAME --stop-at-end`` over them the way ``bench.run`` runs ``edml serve``: every process started and
 holding, then the three models published at once.
+
+On its own, beside the single-model taxi pipeline on a broker of its own (about a minute once the
+models are trained): ``python -m bench.routed [--trips 60000] [--processes 1]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import logging
+import os
 import shutil
+import time
 from pathlib import Path
 
-from bench.common import WORK, create_pipeline_topics, edml_env, free_ports, produce_encoded
-from bench.pipelines import RunFigures, _answers, _figures, _run, serve_command
+from bench.common import (
+    MODEL_THREADS_ENV,
+    WORK,
+    create_pipeline_topics,
+    edml_env,
+    free_ports,
+    produce_encoded,
+    start_broker,
+    variant_settings,
+)
+from bench.pipelines import RunFigures, _answers, _figures, _run, run_serve, serve_command
 from edml.core.config import Settings, Topics
 from edml.pipelines.declaration import BUILT_IN_DIR, load_pipeline
 
@@ -79,8 +95,9 @@ def run_routed(base: Settings, name: str, trips: list[tuple[bytes, bytes]], mode
     produce_encoded(s, s.topics.trips, trips)
 
     def publish() -> None:
+        # a version of each run's own: the artifact store is shared by every variant of a bench run
         for model_name, folder in models.items():
-            publish_model(s, folder, model_name, version="v1", force=True, pipeline=bound)
+            publish_model(s, folder, model_name, version=f"{name}-v1", force=True, pipeline=bound)
 
     port = free_ports(processes)
     env = {**{k: v for k, v in edml_env(s).items() if not k.startswith("EDML_TOPIC_")},
@@ -89,3 +106,43 @@ def run_routed(base: Settings, name: str, trips: list[tuple[bytes, bytes]], mode
     wall, peak = _run([cmd], env, logs / f"{name}-p{processes}-b{batch_size}.log", timeout,
                       ready=lambda: all(_answers(port + i) for i in range(processes)), go=publish)
     return _figures(name, s, s.topics.predictions, processes, len(trips), wall, peak)
+
+
+def main() -> None:
+    """Run the single-model taxi pipeline and the routed one over the same trips on a broker of their own."""
+    from edml.model_topic.publisher import publish_model
+
+    from bench.run import MODEL_NAME, encoded_trips
+    from bench.run import ensure_models as ensure_v1_v2
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trips", type=int, default=60_000)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.update(MODEL_THREADS_ENV)  # this process's publish gate gets the serve's threads (before TF starts)
+    run_dir = WORK / "routed" / time.strftime("run-%Y%m%dT%H%M%S")
+    v1_dir, _ = ensure_v1_v2(WORK)
+    models = ensure_models(WORK, v1_dir)
+    trips = encoded_trips(args.trips, seed=7)
+    broker = start_broker(run_dir / "broker")
+    try:
+        base = Settings(bootstrap_servers=broker.bootstrap_servers, partitions=2, state_dir=run_dir / "state",
+                        artifact_store=f"file://{run_dir / 'artifacts'}")
+        s = variant_settings(base, "single", "bench-trips", append_time=True)
+        produce_encoded(s, s.topics.trips, trips)
+        single = run_serve(s, "edml", args.processes, len(trips), run_dir / "logs",
+                           lambda: publish_model(s, v1_dir, MODEL_NAME, version="v1", force=True) and None,
+                           batch_size=args.batch_size)
+        routed = run_routed(base, f"routed-p{args.processes}", trips, models, args.processes, args.batch_size,
+                            run_dir / "logs")
+    finally:
+        broker.down()
+    print(f"edml serve (single model): {single.events_per_s:,.0f} events/s\n{LABEL}: {routed.events_per_s:,.0f} "
+          f"events/s = {routed.events_per_s / single.events_per_s:.2f}x of the single model "
+          f"({args.trips:,} trips, {args.processes} process(es))")
+
+
+if __name__ == "__main__":
+    main()
