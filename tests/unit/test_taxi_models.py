@@ -23,22 +23,6 @@ ZONE_FIELDS = {"pickup_zone", "dropoff_zone", "pickup_borough"}
 BASIC_INPUTS = {"pickup_time": "int64", "passenger_count": "int64", "trip_distance_km": "float32"}
 
 
-@pytest.fixture(scope="module")
-def basic_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small fallback model: distance and time only."""
-    from edml.trainer.train import train_small
-
-    return train_small(tmp_path_factory.mktemp("basic"), seed=1, n=8_000, epochs=4, kind=BASIC).out_dir
-
-
-@pytest.fixture(scope="module")
-def airport_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small airport model: the airport trips of 30,000 generated trips."""
-    from edml.trainer.train import train_small
-
-    return train_small(tmp_path_factory.mktemp("airport"), seed=1, n=30_000, epochs=6, kind=AIRPORT).out_dir
-
-
 def _signature(model_dir: Path):  # noqa: ANN202 - a TF concrete function
     import tensorflow as tf
 
@@ -53,33 +37,33 @@ def test_kinds_name_their_models_and_unknown_kinds_are_refused() -> None:
         model_kind("tiny")
 
 
-def test_the_fallback_signature_takes_no_zone_or_borough(basic_model_dir: Path) -> None:
-    fn = _signature(basic_model_dir)
+def test_the_fallback_signature_takes_no_zone_or_borough(trained_basic_model_dir: Path) -> None:
+    fn = _signature(trained_basic_model_dir)
     specs = fn.structured_input_signature[1]
     assert {name: spec.dtype.name for name, spec in specs.items()} == BASIC_INPUTS
     assert list(fn.structured_outputs) == ["duration_s"]
-    golden = json.loads((basic_model_dir / "golden.json").read_text())
+    golden = json.loads((trained_basic_model_dir / "golden.json").read_text())
     assert set(golden["inputs"]) == {"trip_id", *BASIC_INPUTS}
     # its drift reference describes what it reads (and the target), never a zone it cannot see
-    reference = json.loads((basic_model_dir / "reference.json").read_text())
+    reference = json.loads((trained_basic_model_dir / "reference.json").read_text())
     assert set(reference) == {"passenger_count", "trip_distance_km", "pickup_hour", "duration_s"}
-    assert json.loads((basic_model_dir / "metrics.json").read_text())["trainer_params"]["kind"] == "basic"
+    assert json.loads((trained_basic_model_dir / "metrics.json").read_text())["trainer_params"]["kind"] == "basic"
 
 
-def test_the_fallback_trains_to_a_sane_error_and_scores_trips_with_bad_zones(basic_model_dir: Path) -> None:
-    m = json.loads((basic_model_dir / "metrics.json").read_text())
+def test_the_fallback_trains_to_a_sane_error_and_scores_trips_with_bad_zones(trained_basic_model_dir: Path) -> None:
+    m = json.loads((trained_basic_model_dir / "metrics.json").read_text())
     assert m["mae"] < m["baseline_distance_mae"] and m["mae"] <= 0.6 * m["baseline_mean_mae"]
     trips = generate_columns(400, seed=11)
     rows = model_inputs(trips)
-    pred = predict_rows(basic_model_dir / "saved_model", rows)
+    pred = predict_rows(trained_basic_model_dir / "saved_model", rows)
     # the same trips with zones and a borough no pipeline allows: the fallback gives the same durations
     garbage = rows | {"pickup_zone": np.full(len(trips), 999), "dropoff_zone": np.full(len(trips), -4),
                       "pickup_borough": np.full(len(trips), "Atlantis", dtype=object)}
-    np.testing.assert_array_equal(predict_rows(basic_model_dir / "saved_model", garbage), pred)
+    np.testing.assert_array_equal(predict_rows(trained_basic_model_dir / "saved_model", garbage), pred)
     assert mae(trips.duration_s, pred) < 1.25 * m["mae"]  # fresh trips: about its held-out error
 
 
-def test_the_fallback_passes_the_publish_gate_for_the_taxi_pipeline(basic_model_dir: Path) -> None:
+def test_the_fallback_passes_the_publish_gate_for_the_taxi_pipeline(trained_basic_model_dir: Path) -> None:
     from edml.model_topic.artifact import load_model_folder, read_model_folder
     from edml.model_topic.gate import check
 
@@ -88,28 +72,28 @@ def test_the_fallback_passes_the_publish_gate_for_the_taxi_pipeline(basic_model_
     from edml.pipelines.signature import model_problems
 
     taxi = open_pipeline(None, Settings())
-    manifest = read_model_folder(basic_model_dir, BASIC.model_name, "v1")
+    manifest = read_model_folder(trained_basic_model_dir, BASIC.model_name, "v1")
     assert {spec.name for spec in manifest.signature.inputs}.isdisjoint(ZONE_FIELDS)
-    result = check(load_model_folder(basic_model_dir), manifest.signature, manifest.golden_inputs,
+    result = check(load_model_folder(trained_basic_model_dir), manifest.signature, manifest.golden_inputs,
                    manifest.golden_outputs, manifest.metrics, None,
                    signature_problems=lambda s: model_problems(taxi, s))
     assert result.compared_with is None and result.forced_reason is None
 
 
 def test_the_airport_model_learns_airport_trips_only_and_is_as_good_there(
-    airport_model_dir: Path, trained_model_dir: Path
+    trained_airport_model_dir: Path, trained_model_dir: Path
 ) -> None:
-    m = json.loads((airport_model_dir / "metrics.json").read_text())
+    m = json.loads((trained_airport_model_dir / "metrics.json").read_text())
     airport_trips = kind_rows(generate_columns(30_000, seed=1), AIRPORT)
     assert m["n_train"] + m["n_test"] == len(airport_trips) and 2_000 < len(airport_trips) < 6_000
-    golden = json.loads((airport_model_dir / "golden.json").read_text())["inputs"]
+    golden = json.loads((trained_airport_model_dir / "golden.json").read_text())["inputs"]
     assert all(p in AIRPORTS or d in AIRPORTS for p, d in zip(golden["pickup_zone"], golden["dropoff_zone"],
                                                                 strict=True))
     assert m["mae"] < m["baseline_distance_mae"]
     # on fresh airport trips, beside the full model (20,000 trips of every kind, seed 1)
     fresh = kind_rows(generate_columns(20_000, seed=12), AIRPORT)
     rows = model_inputs(fresh)
-    airport_mae = mae(fresh.duration_s, predict_rows(airport_model_dir / "saved_model", rows))
+    airport_mae = mae(fresh.duration_s, predict_rows(trained_airport_model_dir / "saved_model", rows))
     full_mae = mae(fresh.duration_s, predict_rows(trained_model_dir / "saved_model", rows))
     assert airport_mae < 1.15 * full_mae, (airport_mae, full_mae)
     assert airport_mae < 0.3 * float(np.mean(fresh.duration_s))
