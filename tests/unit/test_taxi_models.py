@@ -33,6 +33,10 @@ def test_kinds_name_their_models_and_unknown_kinds_are_refused() -> None:
     assert [model_kind(k).model_name for k in ("full", "airport", "basic")] == [
         "trip-duration", "trip-duration-airport", "trip-duration-basic"]
     assert not BASIC.zones and AIRPORT.zones and FULL.zones
+    from edml.trainer.features import INPUT_SPECS
+
+    # the kinds name the inputs without TensorFlow; the features give them their dtypes: one list
+    assert FULL.inputs == tuple(INPUT_SPECS) and set(BASIC.inputs) < set(INPUT_SPECS)
     with pytest.raises(ValueError, match="no model kind 'tiny': use one of full, airport, basic"):
         model_kind("tiny")
 
