@@ -165,7 +165,7 @@ clean: ## Remove the venv, jars and local state
 	rm -rf $(VENV) kafka/lib registry/app registry/download .edml
 
 # --- benchmarks: one dedicated local broker, every pipeline on the same trips (bench/run.py) -------
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-routed
 
 bench: $(STAMP) kafka-jars ## Throughput, latency and model-swap figures beside the ceiling and a Quix peer (<= 15 min)
 	$(BIN)/python -m bench.run
@@ -173,6 +173,9 @@ bench: $(STAMP) kafka-jars ## Throughput, latency and model-swap figures beside 
 
 bench-quick: $(STAMP) kafka-jars ## A smaller bench run: fewer trips and variants (<= 3 min)
 	$(BIN)/python -m bench.run --quick
+
+bench-routed: $(STAMP) kafka-jars ## Only the taxi pipeline with two routes and an ensemble beside the single model (~2 min)
+	$(BIN)/python -m bench.routed
 
 # --- soak: a long run with model swaps; RSS and open files must stay flat (bench/soak.py) --------
 .PHONY: soak

@@ -88,6 +88,20 @@ def variant_settings(base: Settings, name: str, trips: str, append_time: bool = 
     return settings
 
 
+def create_pipeline_topics(s: Settings) -> None:
+    """A declared pipeline's topics; predictions stamped with the broker's append time, as the ceiling's output is."""
+    from confluent_kafka.admin import NewTopic
+
+    from edml.kafka.clients import make_admin
+
+    topic = NewTopic(s.topics.predictions, num_partitions=s.partitions, replication_factor=1,
+                     config={"message.timestamp.type": "LogAppendTime"})
+    admin = make_admin(s)  # kept alive until the topic exists
+    for future in admin.create_topics([topic], operation_timeout=30).values():
+        future.result()
+    create_topics(s)
+
+
 def edml_env(settings: Settings) -> dict[str, str]:
     """Environment that points an ``edml`` subprocess at ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDML_")}

@@ -22,7 +22,15 @@ import os
 import time
 from pathlib import Path
 
-from bench.common import MODEL_THREADS_ENV, WORK, edml_env, free_ports, start_broker, variant_settings
+from bench.common import (
+    MODEL_THREADS_ENV,
+    WORK,
+    create_pipeline_topics,
+    edml_env,
+    free_ports,
+    start_broker,
+    variant_settings,
+)
 from bench.pipelines import RunFigures, _answers, _figures, _run, run_ceiling, serve_command
 from edml.core.config import Settings, Topics
 
@@ -53,21 +61,6 @@ def model_seconds_per_comment(saved_model: Path, texts: list[str], batch_size: i
     return best / len(texts)
 
 
-def _create_topics(s: Settings) -> None:
-    """The pipeline's topics; predictions stamped with the broker's append time, as the ceiling's output is."""
-    from confluent_kafka.admin import NewTopic
-
-    from edml.kafka.clients import make_admin
-    from edml.kafka.topics import create_topics
-
-    topic = NewTopic(s.topics.predictions, num_partitions=s.partitions, replication_factor=1,
-                     config={"message.timestamp.type": "LogAppendTime"})
-    admin = make_admin(s)  # kept alive until the topic exists
-    for future in admin.create_topics([topic], operation_timeout=30).values():
-        future.result()
-    create_topics(s)
-
-
 def run_moderation(base: Settings, comments: int, batch_size: int, logs: Path) -> dict[str, object]:
     """Produce the comments, run the ceiling and the moderation serve over them; their figures and the model share."""
     from edml.model_topic.publisher import publish_model
@@ -81,7 +74,7 @@ def run_moderation(base: Settings, comments: int, batch_size: int, logs: Path) -
     prefixed = dataclasses.replace(base, topics=Topics().with_prefix(PREFIX))
     bound = open_pipeline("moderation", prefixed)
     s = pipeline_settings(prefixed, bound.pipeline)  # what `edml serve --pipeline moderation` derives from PREFIX
-    _create_topics(s)
+    create_pipeline_topics(s)
     produce_comments(s, generated)
 
     ceiling_settings = variant_settings(base, "moderation-ceiling", s.topics.trips, append_time=True)

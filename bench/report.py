@@ -69,6 +69,9 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{_ratio(r.get('vs_ceiling'))} | {_ratio(r.get('vs_bytewax_connectors'))} | "
                      f"{_ratio(r.get('vs_peer'))} | {_fmt(r['peak_rss_mb'])} MB | "
                      f"{rounds} |")
+    lines += [f"\n{r['label']}: {_fmt(r['events_per_s'])} events/s with {r['processes']} process(es), "
+              f"{_ratio(r['vs_single_model'])} of the single-model taxi pipeline (edml serve) in the same run."
+              for r in results["throughput"] if r.get("vs_single_model") is not None]
     if results.get("latency"):
         lines += ["", "| latency at offered rate | achieved | trips | p50 | p95 | p99 | max |",
                   "|---|---|---|---|---|---|---|"]
@@ -109,6 +112,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     runs = results["throughput"]
     short = {"ceiling (edml I/O)": "ceiling\nedml I/O", "ceiling (bytewax I/O)": "ceiling\nbytewax I/O",
              "edml serve": "edml", "inline (model call per trip)": "inline",
+             "edml serve --pipeline taxi-routed (two routes + an ensemble)": "edml\n2 routes\n+ ensemble",
              "peer: Quix Streams (model call per message)": "peer\nQuix", "edml replay (archive -> file)": "replay"}
     labels = [f"{short.get(r['label'], r['label'])}\np={r['processes']}" for r in runs]
     colors = ["#888888" if r["label"].startswith("ceiling") else "#1f77b4" if r["label"].startswith("edml")

@@ -3,9 +3,10 @@
 Order: a broker; models v1 and v2 (trained once, cached in bench/work/models); N trips generated
 and produced once onto a shared trips topic (a smaller topic holds the first trips for the
 one-call-per-event pipelines); then each variant reads that topic from the beginning into its own
-output topic: the ceiling (1, 2 processes), edml serve (1, 2 processes), inline (one model call
-per trip), the Quix Streams peer, the replay of an archive of the same trips; then latency at
-two offered rates and a model swap under load. Results go to bench/results/.
+output topic: the ceiling (1, 2 processes), edml serve (1, 2 processes), the taxi pipeline with two
+routes and an ensemble (``bench.routed``, the same trips on its own input topic, 1, 2 processes),
+inline (one model call per trip), the Quix Streams peer, the replay of an archive of the same trips;
+then latency at two offered rates and a model swap under load. Results go to bench/results/.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import latency, report, swap
+from bench import latency, report, routed, swap
 from bench.common import (
     MODEL_THREADS_ENV,
     REPO,
@@ -166,9 +167,10 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
     def publisher(s: Settings):  # noqa: ANN202
         return lambda: publish_record(s, v1)
 
-    # Rounds: the ceiling and edml alternate, each configuration runs plan.rounds times and its
-    # best run counts (the run least disturbed by whatever else the machine does); every run's
-    # figure is kept in the results.
+    routed_models = routed.ensure_models(WORK, v1_dir)
+    # Rounds: the ceiling, edml and the routed taxi pipeline alternate, each configuration runs
+    # plan.rounds times and its best run counts (the run least disturbed by whatever else the
+    # machine does); every run's figure is kept in the results.
     runs: dict[tuple[str, int], list[RunFigures]] = {}
     for r in range(plan.rounds):
         for p in plan.processes:
@@ -183,6 +185,10 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
             f = run_serve(s, "edml", p, len(trips), logs, publisher(s), batch_size=plan.batch_size)
             runs.setdefault(("edml serve", p), []).append(f)
             _throughput_row("edml serve", f)
+            log.info("round %d: %s, %d process(es)", r + 1, routed.LABEL, p)
+            f = routed.run_routed(base, f"routed-p{p}-r{r}", trips, routed_models, p, plan.batch_size, logs)
+            runs.setdefault((routed.LABEL, p), []).append(f)
+            _throughput_row(routed.LABEL, f)
     rows: list[dict[str, Any]] = []
     ceiling: dict[int, float] = {}  # the faster passthrough per process count: the strict ceiling
     connectors: dict[int, float] = {}  # the passthrough on Bytewax's own Kafka connectors
@@ -194,7 +200,7 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
             ceiling[p] = max(ceiling.get(p, 0.0), best.events_per_s)
             if "bytewax" in label:
                 connectors[p] = best.events_per_s
-        else:
+        elif label == "edml serve":
             edml[p] = best.events_per_s
     log.info("inline: one model call per trip")
     # batches of 100: the model is called per trip anyway; smaller batches spread the outputs'
@@ -222,6 +228,9 @@ def _run_variants(plan: Plan, base: Settings, v1_dir: Path, v2_dir: Path, peer: 
         c = connectors.get(row["processes"])
         row["vs_bytewax_connectors"] = row["events_per_s"] / c if c and kafka_to_kafka else None
         row["vs_peer"] = row["events_per_s"] / peer_rate if peer_rate else None
+        if row["label"] == routed.LABEL:  # the routed taxi pipeline beside the single model, same processes
+            single = edml.get(row["processes"])
+            row["vs_single_model"] = row["events_per_s"] / single if single else None
 
     best_p = max(edml, key=edml.get)
     lat_rows = _latency(plan, base, settings_for, v1, best_p, edml[best_p], logs)
@@ -319,6 +328,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             top = max(rated, key=lambda r: r[key])
             out.append({"name": f"edml ({top['processes']} process(es)) / {which}, same processes",
                         "measured": f"{top[key]:.2f}x", "limit": ">= 0.60x", "met": top[key] >= 0.6})
+    for row in results["throughput"]:
+        if row["label"] == routed.LABEL and row.get("vs_single_model") is not None:
+            ratio = row["vs_single_model"]
+            out.append({"name": f"taxi-routed, two routes + an ensemble ({row['processes']} process(es)) / "
+                                "edml serve, single model, same processes",
+                        "measured": f"{ratio:.2f}x", "limit": ">= 0.50x", "met": ratio >= 0.5})
     if best.get("vs_peer") is not None:
         out.append({"name": "edml best / peer", "measured": f"{best['vs_peer']:.0f}x", "limit": ">= 50x",
                     "met": best["vs_peer"] >= 50})
@@ -333,7 +348,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": ms == ms and ms <= 2000})
         out.append({"name": "trips unscored during the swap", "measured": str(s["unscored_trips"]), "limit": "0",
                     "met": s["unscored_trips"] == 0})
-    rss = [r["peak_rss_mb"] for r in results["throughput"] if r["label"] in ("edml serve",) and r["peak_rss_mb"]]
+    rss = [r["peak_rss_mb"] for r in results["throughput"] if r["label"] in ("edml serve", routed.LABEL)
+           and r["peak_rss_mb"]]
     rss += [results.get("latency_peak_rss_mb") or 0, results.get("swap_peak_rss_mb") or 0]
     out.append({"name": "peak RSS of a scoring process", "measured": f"{max(rss):.0f} MB", "limit": "<= 1536 MB",
                 "met": max(rss) <= 1536})

@@ -47,10 +47,12 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     return s
 
 
-def _train_small_fixture(tmp_path_factory: pytest.TempPathFactory, name: str, seed: int) -> Path:
+def _train_small_fixture(tmp_path_factory: pytest.TempPathFactory, name: str, seed: int, kind: str = "full",
+                         **sizes: int) -> Path:
+    from edml.trainer.kinds import model_kind
     from edml.trainer.train import train_small
 
-    return train_small(tmp_path_factory.mktemp(name), seed=seed).out_dir
+    return train_small(tmp_path_factory.mktemp(name), seed=seed, kind=model_kind(kind), **sizes).out_dir
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +65,18 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_model_dir_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Like ``trained_model_dir`` with another seed (other data and weights), so its predictions differ."""
     return _train_small_fixture(tmp_path_factory, "model-v2", seed=2)
+
+
+@pytest.fixture(scope="session")
+def trained_basic_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small ``trip-duration-basic``: the taxi-routed fallback, distance and time only (no zone, no borough)."""
+    return _train_small_fixture(tmp_path_factory, "basic-v1", seed=1, kind="basic", n=8_000, epochs=4)
+
+
+@pytest.fixture(scope="session")
+def trained_airport_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small ``trip-duration-airport``: the wide & deep model on the airport trips of 30,000 generated trips."""
+    return _train_small_fixture(tmp_path_factory, "airport-v1", seed=1, kind="airport", n=30_000, epochs=6)
 
 
 @pytest.fixture(scope="session")

@@ -65,8 +65,11 @@ def _categorical_reference(values: list[Any]) -> dict[str, Any]:
     }
 
 
-def reference_distributions(columns: TripColumns) -> dict[str, dict[str, Any]]:
+def reference_distributions(columns: TripColumns, inputs: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
     """Per model input, the training distribution that live traffic is compared against.
+
+    ``inputs``: only these model inputs (a model that does not read the zones has no zone
+    reference, so trips with bad zones, which it scores, do not count as drift); None: every one.
 
     Numeric: ``{"kind": "numeric", "edges": [inner decile cut points], "fractions": [len(edges)+1]}``
     where bin i is ``edges[i-1] < x <= edges[i]``. Categorical: ``{"kind": "categorical", "values":
@@ -75,12 +78,16 @@ def reference_distributions(columns: TripColumns) -> dict[str, dict[str, Any]]:
     is there too: slower traffic changes no input, only the durations that drop-offs report.
     """
     hour = ((columns.pickup_time % 86_400_000) // 3_600_000).astype(np.int64)
-    return {
-        "pickup_zone": _categorical_reference(columns.pickup_zone.tolist()),
-        "dropoff_zone": _categorical_reference(columns.dropoff_zone.tolist()),
-        "pickup_borough": _categorical_reference(list(columns.pickup_borough)),
-        "passenger_count": _numeric_reference(columns.passenger_count.astype(np.float64)),
-        "trip_distance_km": _numeric_reference(columns.trip_distance_km.astype(np.float64)),
-        "pickup_hour": _categorical_reference(hour.tolist()),
-        "duration_s": _numeric_reference(columns.duration_s.astype(np.float64)),
+    every = {
+        "pickup_zone": lambda: _categorical_reference(columns.pickup_zone.tolist()),
+        "dropoff_zone": lambda: _categorical_reference(columns.dropoff_zone.tolist()),
+        "pickup_borough": lambda: _categorical_reference(list(columns.pickup_borough)),
+        "passenger_count": lambda: _numeric_reference(columns.passenger_count.astype(np.float64)),
+        "trip_distance_km": lambda: _numeric_reference(columns.trip_distance_km.astype(np.float64)),
+        "pickup_hour": lambda: _categorical_reference(hour.tolist()),
+        "duration_s": lambda: _numeric_reference(columns.duration_s.astype(np.float64)),
     }
+    # pickup_hour stands for pickup_time; duration_s is the target, there for every model
+    source = {"pickup_hour": "pickup_time", "duration_s": None}
+    wanted = [name for name in every if inputs is None or source.get(name, name) in (*inputs, None)]
+    return {name: every[name]() for name in wanted}

@@ -5,6 +5,9 @@
 * **deep**: embeddings of the two zones, hour, day of week and day of year, with passenger count,
   distance and borough, through a small MLP.
 
+Built with ``zones=False`` it knows no place: no zone embeddings, no zone-pair cross, no borough,
+and its signature takes only ``edml.trainer.kinds.DISTANCE_TIME_INPUTS`` (the taxi pipeline's fallback model).
+
 The model predicts log(duration) (durations are skewed and heavy-tailed; errors are relative);
 the exported signature returns seconds.
 """
@@ -18,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from edml.trainer import features as F
+from edml.trainer.kinds import DISTANCE_TIME_INPUTS, FULL_INPUTS
 
 SIGNATURE_KEY = "serving_default"
 OUTPUT_NAME = "duration_s"
@@ -51,20 +55,28 @@ class Normalisation:
 
 
 class WideDeep(keras.Model):
-    """Raw TripPickup fields (a dict of 1-D tensors) -> predicted log(duration_s), shape [batch]."""
+    """Raw TripPickup fields (a dict of 1-D tensors) -> predicted log(duration_s), shape [batch].
 
-    def __init__(self, norm: Normalisation, params: ModelParams | None = None, **kwargs: object) -> None:
+    ``zones=False``: the model reads only ``DISTANCE_TIME_INPUTS`` (see the module docstring).
+    """
+
+    def __init__(self, norm: Normalisation, params: ModelParams | None = None, zones: bool = True,
+                 **kwargs: object) -> None:
         super().__init__(**kwargs)
         p = params or ModelParams()
         self.norm = norm
+        self.zones = zones
+        self.input_fields: tuple[str, ...] = FULL_INPUTS if zones else DISTANCE_TIME_INPUTS
         reg = keras.regularizers.L2(p.wide_l2)
         self.wide_hour_dow = keras.layers.Embedding(F.HOUR_DOW_BUCKETS, 1, embeddings_initializer="zeros")
-        self.wide_zone_pair = keras.layers.Embedding(
-            F.ZONE_PAIR_BUCKETS, 1, embeddings_initializer="zeros", embeddings_regularizer=reg
-        )
+        if zones:
+            self.wide_zone_pair = keras.layers.Embedding(
+                F.ZONE_PAIR_BUCKETS, 1, embeddings_initializer="zeros", embeddings_regularizer=reg
+            )
         self.wide_distance = keras.layers.Dense(1, kernel_initializer="ones", use_bias=False)
-        self.pickup_zone_emb = keras.layers.Embedding(F.ZONE_BUCKETS, p.zone_dim)
-        self.dropoff_zone_emb = keras.layers.Embedding(F.ZONE_BUCKETS, p.zone_dim)
+        if zones:
+            self.pickup_zone_emb = keras.layers.Embedding(F.ZONE_BUCKETS, p.zone_dim)
+            self.dropoff_zone_emb = keras.layers.Embedding(F.ZONE_BUCKETS, p.zone_dim)
         self.hour_emb = keras.layers.Embedding(24, p.hour_dim)
         self.dow_emb = keras.layers.Embedding(7, p.dow_dim)
         # Days of the year the training data never saw keep a zero vector: no noise from them.
@@ -76,58 +88,46 @@ class WideDeep(keras.Model):
         """Predicted log(duration in seconds) for a batch of raw trips."""
         t = tf.cast(inputs["pickup_time"], tf.int64)
         hour, dow, doy = F.hour_of_day(t), F.day_of_week(t), F.day_of_year(t)
-        pu, do = F.zone_index(inputs["pickup_zone"]), F.zone_index(inputs["dropoff_zone"])
         distance = tf.maximum(tf.cast(inputs["trip_distance_km"], tf.float32), 0.0)
         log_distance = (tf.math.log1p(distance) - self.norm.log_distance_mean) / self.norm.log_distance_std
         passengers = tf.clip_by_value(tf.cast(inputs["passenger_count"], tf.float32), 0.0, 9.0) / 6.0
-        borough = F.borough_one_hot(inputs["pickup_borough"])
-
         log_distance_col = log_distance[:, None]
-        wide = (
-            self.wide_hour_dow(dow * 24 + hour)  # arithmetic crosses: convertible, unlike HashedCrossing
-            + self.wide_zone_pair(pu * F.ZONE_BUCKETS + do)
-            + self.wide_distance(log_distance_col)
-        )
-        deep = tf.concat(
-            [
-                self.pickup_zone_emb(pu),
-                self.dropoff_zone_emb(do),
-                self.hour_emb(hour),
-                self.dow_emb(dow),
-                self.doy_emb(doy),
-                passengers[:, None],
-                log_distance_col,
-                tf.minimum(distance, 60.0)[:, None] / 10.0,
-                borough,
-            ],
-            axis=-1,
-        )
+        # arithmetic crosses: convertible, unlike HashedCrossing
+        wide = self.wide_hour_dow(dow * 24 + hour)
+        if self.zones:
+            pu, do = F.zone_index(inputs["pickup_zone"]), F.zone_index(inputs["dropoff_zone"])
+            wide = wide + self.wide_zone_pair(pu * F.ZONE_BUCKETS + do)
+        wide = wide + self.wide_distance(log_distance_col)
+        place = [self.pickup_zone_emb(pu), self.dropoff_zone_emb(do)] if self.zones else []
+        columns = [
+            *place,
+            self.hour_emb(hour),
+            self.dow_emb(dow),
+            self.doy_emb(doy),
+            passengers[:, None],
+            log_distance_col,
+            tf.minimum(distance, 60.0)[:, None] / 10.0,
+        ]
+        if self.zones:
+            columns.append(F.borough_one_hot(inputs["pickup_borough"]))
+        deep = tf.concat(columns, axis=-1)
         for layer in self.hidden:
             deep = layer(deep)
         return tf.squeeze(wide + self.deep_out(deep), axis=-1) + self.norm.log_duration_mean
 
 
 def export_saved_model(model: WideDeep, directory: Path) -> Path:
-    """Write ``model`` as a SavedModel whose ``serving_default`` takes raw TripPickup fields; returns the folder."""
-    spec = [tf.TensorSpec([None], dtype, name=name) for name, dtype in F.INPUT_SPECS.items()]
+    """Write ``model`` as a SavedModel whose ``serving_default`` takes the raw TripPickup fields it reads.
 
-    def serve(
-        pickup_time: tf.Tensor,
-        pickup_zone: tf.Tensor,
-        dropoff_zone: tf.Tensor,
-        pickup_borough: tf.Tensor,
-        passenger_count: tf.Tensor,
-        trip_distance_km: tf.Tensor,
-    ) -> dict[str, tf.Tensor]:
-        inputs = {
-            "pickup_time": pickup_time,
-            "pickup_zone": pickup_zone,
-            "dropoff_zone": dropoff_zone,
-            "pickup_borough": pickup_borough,
-            "passenger_count": passenger_count,
-            "trip_distance_km": trip_distance_km,
-        }
-        return {OUTPUT_NAME: tf.exp(model(inputs, training=False))}
+    The signature's inputs are ``model.input_fields`` (every field, or distance and time only),
+    each named as its field; the output is ``duration_s``. Returns the folder.
+    """
+    names = model.input_fields
+    spec = [tf.TensorSpec([None], F.INPUT_SPECS[name], name=name) for name in names]
+
+    def serve(*columns: tf.Tensor) -> dict[str, tf.Tensor]:
+        # the signature names each argument after its TensorSpec: the field it is fed from
+        return {OUTPUT_NAME: tf.exp(model(dict(zip(names, columns, strict=True)), training=False))}
 
     # Keras' ExportArchive tracks the model's variables without Keras' own float-typed default signature.
     archive = keras.export.ExportArchive()

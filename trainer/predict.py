@@ -10,20 +10,24 @@ from edml.trainer.features import INPUT_SPECS
 from edml.trainer.model import OUTPUT_NAME, SIGNATURE_KEY
 
 
-def input_tensors(columns: dict[str, Any]) -> dict[str, Any]:
-    """The signature's input tensors from raw columns (extra columns such as trip_id are ignored)."""
+def input_tensors(columns: dict[str, Any], specs: dict[str, Any] = INPUT_SPECS) -> dict[str, Any]:
+    """The input tensors ``specs`` (name -> dtype; default: every input) from raw columns; others are ignored."""
     import tensorflow as tf
 
-    missing = [name for name in INPUT_SPECS if name not in columns]
+    missing = [name for name in specs if name not in columns]
     if missing:
         raise ValueError(f"columns lack model inputs: {', '.join(missing)}")
-    return {name: tf.constant(np.asarray(columns[name]), dtype=dtype) for name, dtype in INPUT_SPECS.items()}
+    return {name: tf.constant(np.asarray(columns[name]), dtype=dtype) for name, dtype in specs.items()}
 
 
 def predict_rows(saved_model_dir: Path | str, columns: dict[str, Any]) -> np.ndarray:
-    """Predicted durations (float32 seconds) for the rows in ``columns`` (field name -> values)."""
+    """Predicted durations (float32 seconds) for the rows in ``columns`` (field name -> values).
+
+    The columns the model's signature takes are fed; any others (trip_id, fields it does not read) are ignored.
+    """
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(saved_model_dir))
     signature = loaded.signatures[SIGNATURE_KEY]
-    return signature(**input_tensors(columns))[OUTPUT_NAME].numpy()
+    specs = {name: spec.dtype for name, spec in signature.structured_input_signature[1].items()}
+    return signature(**input_tensors(columns, specs))[OUTPUT_NAME].numpy()

@@ -1,8 +1,11 @@
-"""Train the wide & deep model on a data file, evaluate it against two baselines, export it.
+"""Train a trip-duration model on a data file, evaluate it against two baselines, export it.
+
+Which model is a :class:`~edml.trainer.kinds.ModelKind`: the full wide & deep model (the default),
+the airport model (the same, on airport trips only) or the basic fallback (distance and time only).
 
 Output folder (what the publisher packages and the scorer loads)::
 
-    saved_model/          the SavedModel, signature ``serving_default`` on raw TripPickup fields
+    saved_model/          the SavedModel, signature ``serving_default`` on the raw TripPickup fields it reads
     metrics.json          MAE/RMSE of the model and of both baselines, sizes, seed, data window
     golden.json           held-out rows and what the exported model returns for them
     reference.json        per-input training distributions for drift checks (see trainer.metrics)
@@ -20,19 +23,13 @@ from typing import Any
 
 import numpy as np
 from edml.trainer.generator import TripColumns, generate_columns
+from edml.trainer.kinds import FULL, FULL_INPUTS, ModelKind
 from edml.trainer.metrics import baselines, mae, reference_distributions, rmse
 
 TEST_FRACTION = 0.1
 MIN_TRIPS = 20
 N_GOLDEN = 16
-INPUT_FIELDS = (
-    "pickup_time",
-    "pickup_zone",
-    "dropoff_zone",
-    "pickup_borough",
-    "passenger_count",
-    "trip_distance_km",
-)
+INPUT_FIELDS = FULL_INPUTS
 
 
 @dataclass(frozen=True)
@@ -90,16 +87,22 @@ def _select(columns: TripColumns, idx: np.ndarray) -> TripColumns:
     )
 
 
-def model_inputs(columns: TripColumns) -> dict[str, np.ndarray]:
-    """The model's raw input columns, in their serving dtypes."""
-    return {
-        "pickup_time": columns.pickup_time.astype(np.int64),
-        "pickup_zone": columns.pickup_zone.astype(np.int64),
-        "dropoff_zone": columns.dropoff_zone.astype(np.int64),
-        "pickup_borough": np.asarray(columns.pickup_borough, dtype=object),
-        "passenger_count": columns.passenger_count.astype(np.int64),
-        "trip_distance_km": columns.trip_distance_km.astype(np.float32),
+def model_inputs(columns: TripColumns, names: tuple[str, ...] = INPUT_FIELDS) -> dict[str, np.ndarray]:
+    """The raw input columns ``names`` (by default every model input), in their serving dtypes."""
+    every = {
+        "pickup_time": lambda: columns.pickup_time.astype(np.int64),
+        "pickup_zone": lambda: columns.pickup_zone.astype(np.int64),
+        "dropoff_zone": lambda: columns.dropoff_zone.astype(np.int64),
+        "pickup_borough": lambda: np.asarray(columns.pickup_borough, dtype=object),
+        "passenger_count": lambda: columns.passenger_count.astype(np.int64),
+        "trip_distance_km": lambda: columns.trip_distance_km.astype(np.float32),
     }
+    return {name: every[name]() for name in names}
+
+
+def kind_rows(columns: TripColumns, kind: ModelKind) -> TripColumns:
+    """The trips of ``columns`` that ``kind`` trains on (all of them but for the airport model)."""
+    return columns if not kind.airport_only else _select(columns, kind.rows(columns))
 
 
 def split(columns: TripColumns, seed: int, test_fraction: float = TEST_FRACTION) -> tuple[TripColumns, TripColumns]:
@@ -138,8 +141,9 @@ def _to_jsonable(value: Any) -> Any:
     return value
 
 
-def train_columns(columns: TripColumns, out_dir: Path | str, config: TrainConfig, data_source: str = "") -> TrainResult:
-    """Train on in-memory trips and write every output into ``out_dir``."""
+def train_columns(columns: TripColumns, out_dir: Path | str, config: TrainConfig, data_source: str = "",
+                  kind: ModelKind = FULL) -> TrainResult:
+    """Train model ``kind`` on in-memory trips (those of them it trains on) and write every output into ``out_dir``."""
     import keras
     import tensorflow as tf
     from edml.trainer.model import ModelParams, Normalisation, WideDeep, export_saved_model
@@ -149,14 +153,14 @@ def train_columns(columns: TripColumns, out_dir: Path | str, config: TrainConfig
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-    train, test = split(columns, config.seed)
+    train, test = split(kind_rows(columns, kind), config.seed)
 
     params = ModelParams()
     norm = Normalisation.fit(train.trip_distance_km, train.duration_s)
-    model = WideDeep(norm, params)
+    model = WideDeep(norm, params, zones=kind.zones)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
 
-    x_train, x_test = model_inputs(train), model_inputs(test)
+    x_train, x_test = model_inputs(train, kind.inputs), model_inputs(test, kind.inputs)
     y_train = np.log(train.duration_s).astype(np.float32)
     y_test = np.log(test.duration_s).astype(np.float32)
     train_ds = (
@@ -205,7 +209,9 @@ def train_columns(columns: TripColumns, out_dir: Path | str, config: TrainConfig
         data_window_end=int(columns.pickup_time.max()),
         train_seconds=round(time.monotonic() - started, 2),
         trainer_params={
-            "model": "wide_and_deep",
+            "model": "wide_and_deep" if kind.zones else "wide_and_deep_distance_time",
+            "kind": kind.name,
+            "trips": kind.trips,
             "target": "log(duration_s)",
             "batch_size": str(config.batch_size),
             "learning_rate": str(config.learning_rate),
@@ -218,15 +224,16 @@ def train_columns(columns: TripColumns, out_dir: Path | str, config: TrainConfig
 
     golden_idx = np.arange(min(N_GOLDEN, len(test)))
     golden_cols = _select(test, golden_idx)
+    golden_columns = model_inputs(golden_cols, kind.inputs)
     golden_inputs = {"trip_id": golden_cols.trip_id} | {
-        name: [_to_jsonable(v) for v in model_inputs(golden_cols)[name].tolist()] for name in INPUT_FIELDS
+        name: [_to_jsonable(v) for v in values.tolist()] for name, values in golden_columns.items()
     }
     golden_out = predict_rows(saved_model_dir, golden_inputs)
     (out_dir / "golden.json").write_text(
         json.dumps({"inputs": golden_inputs, "outputs": [float(v) for v in golden_out]}, indent=1) + "\n"
     )
     (out_dir / "metrics.json").write_text(json.dumps(asdict(metrics), indent=2) + "\n")
-    (out_dir / "reference.json").write_text(json.dumps(reference_distributions(train), indent=1) + "\n")
+    (out_dir / "reference.json").write_text(json.dumps(reference_distributions(train, kind.inputs), indent=1) + "\n")
     _plot_curve(history, out_dir / "training_curve.png")
     return TrainResult(out_dir, saved_model_dir, metrics, history)
 
@@ -238,20 +245,26 @@ def train_model(
     seed: int = 0,
     max_rows: int | None = None,
     verbose: int | str = 0,
+    kind: ModelKind = FULL,
 ) -> TrainResult:
-    """Train on the TripExample file ``data_path``; raises DataFileError for a missing or corrupt file."""
+    """Train ``kind`` on the TripExample file ``data_path``; DataFileError for a missing or corrupt file,
+    or one with too few of the trips ``kind`` trains on."""
     from edml.trainer.datafiles import DataFileError, read_examples
 
     columns = read_examples(data_path, max_rows=max_rows)
-    if len(columns) < MIN_TRIPS:
-        raise DataFileError(f"data file {data_path} holds {len(columns)} trips; training needs at least {MIN_TRIPS}")
+    usable = len(kind.rows(columns))
+    if usable < MIN_TRIPS:
+        which = "trips" if not kind.airport_only else f"trips of which {usable} are airport trips"
+        raise DataFileError(f"data file {data_path} holds {len(columns)} {which}; training the {kind.name} model "
+                            f"needs at least {MIN_TRIPS}")
     config = TrainConfig(epochs=epochs, seed=seed, verbose=verbose)
-    return train_columns(columns, out_dir, config, data_source=os.fspath(data_path))
+    return train_columns(columns, out_dir, config, data_source=os.fspath(data_path), kind=kind)
 
 
-def train_small(out_dir: Path | str, seed: int = 0, n: int = 20_000, epochs: int = 6) -> TrainResult:
-    """A small, quick model (``n`` generated trips, seeded): for tests and demos."""
+def train_small(out_dir: Path | str, seed: int = 0, n: int = 20_000, epochs: int = 6,
+                kind: ModelKind = FULL) -> TrainResult:
+    """A small, quick model (``n`` generated trips, seeded; the airport model keeps their airport trips)."""
     columns = generate_columns(n, seed=seed)
     return train_columns(
-        columns, out_dir, TrainConfig(epochs=epochs, seed=seed), data_source=f"generated:n={n},seed={seed}"
+        columns, out_dir, TrainConfig(epochs=epochs, seed=seed), data_source=f"generated:n={n},seed={seed}", kind=kind
     )

@@ -96,6 +96,11 @@ def zone_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return lat, lon, borough, airport
 
 
+def airport_trips(pickup_zone: np.ndarray, dropoff_zone: np.ndarray) -> np.ndarray:
+    """Which trips start or end at an airport (EWR, JFK or LGA): a boolean mask."""
+    return np.isin(pickup_zone, AIRPORTS) | np.isin(dropoff_zone, AIRPORTS)
+
+
 def distance_km(a: int, b: int) -> float:
     """Straight-line distance between the centroids of zones ``a`` and ``b``."""
     za, zb = ZONES[a], ZONES[b]

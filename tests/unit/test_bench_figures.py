@@ -62,3 +62,22 @@ def test_markdown_table_names_the_machine_and_misses() -> None:
     assert "Test CPU, 2 cores" in text
     assert "| edml serve | 2 | 100 | 1,000 | 0.40x | 1.10x | 80.00x | 600 MB | - |" in text
     assert "**no**" in text
+
+
+def test_the_routed_taxi_pipeline_is_measured_against_the_single_model() -> None:
+    from bench.routed import LABEL
+
+    results = _results(0.7, 50.0, 0)
+    routed_row = {"label": LABEL, "processes": 2, "events": 100, "events_per_s": 450.0, "vs_ceiling": 0.3,
+                  "vs_bytewax_connectors": 0.5, "vs_peer": None, "peak_rss_mb": 700.0, "vs_single_model": 0.45}
+    results["throughput"].append(routed_row)
+    name = "taxi-routed, two routes + an ensemble (2 process(es)) / edml serve, single model, same processes"
+    assert {t["name"]: (t["measured"], t["met"]) for t in targets(results)}[name] == ("0.45x", False)
+    routed_row["vs_single_model"] = 0.8
+    assert {t["name"]: t["met"] for t in targets(results)}[name] is True
+    rss = next(t for t in targets(results) if t["name"] == "peak RSS of a scoring process")
+    assert rss["measured"] == "700 MB"  # the routed scorer's memory counts too
+    results.update(started_at="2026-01-01T00:00:00Z", mode="quick", commit="abc", seconds=100.0,
+                   load_average_start=[1.0, 1.0, 1.0],
+                   machine={"cpu": "Test CPU", "cores": 2, "memory_gb": 8.0, "os": "Linux", "python": "3.11"})
+    assert f"{LABEL}: 450 events/s with 2 process(es), 0.80x of the single-model taxi pipeline" in markdown(results)

@@ -16,8 +16,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 TRIP_FIELD = re.compile(r"pickup|dropoff|trip_distance|borough", re.IGNORECASE)
 EXAMPLE_PACKAGE = "edml.trainer"  # the example's code, with every subpackage
-# The taxi pipeline's own files: its declaration and the schemas of its records.
-TAXI_FILES = ("edml/pipelines/taxi.toml", "schemas/avro/Trip*.avsc", "schemas/avro/history/Trip*.avsc")
+# The taxi pipelines' own files: their declarations and the schemas of their records.
+TAXI_FILES = ("edml/pipelines/taxi.toml", "edml/pipelines/taxi-routed.toml", "schemas/avro/Trip*.avsc",
+              "schemas/avro/history/Trip*.avsc")
 # The settings' defaults name the default pipeline's topics (`trips`, `dropoffs`): names, not fields.
 SETTINGS_DEFAULTS = {"edml/core/config.py": 'labels: str = "dropoffs"'}
 
