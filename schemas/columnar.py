@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 PRIMITIVES = ("null", "boolean", "int", "long", "float", "double", "string", "bytes")
-ARRAY_ITEMS = ("boolean", "int", "long", "float", "double")  # arrays the writer writes (one length per batch)
+ARRAY_ITEMS = ("boolean", "int", "long", "float", "double", "string")  # arrays the writer writes (one length per batch)
 # numpy dtype of each type's column (strings, bytes and enum symbols are object arrays)
 COLUMN_DTYPES = {"boolean": np.dtype(bool), "int": np.dtype(np.int32), "long": np.dtype(np.int64),
                  "float": np.dtype(np.float32), "double": np.dtype(np.float64)}
@@ -125,10 +125,10 @@ def flat_fields(schema_json: dict[str, Any], arrays: bool = False) -> list[Field
             branches = [b for b in t if b != "null"]
             if len(t) != 2 or len(branches) != 1:
                 raise UnsupportedSchema(f"{where}: unions are supported only as [\"null\", T], not {t}")
-            inner = _value_type(branches[0], named, where)
+            inner = _value_type(branches[0], named, where, arrays)
             if inner.type == "null":
                 raise UnsupportedSchema(f"{where}: a union of null with null")
-            out.append(FieldSpec(name, inner.type, inner.symbols, t.index("null")))
+            out.append(FieldSpec(name, inner.type, inner.symbols, t.index("null"), items=inner.items))
         else:
             inner = _value_type(t, named, where, arrays)
             out.append(FieldSpec(name, inner.type, inner.symbols, items=inner.items))
@@ -288,6 +288,8 @@ class ColumnarWriter:
             items = [_Part(matrix=np.ascontiguousarray(matrix, dtype=dtype).view(np.uint8).reshape(n, k * width))]
         elif spec.items == "boolean":
             items = [_Part(matrix=matrix.astype(bool).astype(np.uint8))]
+        elif spec.items == "string":
+            items = [p for j in range(k) for p in self._values(FieldSpec("", "string"), matrix[:, j].tolist(), n)]
         else:
             ints = matrix.astype(np.int64)
             items = [_Part(matrix=m, lengths=lengths) for m, lengths in (zigzag_varints(ints[:, j]) for j in range(k))]

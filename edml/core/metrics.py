@@ -14,6 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 EVENTS_IN = Counter("edml_events_in", "Events read from the input topic")
 PREDICTIONS_OUT = Counter("edml_predictions_out", "Predictions produced", ["role"])
+PREDICTIONS_BY_MODEL = Counter("edml_predictions_by_model", "Predictions of routed pipelines per model (or ensemble)",
+                               ["model", "role"])
 ALERTS = Counter("edml_alerts", "Predictions an alert rule fired on", ["pipeline", "rule"])
 DEAD_LETTERS = Counter("edml_dead_letters", "Events sent to the dead-letter topic", ["kind"])
 BATCH_SIZE = Histogram("edml_batch_size", "Trips per scored batch",

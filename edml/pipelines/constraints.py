@@ -208,3 +208,17 @@ def _fail(out: Violations, bad: np.ndarray, reason: Any) -> None:
         for i in np.flatnonzero(bad).tolist():
             out.reasons[i] = reason(i)
         out.ok &= ~bad
+
+
+def violated_fields(columns: dict[str, np.ndarray], nulls: dict[str, np.ndarray],
+                    constraints: Sequence[Constraint], n: int) -> dict[str, np.ndarray]:
+    """Field -> which of ``n`` rows break a constraint on it (only fields some row breaks).
+
+    What a fallback needs to know: whether a row is invalid only on fields the fallback model does not read.
+    """
+    out: dict[str, np.ndarray] = {}
+    for c in constraints:
+        bad = ~check_columns(columns, nulls, [c], n).ok
+        if bad.any():
+            out[c.field] = out[c.field] | bad if c.field in out else bad
+    return out

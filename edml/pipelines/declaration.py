@@ -83,6 +83,36 @@ class Labels:
     time: str = ""  # the label record's event-time field (epoch ms); empty: the label message's timestamp
 
 
+COMBINE_RULES = ("mean", "weighted", "median", "most-confident")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Events whose routing field holds one of ``values`` go to ``model`` (a model or an ensemble name)."""
+
+    model: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Which model scores an event: the first of ``fields`` whose value is in a route picks it, else ``default``."""
+
+    fields: tuple[str, ...]
+    default: str
+    routes: tuple[Route, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """An output combining its members' outputs per event (see :data:`COMBINE_RULES`)."""
+
+    name: str
+    members: tuple[str, ...]
+    combine: str = "mean"
+    weights: tuple[float, ...] = ()
+
+
 @dataclass(frozen=True)
 class Pipeline:
     """One pipeline declaration (see the README's "Pipelines" section for the TOML)."""
@@ -100,11 +130,47 @@ class Pipeline:
     text: str = ""  # the declaration as written
     topics: dict[str, str] = field(default_factory=dict)  # role -> topic name, where not derived from the name
     alerts: tuple[AlertRule, ...] = ()
+    target: str = ""  # [model] name: a model or an ensemble; empty: models[0]
+    fallbacks: dict[str, str] = field(default_factory=dict)  # model -> the model scoring what it cannot
+    optional: tuple[str, ...] = ()  # models the scorer does not wait for at start
+    routing: Routing | None = None
+    ensembles: dict[str, Ensemble] = field(default_factory=dict)
 
     @property
     def model(self) -> str:
         """The pipeline's (first) model name on the model topic."""
         return self.models[0]
+
+    @property
+    def routed(self) -> bool:
+        """True when the scorer serves more than one model name per event stream (routes, fallbacks, ensembles)."""
+        return bool(self.routing or self.fallbacks or self.ensembles or (self.target and self.target != self.models[0]))
+
+    @property
+    def default_target(self) -> str:
+        """Where an event goes when no route picks it: a model or an ensemble name."""
+        if self.routing is not None:
+            return self.routing.default
+        return self.target or self.models[0]
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every model or ensemble an event may be routed to, the default first."""
+        found = [self.default_target]
+        for route in self.routing.routes if self.routing else ():
+            if route.model not in found:
+                found.append(route.model)
+        return tuple(found)
+
+    @property
+    def required_models(self) -> tuple[str, ...]:
+        """The models the scorer waits for at start: those events are routed to (members too), but the optional."""
+        found: list[str] = []
+        for target in self.targets:
+            for model in self.ensembles[target].members if target in self.ensembles else (target,):
+                if model not in found and model not in self.optional:
+                    found.append(model)
+        return tuple(found)
 
     def field_for(self, model_input: str) -> str:
         """The record field that feeds ``model_input`` (by default the field of the same name)."""
@@ -294,7 +360,12 @@ def parse_pipeline(name: str, data: dict[str, Any], declared_in: str, base_dir: 
         models = tuple(names)
     else:
         raise m.error("[model] names must be a non-empty list of model names")
+    fallbacks: dict[str, str] = {}
+    if "fallback" in m.data:
+        fallbacks[models[0]] = m.text("fallback")
     m.done()
+    target = models[0]
+    models, optional, fallbacks, routing, ensembles = _serving(top, models, fallbacks)
     inputs = _mapping(_Table(name, declared_in, "inputs", top.data.pop("inputs", {})))
     outputs = _mapping(_Table(name, declared_in, "outputs", top.data.pop("outputs", {})))
     for out in outputs:
@@ -335,7 +406,122 @@ def parse_pipeline(name: str, data: dict[str, Any], declared_in: str, base_dir: 
     top.done()
     return Pipeline(name=name, declared_in=declared_in, input=source, models=models, inputs=inputs, outputs=outputs,
                     prediction_record=record, constraints=constraints, labels=labels, description=description,
-                    text=text, topics=topics, alerts=alerts)
+                    text=text, topics=topics, alerts=alerts, target=target, fallbacks=fallbacks,
+                    optional=optional, routing=routing, ensembles=ensembles)
+
+
+def _serving(top: _Table, declared: tuple[str, ...], fallbacks: dict[str, str]) -> tuple[
+        tuple[str, ...], tuple[str, ...], dict[str, str], Routing | None, dict[str, Ensemble]]:
+    """[models.NAME], [routing] and [ensembles.NAME]: every model served, the optional, fallbacks, routes, ensembles."""
+    raw_models = top.data.pop("models", {})
+    if not isinstance(raw_models, dict):
+        raise top.error("models must be tables [models.NAME] (fallback = \"...\", optional = true)")
+    optional: list[str] = []
+    extra: list[str] = []
+    for model, raw in raw_models.items():
+        t = _Table(top.pipeline, top.where, f"models.{model}", raw)
+        if "fallback" in t.data:
+            fallbacks[model] = t.text("fallback")
+        flag = t.data.pop("optional", False)
+        if not isinstance(flag, bool):
+            raise t.error(f"[models.{model}] optional is true or false")
+        if flag:
+            optional.append(model)
+        t.done()
+        extra.append(model)
+    raw_ensembles = top.data.pop("ensembles", {})
+    if not isinstance(raw_ensembles, dict):
+        raise top.error("ensembles must be tables [ensembles.NAME] with members = [...]")
+    ensembles = {ens: _ensemble(top, ens, raw) for ens, raw in raw_ensembles.items()}
+    # [model] name may be an ensemble: its members are the models then
+    head = [m for m in declared if m not in ensembles]
+    models = tuple(dict.fromkeys([*head, *extra]))
+    known = set(models)
+    for ens in ensembles.values():
+        if ens.name in known:
+            raise top.error(f"[ensembles.{ens.name}] has the name of a model; an ensemble needs its own name")
+        for member in ens.members:
+            if member not in known:
+                raise top.error(f"[ensembles.{ens.name}] member {member} is not a model of this pipeline (declare it "
+                                "in [model] or [models.NAME])")
+    if not models:
+        raise top.error("[model] name is an ensemble whose members are not declared; declare them in [models.NAME]")
+    for model, fallback in fallbacks.items():
+        if model in ensembles:
+            raise top.error(f"[model] fallback: {model} is an ensemble; a fallback is a model's")
+        if fallback not in known:
+            raise top.error(f"fallback of {model}: {fallback} is not a model of this pipeline (declare it in "
+                            "[models.NAME])")
+    for model in fallbacks:
+        seen = [model]
+        while (nxt := fallbacks.get(seen[-1])) is not None:
+            if nxt in seen:
+                raise top.error(f"fallback of {model}: the fallbacks make a cycle {' -> '.join([*seen, nxt])}")
+            seen.append(nxt)
+    targets = known | set(ensembles)
+    if declared[0] not in targets:  # an unknown [model] name: a model of its own
+        raise top.error(f"[model] name {declared[0]} is neither a model nor an ensemble")
+    default_target = declared[0]
+    routing = None
+    if "routing" in top.data:
+        routing = _routing(top, top.data.pop("routing"), declared[0], targets)
+        default_target = routing.default
+    if default_target in optional:
+        raise top.error(f"the default route's model {default_target} cannot be optional")
+    return models, tuple(optional), fallbacks, routing, ensembles
+
+
+def _ensemble(top: _Table, ens: str, raw: Any) -> Ensemble:
+    t = _Table(top.pipeline, top.where, f"ensembles.{ens}", raw)
+    members = t.data.pop("members", None)
+    if not isinstance(members, list) or len(members) < 2 or not all(isinstance(m, str) and m for m in members):
+        raise t.error(f"[ensembles.{ens}] members must be a list of at least two model names")
+    if len(set(members)) != len(members):
+        raise t.error(f"[ensembles.{ens}] members name a model twice")
+    combine = t.text("combine", "mean")
+    if combine not in COMBINE_RULES:
+        raise t.error(f"[ensembles.{ens}] combine {combine!r} is not one of {list(COMBINE_RULES)}")
+    weights = t.data.pop("weights", None)
+    if combine == "weighted":
+        if not isinstance(weights, list) or not all(isinstance(w, int | float) and not isinstance(w, bool)
+                                                    for w in weights):
+            raise t.error(f"[ensembles.{ens}] combine = \"weighted\" needs weights = [...] (numbers, one per member)")
+        if len(weights) != len(members):
+            raise t.error(f"[ensembles.{ens}] weights has {len(weights)} numbers for {len(members)} members")
+        if any(w < 0 for w in weights) or not sum(weights) > 0:
+            raise t.error(f"[ensembles.{ens}] weights must be >= 0 with a positive sum")
+    elif weights is not None:
+        raise t.error(f"[ensembles.{ens}] weights are only for combine = \"weighted\"")
+    t.done()
+    return Ensemble(ens, tuple(members), combine, tuple(float(w) for w in weights or ()))
+
+
+def _routing(top: _Table, raw: Any, default: str, targets: set[str]) -> Routing:
+    t = _Table(top.pipeline, top.where, "routing", raw)
+    fields = t.data.pop("fields", None)
+    if isinstance(fields, str):
+        fields = [fields]
+    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f for f in fields):
+        raise t.error("[routing] fields must be a non-empty list of field names")
+    default = t.text("default", default)
+    if default not in targets:
+        raise t.error(f"[routing] default {default} is not a model or an ensemble of this pipeline")
+    raw_routes = t.data.pop("route", [])
+    if not isinstance(raw_routes, list):
+        raise t.error("[routing] routes are [[routing.route]] tables with model and values")
+    routes = []
+    for i, raw_route in enumerate(raw_routes):
+        r = _Table(top.pipeline, top.where, f"routing.route {i + 1}", raw_route)
+        model = r.text("model")
+        if model not in targets:
+            raise r.error(f"[[routing.route]] {i + 1}: model {model} is not a model or an ensemble of this pipeline")
+        values = r.data.pop("values", None)
+        if not isinstance(values, list) or not values:
+            raise r.error(f"[[routing.route]] {i + 1} ({model}): values must be a non-empty list")
+        r.done()
+        routes.append(Route(model, tuple(values)))
+    t.done()
+    return Routing(tuple(fields), default, tuple(routes))
 
 
 def _default_record(name: str) -> str:
@@ -415,9 +601,43 @@ def check_declaration(pipeline: Pipeline, schema_json: dict[str, Any],
         problems = rule_problems(AlertRule(rule.name, tuple(c for c in rule.when if c.field in fields)), known)
         if problems:
             raise pipeline.error(problems[0])
+    if pipeline.routing is not None:
+        check_routing(pipeline, pipeline.routing, fields)
+    for ens in pipeline.ensembles.values():
+        if ens.combine == "most-confident" and (pipeline.labels is None or pipeline.labels.task != "binary"):
+            raise pipeline.error(f"[ensembles.{ens.name}] combine = \"most-confident\" is for binary classification: "
+                                 "declare [labels] task = \"binary\"")
     if pipeline.labels is not None and label_schema_json is not None:
         check_labels(pipeline, label_schema_json)
     return fields
+
+
+# the Python values a routing field of each Avro type can be compared to
+_ROUTE_VALUES: dict[str, tuple[type, ...]] = {
+    "int": (int,), "long": (int,), "string": (str,), "enum": (str,), "boolean": (bool,),
+    "float": (int, float), "double": (int, float), "bytes": (),
+}
+
+
+def check_routing(pipeline: Pipeline, routing: Routing, fields: dict[str, FieldSpec]) -> None:
+    """Each routing field is in the input schema and each route's values are of a kind its values can equal."""
+    for name in routing.fields:
+        spec = fields.get(name)
+        if spec is None:
+            raise pipeline.error(f"[routing] field {name} is not in the input schema")
+        kinds = _ROUTE_VALUES.get(spec.type, ())
+        if not kinds:
+            raise pipeline.error(f"[routing] field {name} is {spec.describe()}; route by a string, enum, integer, "
+                                 "number or boolean field")
+        for route in routing.routes:
+            for value in route.values:
+                fits = isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+                if not fits:
+                    raise pipeline.error(f"[[routing.route]] {route.model}: value {value!r} cannot equal field {name} "
+                                         f"({spec.describe()})")
+                if spec.type == "enum" and value not in spec.symbols:
+                    raise pipeline.error(f"[[routing.route]] {route.model}: value {value!r} is not a symbol of field "
+                                         f"{name}'s enum")
 
 
 def check_labels(pipeline: Pipeline, label_schema_json: dict[str, Any]) -> None:

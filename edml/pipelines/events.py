@@ -22,7 +22,7 @@ import numpy as np
 
 from edml.kafka.messages import SourceMessage
 from edml.pipelines.bound import BoundPipeline
-from edml.pipelines.constraints import check_columns
+from edml.pipelines.constraints import check_columns, violated_fields
 from edml.schemas.records import DeadLetter
 from edml.schemas.serde import DecodeError, parse_writer_schema
 from edml.schemas.wire import RecordSerde
@@ -41,6 +41,10 @@ class EventBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     # (topic, partition, offset) of the source batch's last message
     last_message: tuple[str, int, int] | None = None
+    # a pipeline with fallbacks keeps rows that break a declared constraint: row -> the reason, and
+    # field -> which rows break it, so the scorer can give them to a fallback that does not read the field
+    violations: dict[int, str] = field(default_factory=dict)
+    violated: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -63,6 +67,8 @@ class EventDecoder:
         self.bound = bound
         self.serde = serde
         self.constraints = bound.declared_constraints
+        # with fallbacks, a row breaking a declared constraint may still be scored by a fallback
+        self.keep_invalid = bool(bound.pipeline.fallbacks)
         # bodies are written as the codec reads them: logical types as their underlying type
         self._body_schema = parse_writer_schema(bound.schema)
 
@@ -115,7 +121,14 @@ class EventDecoder:
             nulls = {k: v[keep] for k, v in read.nulls.items()}
         else:
             columns, nulls = read.columns, read.nulls
-        if self.constraints and len(rows):
+        kept_violations: dict[int, str] = {}
+        violated: dict[str, np.ndarray] = {}
+        if self.constraints and len(rows) and self.keep_invalid:
+            violations = check_columns(columns, nulls, self.constraints, len(rows))
+            if violations.reasons:
+                kept_violations = violations.reasons
+                violated = violated_fields(columns, nulls, self.constraints, len(rows))
+        elif self.constraints and len(rows):
             violations = check_columns(columns, nulls, self.constraints, len(rows))
             for i, reason in violations.reasons.items():
                 index = int(rows[i])
@@ -130,7 +143,7 @@ class EventDecoder:
             columns=columns, nulls=nulls,
             timestamps_ms=np.fromiter((m.timestamp_ms for m in kept), dtype=np.int64, count=len(kept)),
             offsets=[m.offset for m in kept], payloads=[m.value for m in kept], keys=[m.key for m in kept],
-            dead_letters=[letters[i] for i in sorted(letters)],
+            dead_letters=[letters[i] for i in sorted(letters)], violations=kept_violations, violated=violated,
         )
 
 

@@ -40,6 +40,20 @@ LINEAGE: list[dict[str, Any]] = [
     {"name": "role", "type": "string", "default": "champion", "doc": "champion or challenger"},
 ]
 assert tuple(f["name"] for f in LINEAGE) == LINEAGE_FIELDS
+# what a pipeline declaring fallbacks or ensembles adds: why a fallback scored, which members combined
+ROUTED_LINEAGE: list[dict[str, Any]] = [
+    {"name": "fallback_reason", "type": ["null", "string"], "default": None,
+     "doc": "why the fallback model scored this event (role fallback)"},
+    {"name": "members", "type": ["null", {"type": "array", "items": "string"}], "default": None,
+     "doc": "an ensemble's members as name@version"},
+]
+
+
+def lineage(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """The lineage fields of ``pipeline``'s predictions: :data:`LINEAGE`, and :data:`ROUTED_LINEAGE` when it
+    declares fallbacks or ensembles."""
+    routed = bool(pipeline.fallbacks or pipeline.ensembles)
+    return [dict(f) for f in LINEAGE] + ([dict(f) for f in ROUTED_LINEAGE] if routed else [])
 
 
 def output_width(spec: TensorSpec) -> int | None:
@@ -63,7 +77,7 @@ def prediction_problems(pipeline: Pipeline, signature: ModelSignature) -> list[s
     problems = []
     if not signature.outputs:
         problems.append("the model has no outputs")
-    taken = {pipeline.input.key} | {f["name"] for f in LINEAGE}
+    taken = {pipeline.input.key} | {f["name"] for f in lineage(pipeline)}
     for name, spec in output_fields(pipeline, signature):
         if spec.dtype not in OUTPUT_TYPES:
             problems.append(f"model output {spec.name} is {spec.dtype}, which a prediction record cannot hold")
@@ -100,7 +114,7 @@ def prediction_schema(pipeline: Pipeline, key: FieldSpec, signature: ModelSignat
         doc = f"model output {spec.name} ({spec.dtype}{'' if width == 1 else f' x {width}'})"
         fields.append({"name": field_name, "type": avro if width == 1 else {"type": "array", "items": avro},
                        "doc": doc})
-    fields.extend(dict(f) for f in LINEAGE)
+    fields.extend(lineage(pipeline))
     schema: dict[str, Any] = {"type": "record", "name": name}
     if namespace:
         schema["namespace"] = namespace

@@ -130,6 +130,20 @@ class ScoredRows:
     failures: list[RowFailure] = field(default_factory=list)
     rejected: list[RowFailure] = field(default_factory=list)  # rows outside the model's inferred constraints
     calls: int = 0
+    # routed pipelines: the batch rows these rows are (None: the whole batch, in order), why a fallback
+    # scored each row, and an ensemble's members (name@version)
+    index: np.ndarray | None = None
+    reasons: np.ndarray | None = None
+    members: list[str] | None = None
+
+    @property
+    def primary(self) -> bool:
+        """Whether these predictions go to the predictions topic (champion, fallback), not the shadow topic."""
+        return self.role in PRIMARY_ROLES
+
+
+# roles whose predictions go to the predictions topic; the others (challenger, member) go to shadow-predictions
+PRIMARY_ROLES = ("champion", "fallback")
 
 
 @dataclass
@@ -139,6 +153,8 @@ class ScoredBatch:
     batch: EventBatch
     scored: list[ScoredRows] = field(default_factory=list)
     scored_at: Any = 0  # ms, from the scorer's clock: one value for the batch, or one per event
+    # rows no model could score (no-model, or a constraint no fallback escapes): batch row -> (kind, reason)
+    unscored: list[tuple[np.ndarray, str, str]] = field(default_factory=list)
 
 
 def _take(column: Any, rows: np.ndarray) -> Any:
@@ -245,6 +261,9 @@ class BatchScorer:
         metrics.BATCH_SIZE.observe(n)
         return out
 
+    def _report_faulty(self, model: LoadedModel, reason: str) -> None:
+        self.active.report_faulty(model, reason)
+
     def _count(self, rows: ScoredRows, n: int) -> None:
         # rows outside the model's inferred constraints are the data's fault, not the model's
         failed = sum(len(f.rows) for f in rows.failures)
@@ -264,7 +283,7 @@ class BatchScorer:
             if faulty:
                 del self._windows[key]
         if faulty:
-            self.active.report_faulty(model, f"{window.failed} of its last {window.rows} rows failed "
+            self._report_faulty(model, f"{window.failed} of its last {window.rows} rows failed "
                                              f"(limit {self.faults.rate:.1%} of {self.faults.window_rows}); "
                                              f"last: {rows.failures[-1].kind if rows.failures else '-'} "
                                              f"{rows.failures[-1].reason if rows.failures else ''}")
@@ -293,6 +312,8 @@ class PredictionEncoder:
         self.event_time = bound.pipeline.input.event_time
         self._writers: dict[tuple[str, int], RecordSerde[dict[str, Any]]] = {}
         self._schemas: list[dict[str, Any]] = []
+        # predictions of a pipeline with fallbacks or ensembles say why a fallback scored and which members combined
+        self.routed_lineage = bool(bound.pipeline.fallbacks or bound.pipeline.ensembles)
         # the source position header is what re-emission after a restart matches: only with recovery
         self.stamp_positions = stamp_positions
 
@@ -303,9 +324,13 @@ class PredictionEncoder:
         if scored.scored and len(batch):
             ts = batch.timestamps_ms
             positions = source_positions(batch) if self.stamp_positions else None
+            primary: list[tuple[list[OutgoingMessage], np.ndarray | None]] = []
             for rows in scored.scored:
-                topic = self.topics.predictions if rows.role == "champion" else self.topics.shadow_predictions
-                out += self._encode(rows, scored, topic, positions)
+                if rows.primary:
+                    primary.append(self._encode(rows, scored, self.topics.predictions, positions))
+                else:
+                    out += self._encode(rows, scored, self.topics.shadow_predictions, positions)[0]
+            out = _in_source_order(primary) + out
             metrics.SCORING_LATENCY.observe(max(0.0, time.time() - int(ts.min()) / 1000))
         return batch, out
 
@@ -324,7 +349,12 @@ class PredictionEncoder:
         batch = scored.batch
         keys, event_time, ts = batch.columns[self.key], batch.columns[self.event_time], batch.timestamps_ms
         values, scored_at = rows.values, scored.scored_at
+        reasons = rows.reasons
+        if rows.index is not None:  # a routed group: its rows of the batch
+            keys, event_time, ts = keys[rows.index], event_time[rows.index], ts[rows.index]
+            scored_at = scored_at[rows.index] if isinstance(scored_at, np.ndarray) else scored_at
         if keep is not None:
+            reasons = reasons[keep] if reasons is not None else None
             keys, event_time, ts = keys[keep], event_time[keep], ts[keep]
             values = {name: v[keep] for name, v in values.items()}
             scored_at = scored_at[keep] if isinstance(scored_at, np.ndarray) else scored_at
@@ -334,19 +364,25 @@ class PredictionEncoder:
             columns[field_name] = values[output]
         columns.update(model_name=model.name, model_version=model.version, event_time=event_time,
                        scored_at=scored_at, latency_ms=(scored_at - ts).astype(np.float64), role=rows.role)
+        if self.routed_lineage:
+            columns.update(fallback_reason=reasons, members=rows.members)
         return columns, len(keys)
 
     def _encode(self, rows: ScoredRows, scored: ScoredBatch, topic: str,
-                positions: list[bytes] | None) -> list[OutgoingMessage]:
+                positions: list[bytes] | None) -> tuple[list[OutgoingMessage], np.ndarray | None]:
+        """The messages of ``rows`` and the batch row of each (None: the batch's rows in order)."""
         # column by column for the whole batch: per-record objects and fastavro calls were the
         # largest cost of the hot path
         keep = None
+        where = rows.index
         if not rows.ok.all():
             keep = np.flatnonzero(rows.ok)
-            positions = None if positions is None else _take(positions, keep)
+            where = keep if where is None else where[keep]
+        if positions is not None and where is not None:
+            positions = _take(positions, where)
         columns, n = self.columns(rows, scored, keep)
         if not n:
-            return []
+            return [], where
         encoded = self.writer(topic, rows.model.prediction_schema).encode_columns(columns, n)
         message_keys = key_bytes(columns[self.key])
         if positions is None:
@@ -355,7 +391,20 @@ class PredictionEncoder:
             out = [OutgoingMessage(topic, k, v, [(SOURCE_HEADER, pos)])
                    for k, v, pos in zip(message_keys, encoded, positions, strict=True)]
         metrics.PREDICTIONS_OUT.labels(rows.role).inc(len(out))
-        return out
+        if rows.index is not None:
+            metrics.PREDICTIONS_BY_MODEL.labels(rows.model.name, rows.role).inc(len(out))
+        return out, where
+
+
+def _in_source_order(groups: list[tuple[list[OutgoingMessage], np.ndarray | None]]) -> list[OutgoingMessage]:
+    """The messages of every group in their events' source order (one group: as it is)."""
+    if len(groups) == 1:
+        return groups[0][0]
+    messages = [m for group, _ in groups for m in group]
+    where = np.concatenate([w if w is not None else np.arange(len(g)) for g, w in groups]) if groups else None
+    if where is None or not len(messages):
+        return messages
+    return [messages[i] for i in np.argsort(where, kind="stable").tolist()]
 
 
 class AlertEncoder:
@@ -376,14 +425,21 @@ class AlertEncoder:
 
     def encode(self, scored: ScoredBatch) -> list[OutgoingMessage]:
         """The messages for the alert topic."""
-        champion = next((rows for rows in scored.scored if rows.role == "champion"), None)
-        if not self.rules or champion is None or not champion.ok.any():
+        if not self.rules:
             return []
+        out: list[OutgoingMessage] = []
+        for rows in scored.scored:
+            if rows.primary and rows.ok.any():
+                out += self._encode(rows, scored)
+        return out
+
+    def _encode(self, champion: ScoredRows, scored: ScoredBatch) -> list[OutgoingMessage]:
         batch = scored.batch
         keep = np.flatnonzero(champion.ok)
         columns, n = self.predictions.columns(champion, scored, keep)
-        fields = {**{k: v[keep] for k, v in batch.columns.items()}, **columns}
-        nulls = {k: v[keep] for k, v in batch.nulls.items()}
+        where = keep if champion.index is None else champion.index[keep]
+        fields = {**{k: v[where] for k, v in batch.columns.items()}, **columns}
+        nulls = {k: v[where] for k, v in batch.nulls.items()}
         schema = champion.model.prediction_schema
         known = self._alert_schemas.get(id(schema))
         if known is None:
@@ -414,8 +470,10 @@ class DeadLetterEncoder:
         """The messages for the dead-letter topic."""
         letters = list(scored.batch.dead_letters)
         for rows in scored.scored:
-            if rows.role == "champion":
+            if rows.primary:
                 letters += self._rows(scored.batch, rows, rows.rejected + rows.failures)
+        for where, kind, reason in scored.unscored:
+            letters += self._letters(scored.batch, where, kind, reason)
         out = []
         for dl in letters:
             metrics.DEAD_LETTERS.labels(dl.error_kind).inc()
@@ -423,17 +481,22 @@ class DeadLetterEncoder:
         return out
 
     def _rows(self, batch: EventBatch, rows: ScoredRows, failures: list[RowFailure]) -> list[DeadLetter]:
+        model = rows.model
+        return [letter for failure in failures for letter in self._letters(
+            batch, failure.rows if rows.index is None else rows.index[failure.rows], failure.kind,
+            f"{model.name} {model.version}: {failure.reason}")]
+
+    def _letters(self, batch: EventBatch, where: np.ndarray, kind: str, reason: str) -> list[DeadLetter]:
         # the event's own bytes and source position, so it can be sent again once a model serves it
         topic, partition = (batch.last_message[0], batch.last_message[1]) if batch.last_message \
             else (self.topics.trips, -1)
         now = int(time.time() * 1000)
-        model = rows.model
-        return [
-            DeadLetter(source_topic=topic, partition=partition, offset=batch.offsets[i], key=batch.keys[i],
-                       value=batch.payloads[i], error_kind=failure.kind,
-                       message=f"{model.name} {model.version}: {failure.reason}", time=now)
-            for failure in failures for i in failure.rows.tolist()
-        ]
+        # an empty out-of-range reason: each row's own declared-constraint violation, as the decoder words it
+        return [DeadLetter(source_topic=topic, partition=partition, offset=batch.offsets[i], key=batch.keys[i],
+                           value=batch.payloads[i], error_kind=kind,
+                           message=batch.violations.get(i, reason) if kind == "out-of-range" and not reason else reason,
+                           time=now)
+                for i in where.tolist()]
 
 
 class FirstBytes:
@@ -463,11 +526,22 @@ class ScoringSteps:
     serdes: TopicSerdes
 
 
-def scoring_steps(active: ActiveModels, serdes: TopicSerdes, bound: BoundPipeline, *, clock: Clock = wall_clock,
+def scoring_steps(active: Any, serdes: TopicSerdes, bound: BoundPipeline, *, clock: Clock = wall_clock,
                   emitted: EmittedPredictions | None = None, faults: FaultPolicy | None = None,
                   call: ModelCall = call_batch, wait_for_model_s: float | None = None) -> ScoringSteps:
-    """The steps of one scoring dataflow of ``bound`` over ``active``, in the wire format of ``serdes``."""
+    """The steps of one scoring dataflow of ``bound`` over ``active``, in the wire format of ``serdes``.
+
+    ``active``: the :class:`ActiveModels` of a one-model pipeline, or the
+    :class:`~edml.scoring.routing.ModelSet` of a routed one (routes, fallbacks, ensembles).
+    """
     decoder = EventDecoder(bound, serdes.for_schema(serdes.topics.trips, bound.schema))
     predictions = PredictionEncoder(serdes, bound, stamp_positions=emitted is not None)
-    return ScoringSteps(decoder, BatchScorer(active, faults, wait_for_model_s, call, clock), predictions,
+    scorer: BatchScorer
+    if isinstance(active, ActiveModels):
+        scorer = BatchScorer(active, faults, wait_for_model_s, call, clock)
+    else:
+        from edml.scoring.routing import RoutedScorer
+
+        scorer = RoutedScorer(active, faults, call, clock)
+    return ScoringSteps(decoder, scorer, predictions,
                         AlertEncoder(predictions, bound), DeadLetterEncoder(serdes), FirstBytes(emitted), serdes)

@@ -52,7 +52,6 @@ def start_models(settings: Settings, process_index: int, keep_versions: int,  # 
     from edml.scoring.subscriber import ModelSubscriber
     from edml.scoring.trust import record_check
 
-    active = ActiveModels()
     # One RocksDB per process: RocksDB allows one writer per folder.
     path = settings.state_dir / "model-store" / f"process-{process_index}"
     try:
@@ -62,11 +61,37 @@ def start_models(settings: Settings, process_index: int, keep_versions: int,  # 
             raise
         raise OperatorError(f"model store {path} is in use by another scorer process: give each its own "
                             "--state-dir") from None
-    subscriber = ModelSubscriber(settings, active, store, StatusReporter(settings),
-                                 workdir=settings.state_dir / "models" / f"process-{process_index}",
+    workdir = settings.state_dir / "models" / f"process-{process_index}"
+    status = StatusReporter(settings)
+    if pipeline is not None and pipeline.pipeline.routed:
+        from edml.scoring.routing import ModelSet
+
+        models = ModelSet(pipeline.pipeline)
+        # one subscriber per model name, each swapping its own serving set; the first reports records of other names
+        subscribers = [ModelSubscriber(settings, active, store, status, workdir=workdir, model_name=name,
+                                       check_record=record_check(settings), pipeline=pipeline,
+                                       report_others=i == 0)
+                       for i, (name, active) in enumerate(models.by_name.items())]
+        for subscriber in subscribers:
+            subscriber.start()
+        return models, Subscribers(subscribers)
+    active = ActiveModels()
+    subscriber = ModelSubscriber(settings, active, store, status, workdir=workdir,
                                  check_record=record_check(settings), pipeline=pipeline)
     subscriber.start()
     return active, subscriber
+
+
+@dataclass
+class Subscribers:
+    """The model subscribers of a routed pipeline's process, stopped together."""
+
+    each: list[Any]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every subscriber."""
+        for subscriber in self.each:
+            subscriber.stop(timeout)
 
 
 def run_scorer(settings: Settings, options: ScorerOptions, build_flow: FlowBuilder) -> None:

@@ -65,6 +65,7 @@ class ModelSubscriber:
         check_record: RecordCheck | None = None,
         first_backoff_s: float = 0.5,
         pipeline: BoundPipeline | None = None,
+        report_others: bool = True,
     ) -> None:
         self.settings = settings
         # the pipeline every model is checked against and bound to (default: the settings')
@@ -75,6 +76,8 @@ class ModelSubscriber:
         self.workdir = workdir
         self.model_name = model_name or settings.model_name
         self.check_record = check_record
+        # whether invalid records of other model names are reported (one subscriber per process does)
+        self.report_others = report_others
         self.first_backoff_s = first_backoff_s
         self._serde = topic_serdes(settings).models
         self._stop = threading.Event()
@@ -189,7 +192,8 @@ class ModelSubscriber:
         return record.model_name, record
 
     def _invalid(self, name: str, version: str, reason: str) -> None:
-        self.status.report(name or "?", version, "rejected", reason)
+        if name == self.model_name or self.report_others:
+            self.status.report(name or "?", version, "rejected", reason)
         if name == self.model_name:
             self._pending = None
             self._desired = version
