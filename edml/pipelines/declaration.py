@@ -24,6 +24,7 @@ from typing import Any
 
 from edml.core.errors import OperatorError
 from edml.pipelines.alerts import AlertRule, RuleError, parse_rule, rule_problems
+from edml.pipelines.autopilot import AutopilotDeclaration, parse_autopilot
 from edml.pipelines.constraints import DEFAULT_MARGIN, Constraint, constraint_problems
 from edml.pipelines.figures import TASKS
 from edml.schemas.columnar import FieldSpec, UnsupportedSchema, flat_fields
@@ -35,7 +36,7 @@ BUILT_IN_DIR = Path(__file__).parent
 LINEAGE_FIELDS = ("model_name", "model_version", "event_time", "scored_at", "latency_ms", "role")
 # the topics a pipeline writes, each its own (``[topics]`` may name them; see edml.pipelines.bound)
 TOPIC_ROLES = ("predictions", "shadow_predictions", "dead_letter", "evaluations", "scores", "alerts",
-               "prediction_alerts")
+               "prediction_alerts", "autopilot")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _AVRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -100,6 +101,7 @@ class Pipeline:
     text: str = ""  # the declaration as written
     topics: dict[str, str] = field(default_factory=dict)  # role -> topic name, where not derived from the name
     alerts: tuple[AlertRule, ...] = ()
+    autopilot: AutopilotDeclaration | None = None  # [autopilot]: retrained without a person (edml autopilot)
 
     @property
     def model(self) -> str:
@@ -329,13 +331,15 @@ def parse_pipeline(name: str, data: dict[str, Any], declared_in: str, base_dir: 
         alerts = tuple(parse_rule(rule, raw) for rule, raw in raw_alerts.items())
     except RuleError as e:
         raise top.error(str(e)) from None
+    autopilot = top.data.pop("autopilot", None)
+    autopilot = None if autopilot is None else parse_autopilot(autopilot, f"pipeline {name} ({declared_in})", base_dir)
     description = top.data.pop("description", "")
     if not isinstance(description, str):
         raise top.error("description must be a string")
     top.done()
     return Pipeline(name=name, declared_in=declared_in, input=source, models=models, inputs=inputs, outputs=outputs,
                     prediction_record=record, constraints=constraints, labels=labels, description=description,
-                    text=text, topics=topics, alerts=alerts)
+                    text=text, topics=topics, alerts=alerts, autopilot=autopilot)
 
 
 def _default_record(name: str) -> str:
