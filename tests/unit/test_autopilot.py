@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from edml.schemas.records import AutopilotEvent, DriftAlert, ScoreWindow
+
 from edml.autopilot.dataset import split_in_time
 from edml.autopilot.events import format_event, format_history
 from edml.autopilot.progress import SHADOW, Progress, load_progress, save_progress
 from edml.autopilot.triggers import DRIFT, ERROR, SCHEDULE, next_trigger
-from edml.schemas.records import AutopilotEvent, DriftAlert, ScoreWindow
-
 from edml.pipelines.autopilot import AutopilotDeclaration, parse_autopilot
 from edml.pipelines.declaration import PipelineError, load_pipeline
 
