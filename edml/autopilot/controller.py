@@ -211,10 +211,11 @@ class Controller:
             return
         p.phase = PUBLISHING  # before the record is produced: a restart looks for it instead
         self._save()
+        # the replay gate compared both versions on the same events; the publish gate's metric check
+        # would compare figures measured on different data (force skips that check only)
         record = publish_model(self.settings, model_dir, self.name, version=version, force=True,
-                               signing_key=self.signing_key, pipeline=self.bound)
-        if champion is not None:
-            self._shadow_behind(champion, version)
+                               signing_key=self.signing_key, pipeline=self.bound,
+                               then=lambda r: [self._with_challenger(champion, r.version)] if champion else [])
         signed = " (signed)" if record.signature_ed25519 else ""
         self._emit("published", f"{version} published{signed} as a shadow challenger of {p.champion or 'nothing'}",
                    details={"artifact_uri": record.artifact_uri, "sha256": record.sha256})
@@ -254,16 +255,19 @@ class Controller:
     def _published(self, version: str) -> bool:
         return any(r.version == version for r in record_history(self.settings, self.name))
 
-    def _shadow_behind(self, champion: ModelRecord, version: str) -> None:
-        """The champion's record again, with ``version`` among its challengers: the candidate scores in shadow."""
-        challengers = [v for v in champion.challengers if v != version] + [version]
-        record = dataclasses.replace(champion, challengers=challengers, published_at=self.now_ms(),
-                                     signature_ed25519=None)
-        if self.signing_key is not None:
-            from edml.model_topic.signing import read_key, sign_record
+    def _signed(self, record: ModelRecord) -> ModelRecord:
+        """``record`` re-signed with the signing key (its bytes changed), or unsigned without one."""
+        record = dataclasses.replace(record, published_at=self.now_ms(), signature_ed25519=None)
+        if self.signing_key is None:
+            return record
+        from edml.model_topic.signing import read_key, sign_record
 
-            record = sign_record(record, read_key(self.signing_key))
-        publish_record(self.settings, record)
+        return sign_record(record, read_key(self.signing_key))
+
+    def _with_challenger(self, champion: ModelRecord, version: str) -> ModelRecord:
+        """The champion's record with ``version`` among its challengers: the candidate scores in shadow."""
+        return self._signed(dataclasses.replace(
+            champion, challengers=[v for v in champion.challengers if v != version] + [version]))
 
     def _enter_shadow(self, note: str) -> None:
         p = self.progress
@@ -271,7 +275,7 @@ class Controller:
         if desired is not None and desired.version == p.candidate:  # killed between the two records
             previous = [r for r in record_history(self.settings, self.name) if r.version == p.champion]
             if previous:
-                self._shadow_behind(previous[-1], p.candidate)
+                publish_record(self.settings, self._with_challenger(previous[-1], p.candidate))
         p.phase = SHADOW
         self._save()
         if note:
@@ -310,12 +314,7 @@ class Controller:
         self._end("retired", f"{p.candidate} retired: {comparison.verdict()}", figures)
 
     def _retire(self, champion: ModelRecord, version: str) -> None:
-        if version not in champion.challengers:
-            return
-        record = dataclasses.replace(champion, challengers=[v for v in champion.challengers if v != version],
-                                     published_at=self.now_ms(), signature_ed25519=None)
-        if self.signing_key is not None:
-            from edml.model_topic.signing import read_key, sign_record
-
-            record = sign_record(record, read_key(self.signing_key))
-        publish_record(self.settings, record)
+        """The champion's record without ``version``: scorers stop scoring it in shadow."""
+        if version in champion.challengers:
+            publish_record(self.settings, self._signed(dataclasses.replace(
+                champion, challengers=[v for v in champion.challengers if v != version])))

@@ -62,14 +62,14 @@ def v1_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edml.trainer.train import TrainConfig, train_columns
 
     cols = generate_columns(3000, seed=1, span_days=28)
-    return train_columns(cols, tmp_path_factory.mktemp("v1"), TrainConfig(epochs=3, seed=1)).out_dir
+    return train_columns(cols, tmp_path_factory.mktemp("v1"), TrainConfig(epochs=2, seed=1)).out_dir
 
 
 def taxi(**autopilot: object) -> BoundPipeline:
     """The taxi pipeline with a test's [autopilot] table (compressed: small sets, few epochs)."""
     declared = AutopilotDeclaration(**{"trainer": "edml.trainer.from_set:train_trips", "data_window_ms": DAY,
                                        "holdout": 0.25, "min_rows": 200, "shadow_windows": 3, "margin": 0.05,
-                                       "cooldown_ms": 0, "params": {"epochs": 3, "seed": 3}, **autopilot})
+                                       "cooldown_ms": 0, "params": {"epochs": 2, "seed": 3}, **autopilot})
     return bind_pipeline(dataclasses.replace(load_pipeline("taxi"), autopilot=declared))
 
 
