@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
@@ -96,21 +97,33 @@ def publish_record(settings: Settings, record: ModelRecord | None, *, model_name
     name = record.model_name if record is not None else model_name
     if not name:
         raise ValueError("a tombstone needs model_name")
+    publish_records(settings, [(name, record)])
+
+
+def publish_records(settings: Settings, records: list[tuple[str, ModelRecord | None]]) -> None:
+    """Produce (model name, record or tombstone) pairs in this order, in one flush, and wait for every report.
+
+    Records produced together reach a scorer in one fetch, as a rule: the last one per name is
+    what it applies (a challenger's own record, then the champion's naming it, serve as one change).
+    """
     check_model_topic(settings)
-    value = topic_serdes(settings).models.encode(record) if record is not None else None
     outcome: list[KafkaError | None] = []
     producer = make_producer(settings, message_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000), linger_ms=0)
-    producer.produce(
-        settings.topics.models,
-        key=encode_model_key(name),
-        value=value,
-        on_delivery=lambda err, _msg: outcome.append(err),
-    )
+    for name, record in records:
+        value = topic_serdes(settings).models.encode(record) if record is not None else None
+        producer.produce(
+            settings.topics.models,
+            key=encode_model_key(name),
+            value=value,
+            on_delivery=lambda err, _msg: outcome.append(err),
+        )
     remaining = producer.flush(DELIVERY_TIMEOUT_S + 5)
-    if remaining or not outcome:
-        raise PublishError(f"no delivery report for {name} within {DELIVERY_TIMEOUT_S:.0f}s")
-    if outcome[0] is not None:
-        raise PublishError(f"model topic {settings.topics.models} refused {name}: {outcome[0].str()}")
+    names = ", ".join(name for name, _ in records)
+    if remaining or len(outcome) < len(records):
+        raise PublishError(f"no delivery report for {names} within {DELIVERY_TIMEOUT_S:.0f}s")
+    failed = next((err for err in outcome if err is not None), None)
+    if failed is not None:
+        raise PublishError(f"model topic {settings.topics.models} refused {names}: {failed.str()}")
 
 
 def record_from_manifest(
@@ -170,8 +183,12 @@ def publish_model(
     version: str | None = None,
     revision: Revision | None = None,
     pipeline: BoundPipeline | None = None,
+    then: Callable[[ModelRecord], list[ModelRecord]] | None = None,
 ) -> ModelRecord:
     """Gate, upload and publish the trainer's folder ``model_dir`` as model ``name`` for ``pipeline``.
+
+    ``then`` (the new record -> records to produce right after it, in the same flush) publishes
+    it as a shadow challenger: the champion's record naming it follows it at once.
 
     ``pipeline`` (default: the settings' pipeline) is what the model's signature is checked against.
 
@@ -210,7 +227,7 @@ def publish_model(
     manifest, uri, data = _upload(store, manifest, model_dir / SAVED_MODEL_DIR, prefix, explicit)
     record = _sign(record_from_manifest(manifest, uri, sha256_hex(data), len(data)), signing_key)
     try:
-        publish_record(settings, record)
+        publish_records(settings, [(r.model_name, r) for r in (record, *(then(record) if then else ()))])
     except PublishError as e:
         raise PublishError(f"artifact stored at {uri} but the record was not published: {e.reason}") from None
     return record

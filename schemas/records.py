@@ -148,3 +148,26 @@ class DriftAlert:
     reference: str
     expected: dict[str, float] = field(default_factory=dict)
     actual: dict[str, float] = field(default_factory=dict)
+
+
+AUTOPILOT_STEPS = ("trigger", "data", "trained", "gate", "published", "windows", "decision", "resumed", "failed")
+
+
+@dataclass(slots=True)
+class AutopilotEvent:
+    """One step of the continuous-training controller of a pipeline (``edml autopilot``).
+
+    ``step`` is one of :data:`AUTOPILOT_STEPS`; ``figures`` hold its numbers (sizes, losses, training
+    metrics) and ``details`` its words (trigger kind, data window, the gate's reason).
+    """
+
+    pipeline: str
+    model_name: str
+    run_id: str
+    step: str
+    time: int
+    reason: str
+    champion: str = ""
+    candidate: str = ""
+    figures: dict[str, float] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)

@@ -57,6 +57,7 @@ RECORDS = {
     "predictions": "Prediction",
     "shadow_predictions": "Prediction", "models": "ModelRecord", "model_status": "ModelStatus",
     "dead_letter": "DeadLetter", "evaluations": "Evaluation", "scores": "ScoreWindow", "alerts": "DriftAlert",
+    "autopilot": "AutopilotEvent",
 }
 
 
@@ -72,6 +73,7 @@ class TopicSerdes:
     evaluations: RecordSerde[records.Evaluation]
     scores: RecordSerde[records.ScoreWindow]
     alerts: RecordSerde[records.DriftAlert]
+    autopilot: RecordSerde[records.AutopilotEvent]
     topics: Topics
     registry_url: str = ""
     registry_client: Any = None  # one client (one cache of ids and schemas) for every topic

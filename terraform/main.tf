@@ -26,6 +26,7 @@ locals {
     scores             = { name = "scores", partitions = var.topic_partitions, configs = {} }
     alerts             = { name = "alerts", partitions = var.topic_partitions, configs = {} }
     prediction_alerts  = { name = "prediction-alerts", partitions = var.topic_partitions, configs = {} }
+    autopilot          = { name = "autopilot", partitions = 1, configs = {} }
   }
   topics = {
     for role, t in local.topic_roles : role => merge(t, { name = "${var.topic_prefix}${t.name}" })

@@ -82,6 +82,7 @@ COMMAND_MODULES = [
     "edml.cli.commands.bench",
     "edml.cli.commands.demo",
     "edml.cli.commands.pipelines",
+    "edml.cli.commands.autopilot",
 ]
 
 for _name in COMMAND_MODULES:

@@ -58,6 +58,7 @@ class Topics:
     scores: str = "scores"
     alerts: str = "alerts"
     prediction_alerts: str = "prediction-alerts"  # predictions an alert rule fired on
+    autopilot: str = "autopilot"  # what the continuous-training controller did (edml autopilot)
     prefix: str = ""  # in front of every name, and of the topics a pipeline derives (not a role)
 
     def with_prefix(self, prefix: str) -> Topics:
@@ -111,8 +112,9 @@ _REGISTRY_KEYS: dict[str, Any] = {"url": str, "basic_auth_user_info": str, "bear
 
 
 COMPACTED_TOPICS = ("models",)
-# The model topic is tiny and read whole by every worker: one partition keeps order simple.
-SINGLE_PARTITION_TOPICS = ("models", "model_status")
+# The model topic is tiny and read whole by every worker: one partition keeps order simple; the
+# autopilot's history is read back in the order it happened.
+SINGLE_PARTITION_TOPICS = ("models", "model_status", "autopilot")
 
 
 @dataclass(frozen=True)

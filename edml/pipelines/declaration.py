@@ -24,6 +24,7 @@ from typing import Any
 
 from edml.core.errors import OperatorError
 from edml.pipelines.alerts import AlertRule, RuleError, parse_rule, rule_problems
+from edml.pipelines.autopilot import AutopilotDeclaration, parse_autopilot
 from edml.pipelines.constraints import DEFAULT_MARGIN, Constraint, constraint_problems
 from edml.pipelines.figures import TASKS
 from edml.schemas.columnar import FieldSpec, UnsupportedSchema, flat_fields
@@ -35,7 +36,7 @@ BUILT_IN_DIR = Path(__file__).parent
 LINEAGE_FIELDS = ("model_name", "model_version", "event_time", "scored_at", "latency_ms", "role")
 # the topics a pipeline writes, each its own (``[topics]`` may name them; see edml.pipelines.bound)
 TOPIC_ROLES = ("predictions", "shadow_predictions", "dead_letter", "evaluations", "scores", "alerts",
-               "prediction_alerts")
+               "prediction_alerts", "autopilot")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _AVRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -135,6 +136,7 @@ class Pipeline:
     optional: tuple[str, ...] = ()  # models the scorer does not wait for at start
     routing: Routing | None = None
     ensembles: dict[str, Ensemble] = field(default_factory=dict)
+    autopilot: AutopilotDeclaration | None = None  # [autopilot]: retrained without a person (edml autopilot)
 
     @property
     def model(self) -> str:
@@ -400,6 +402,8 @@ def parse_pipeline(name: str, data: dict[str, Any], declared_in: str, base_dir: 
         alerts = tuple(parse_rule(rule, raw) for rule, raw in raw_alerts.items())
     except RuleError as e:
         raise top.error(str(e)) from None
+    autopilot = top.data.pop("autopilot", None)
+    autopilot = None if autopilot is None else parse_autopilot(autopilot, f"pipeline {name} ({declared_in})", base_dir)
     description = top.data.pop("description", "")
     if not isinstance(description, str):
         raise top.error("description must be a string")
@@ -407,7 +411,7 @@ def parse_pipeline(name: str, data: dict[str, Any], declared_in: str, base_dir: 
     return Pipeline(name=name, declared_in=declared_in, input=source, models=models, inputs=inputs, outputs=outputs,
                     prediction_record=record, constraints=constraints, labels=labels, description=description,
                     text=text, topics=topics, alerts=alerts, target=target, fallbacks=fallbacks,
-                    optional=optional, routing=routing, ensembles=ensembles)
+                    optional=optional, routing=routing, ensembles=ensembles, autopilot=autopilot)
 
 
 def _serving(top: _Table, declared: tuple[str, ...], fallbacks: dict[str, str]) -> tuple[

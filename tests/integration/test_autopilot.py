@@ -1,0 +1,285 @@
+"""edml autopilot against the real broker: drift -> a new champion; no drift -> nothing; a worse candidate is
+refused; a kill -9 while training -> one publication at most.
+
+Traffic is the taxi generator's (small, compressed in event time); the champion v1 learned the city
+before traffic slowed (``Drift(slowdown=1.0)``: every trip takes twice as long). The drift alerts
+and the live score windows come from the real evaluation dataflow; the live predictions of the
+champion and of the shadow challenger are made here by their real SavedModels, as the scorer
+would (see test_evaluation.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bytewax.testing import run_main
+from edml.dataflows.evaluation import drift_features, pipeline_flow
+from edml.evaluation.config import EvaluationConfig
+from edml.evaluation.drift import parse_reference
+from edml.model_topic.artifact import read_manifest
+from edml.model_topic.history import desired_records, record_history
+from edml.model_topic.publisher import publish_model
+from edml.model_topic.stores import fetch_artifact
+from edml.schemas.records import Prediction
+from edml.schemas.serde import prediction_serde
+from edml.trainer.generator import DEFAULT_START_MS, Drift, TripColumns, generate_columns
+from edml.trainer.records import dropoff_serde, trip_serde
+from typer.testing import CliRunner
+
+from edml.autopilot.controller import Controller
+from edml.autopilot.events import read_history
+from edml.autopilot.progress import load_progress
+from edml.cli import app
+from edml.core.config import Settings
+from edml.kafka.clients import make_producer
+from edml.pipelines.autopilot import AutopilotDeclaration
+from edml.pipelines.bound import BoundPipeline, bind_pipeline
+from edml.pipelines.declaration import BUILT_IN_DIR, load_pipeline
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+H = 3_600_000
+DAY = 24 * H
+NAME = "trip-duration"
+T0 = DEFAULT_START_MS + 28 * DAY  # traffic starts after the 28 days v1 learned from
+REPO = Path(__file__).resolve().parents[2]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def v1_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The champion: a small model of the city before traffic slowed."""
+    from edml.trainer.train import TrainConfig, train_columns
+
+    cols = generate_columns(3000, seed=1, span_days=28)
+    return train_columns(cols, tmp_path_factory.mktemp("v1"), TrainConfig(epochs=2, seed=1)).out_dir
+
+
+def taxi(**autopilot: object) -> BoundPipeline:
+    """The taxi pipeline with a test's [autopilot] table (compressed: small sets, few epochs)."""
+    declared = AutopilotDeclaration(**{"trainer": "edml.trainer.from_set:train_trips", "data_window_ms": DAY,
+                                       "holdout": 0.25, "min_rows": 200, "shadow_windows": 3, "margin": 0.05,
+                                       "cooldown_ms": 0, "params": {"epochs": 2, "seed": 3}, **autopilot})
+    return bind_pipeline(dataclasses.replace(load_pipeline("taxi"), autopilot=declared))
+
+
+def publish_v1(settings: Settings, v1_dir: Path) -> None:
+    publish_model(settings, v1_dir, NAME, version="v1")
+
+
+def produce_trips(settings: Settings, cols: TripColumns) -> None:
+    """The trips onto the input topic and their drop-offs onto the label topic."""
+    producer = make_producer(settings)
+    for trip in cols.trips():
+        key = trip.pickup.trip_id.encode()
+        producer.produce(settings.topics.trips, key=key, value=trip_serde().encode(trip.pickup))
+        producer.produce(settings.topics.labels, key=key, value=dropoff_serde().encode(trip.dropoff))
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def produce_predictions(settings: Settings, cols: TripColumns, model_dir: Path, version: str, role: str) -> None:
+    """What the scorer would write for ``version`` (its real SavedModel) on ``cols``' trips."""
+    from edml.trainer.predict import predict_rows
+    from edml.trainer.train import model_inputs
+
+    predicted = predict_rows(model_dir / "saved_model", model_inputs(cols)).astype(np.float64)
+    topic = settings.topics.predictions if role == "champion" else settings.topics.shadow_predictions
+    producer = make_producer(settings)
+    for trip, p in zip(cols.trips(), predicted, strict=True):
+        when = trip.pickup.pickup_time
+        producer.produce(topic, key=trip.pickup.trip_id.encode(), value=prediction_serde().encode(
+            Prediction(trip.pickup.trip_id, float(p), NAME, version, when, when + 20, 20.0, role)))
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def evaluate(settings: Settings, bound: BoundPipeline) -> None:
+    """The evaluation dataflow to the end of its topics: drift against the champion's reference, 4 h windows."""
+    record = desired_records(settings)[NAME]
+    manifest = read_manifest(fetch_artifact(record.artifact_uri))
+    reference = parse_reference(manifest.reference, f"{NAME} {record.version}", drift_features(bound).names)
+    run_main(pipeline_flow(settings, EvaluationConfig(window_ms=4 * H, lateness_ms=0), bound, reference,
+                           tail=False))
+
+
+def steps(settings: Settings) -> list[str]:
+    return [e.step for e in read_history(settings, "taxi")]
+
+
+def candidates_published(settings: Settings) -> list[str]:
+    return [r.version for r in record_history(settings, NAME) if r.version.startswith("ap-")]
+
+
+# --- drift -> a new champion ------------------------------------------------------------------
+
+
+def test_drift_trains_gates_shadows_and_promotes_a_new_champion(settings: Settings, v1_dir: Path) -> None:
+    started = time.monotonic()
+    bound = taxi()
+    publish_v1(settings, v1_dir)
+    slow_day = generate_columns(2400, seed=11, start_ms=T0, drift=Drift(T0, slowdown=1.0), span_days=1)
+    produce_trips(settings, slow_day)
+    evaluate(settings, bound)  # the target's distribution moved: a drift alert against v1's reference
+
+    controller = Controller(settings, bound, poll_s=0.1)
+    controller.tick()  # trigger, record, train, gate, publish in shadow
+    assert steps(settings) == ["trigger", "data", "trained", "gate", "published"], steps(settings)
+    progress = load_progress(settings.state_dir)
+    candidate = progress.candidate
+    desired = desired_records(settings)[NAME]
+    assert progress.phase == "shadow" and (desired.version, desired.challengers) == ("v1", [candidate])
+    print(f"[autopilot] candidate {candidate} in shadow after {time.monotonic() - started:.1f} s")
+
+    # the next day, the scorer scores with both; their live windows are compared
+    next_day = generate_columns(1500, seed=12, start_ms=T0 + DAY, drift=Drift(T0, slowdown=1.0), span_days=1)
+    produce_trips(settings, next_day)
+    produce_predictions(settings, next_day, v1_dir, "v1", "champion")
+    model_dir = settings.state_dir / "autopilot" / "runs" / progress.run_id / "model"
+    produce_predictions(settings, next_day, model_dir, candidate, "challenger")
+    evaluate(settings, bound)
+    controller.tick()
+
+    history = read_history(settings, "taxi")
+    for e in history:
+        print(f"[autopilot] {e.step:9} {e.reason} {e.figures}")
+    assert [e.step for e in history] == ["trigger", "data", "trained", "gate", "published", "windows", "decision"]
+    trigger, data, trained, gate, _published, windows, decision = history
+    assert trigger.details["kind"] == "drift" and "duration_s" in trigger.reason
+    assert data.figures["labelled"] == 2400 and data.figures["train"] == 1800 and data.figures["holdout"] == 600
+    assert trained.figures["n_train"] > 0 and trained.figures["mae"] > 0
+    assert gate.details["passed"] == "true" and gate.figures["candidate_loss"] < gate.figures["champion_loss"]
+    assert windows.figures["windows"] >= 3
+    assert decision.details["decision"] == "promoted" and decision.candidate == candidate
+    desired = desired_records(settings)[NAME]
+    assert desired.version == candidate and "v1" in desired.challengers
+    assert {e.run_id for e in history} == {progress.run_id}
+    assert load_progress(settings.state_dir).phase == "idle"
+
+    # edml autopilot status prints that history from the topic
+    env = {"EDML_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "EDML_TOPIC_PREFIX": settings.topics.trips.removesuffix("trips"), "EDML_STATE_DIR": str(settings.state_dir)}
+    shown = CliRunner().invoke(app, ["autopilot", "status", "--pipeline", "taxi"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert f"{candidate} promoted over v1" in shown.output and "now: idle" in shown.output
+    print(shown.output)
+    print(f"[autopilot] drift to promotion in {time.monotonic() - started:.1f} s")
+
+
+def test_no_drift_no_training(settings: Settings, v1_dir: Path) -> None:
+    bound = taxi(error_threshold=10_000.0, error_windows=2)
+    publish_v1(settings, v1_dir)
+    usual = generate_columns(2400, seed=21, start_ms=T0, span_days=1)  # the city v1 knows
+    produce_trips(settings, usual)
+    produce_predictions(settings, usual, v1_dir, "v1", "champion")
+    evaluate(settings, bound)
+    controller = Controller(settings, bound, poll_s=0.1)
+    for _ in range(3):
+        controller.tick()
+    assert steps(settings) == []
+    assert load_progress(settings.state_dir).phase == "idle"
+    assert candidates_published(settings) == [] and desired_records(settings)[NAME].version == "v1"
+    assert not (settings.state_dir / "autopilot" / "runs").exists()
+    assert controller.archive.is_dir()  # it did record the traffic
+
+
+def test_a_candidate_worse_than_the_champion_is_refused_by_the_replay_gate(settings: Settings, v1_dir: Path) -> None:
+    bound = taxi(trainer="tests.helpers.autopilot_trainers:train_on_shuffled_labels", schedule_ms=1000,
+                 params={"epochs": 2})
+    publish_v1(settings, v1_dir)
+    produce_trips(settings, generate_columns(1600, seed=31, start_ms=T0, span_days=1))
+    controller = Controller(settings, bound, poll_s=0.1)
+    controller.tick()
+    history = read_history(settings, "taxi")
+    assert [e.step for e in history] == ["trigger", "data", "trained", "gate", "decision"]
+    gate, decision = history[-2:]
+    print(f"[autopilot] {gate.reason}")
+    assert history[0].details["kind"] == "schedule"
+    assert gate.details["passed"] == "false" and gate.figures["candidate_loss"] > gate.figures["champion_loss"]
+    assert decision.details["decision"] == "refused" and "replay gate refused" in decision.reason
+    assert candidates_published(settings) == [] and desired_records(settings)[NAME].challengers == []
+
+
+# --- kill -9 while training --------------------------------------------------------------------
+
+
+def _declare(folder: Path) -> Path:
+    """A pipelines folder whose taxi declaration trains slowly, on a schedule, and lets the candidate through."""
+    text = (BUILT_IN_DIR / "taxi.toml").read_text().split("[autopilot]")[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "taxi.toml").write_text(text + """[autopilot]
+trainer = "tests.helpers.autopilot_trainers:train_slowly"
+schedule_s = 1
+cooldown_s = 3600
+data_window_s = 86400
+min_rows = 200
+tolerance = 100.0
+shadow_windows = 3
+
+[autopilot.params]
+epochs = 2
+pause_s = 3.0
+""")
+    return folder
+
+
+def _start(settings: Settings, pipelines: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "EDML_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "EDML_TOPIC_PREFIX": settings.topics.trips.removesuffix("trips"), "EDML_STATE_DIR": str(settings.state_dir),
+           "EDML_PIPELINES_DIR": str(pipelines), "PYTHONPATH": str(REPO)}
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "edml.cli", "autopilot", "run", "--pipeline", "taxi",
+                                 "--poll", "0.2"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _wait(condition, what: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s; log:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def test_a_kill_9_while_training_publishes_the_candidate_once(settings: Settings, v1_dir: Path,
+                                                             tmp_path: Path) -> None:
+    publish_v1(settings, v1_dir)
+    produce_trips(settings, generate_columns(1600, seed=41, start_ms=T0, span_days=1))
+    pipelines, log = _declare(tmp_path / "pipelines"), tmp_path / "autopilot.log"
+    first = _start(settings, pipelines, log)
+    try:
+        _wait(lambda: "data" in steps(settings), "the first run reached its training", first, log)
+        os.killpg(first.pid, signal.SIGKILL)  # in the trainer's pause or its epochs: nothing published yet
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    killed = load_progress(settings.state_dir)
+    assert killed.phase == "training" and candidates_published(settings) == []
+
+    second = _start(settings, pipelines, log)
+    try:
+        _wait(lambda: load_progress(settings.state_dir).phase == "shadow", "the restarted run published", second, log)
+        time.sleep(1.0)  # a few more ticks: it waits for windows, it does not publish again
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0, log.read_text()[-3000:]
+    finally:
+        if second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+    history = read_history(settings, "taxi")
+    print("[autopilot] " + " ".join(e.step for e in history))
+    after = load_progress(settings.state_dir)
+    assert after.run_id == killed.run_id and after.attempt == 2
+    assert candidates_published(settings) == [after.candidate]  # exactly one publication
+    assert [e.step for e in history].count("published") == 1 and "resumed" in [e.step for e in history]
+    assert desired_records(settings)[NAME].challengers == [after.candidate]
