@@ -550,7 +550,8 @@ class RecordCodec:
                 length = np.where(present, length, 0)
             cur.fail(length < 0, "malformed", lambda i: f"{name}: negative length {int(length[i])}")
             length = np.where(cur.ok, length, 0)
-            cur.fail(cur.pos + length > cur.end, "truncated",
+            # compared as room left, not as pos + length: a damaged length near 2**63 would overflow
+            cur.fail(length > cur.end - cur.pos, "truncated",
                      lambda i: f"{name}: a {kind} of {int(length[i])} bytes runs past the end of the payload")
             length = np.where(cur.ok, length, 0)
             start = cur.pos

@@ -296,6 +296,15 @@ def test_an_empty_payload_beside_a_long_varint_is_truncated() -> None:
     assert decoded.rows.tolist() == [2] and decoded.columns["a"].tolist() == [64]
 
 
+def test_a_string_length_near_the_largest_long_is_truncated_not_a_crash() -> None:
+    codec = RecordCodec.from_schema({"type": "record", "name": "R", "fields": [
+        {"name": "s", "type": "string"}, {"name": "n", "type": "int"}]})
+    huge = b"\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x01"  # zigzag of 2**63 - 1: pos + length would overflow
+    decoded = codec.read([huge + b"abc\x02", b"\x06abc\x02"])
+    assert [(e.index, e.kind) for e in decoded.errors] == [(0, "truncated")]
+    assert decoded.rows.tolist() == [1] and decoded.columns["n"].tolist() == [1]
+
+
 def test_schemas_that_are_not_flat_are_refused_naming_the_field() -> None:
     nested = {"type": "record", "name": "R", "fields": [
         {"name": "a", "type": "int"}, {"name": "tags", "type": {"type": "array", "items": "string"}}]}
