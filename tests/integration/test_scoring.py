@@ -152,15 +152,34 @@ def _up(scorer: ScorerProcess) -> bool:
 
 def test_model_swap_while_trips_flow(settings: Settings, trained_model_dir: Path, trained_model_dir_v2: Path) -> None:
     publish(settings, trained_model_dir, "v1")
-    trips = generate_trips(3000, seed=14)
+    pool = generate_trips(30_000, seed=14)
+    trips: list = []  # the trips produced: ~500/s until v2 has scored some, so the swap happens under traffic
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def traffic() -> None:
+        try:
+            for i in range(0, len(pool), 250):
+                if stop.is_set():
+                    return
+                produce_trips(settings, pool[i:i + 250], rate=500)
+                trips.extend(pool[i:i + 250])
+        except BaseException as e:  # noqa: BLE001 - reported by the test below
+            errors.append(e)
+
     scorer = ScorerProcess(settings).start()
     try:
         scorer.wait_healthy()
-        producing = threading.Thread(target=produce_trips, args=(settings, trips), kwargs={"rate": 500})
+        producing = threading.Thread(target=traffic)
         producing.start()
-        wait_until(lambda: len(predictions(settings)) >= 500, 60, message=scorer.log())
-        publish(settings, trained_model_dir_v2, "v2")
-        producing.join()
+        try:
+            wait_until(lambda: len(predictions(settings)) >= 500, 60, message=scorer.log())
+            publish(settings, trained_model_dir_v2, "v2")
+            wait_until(lambda: any(p.model_version == "v2" for p in predictions(settings)), 120, message=scorer.log())
+        finally:
+            stop.set()
+            producing.join()
+        assert not errors, errors
         wait_until(lambda: len({p.trip_id for p in predictions(settings)}) >= len(trips), 120, message=scorer.log())
     finally:
         scorer.stop()
