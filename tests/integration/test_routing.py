@@ -187,7 +187,7 @@ def test_routes_swaps_fallbacks_retirement_and_ensembles(
         # 3. a swap of east's route: west keeps its version and values
         publish_model(s, folders[("east", "v2")], "east", version="v2", pipeline=bound)
         wait_until(lambda: active(s, "east", "v2"), 60, message=scorer.log())
-        second = [event(i, ("east", "west")[i % 2]) for i in range(300, 360)]
+        second = [event(i, ("east", "west", "mix")[i % 3]) for i in range(300, 360)]
         produce(s, bound, second)
         wait_until(lambda: len(read_to_end(s, s.topics.predictions)) >= len(held) + len(second), 60,
                    message=scorer.log())
@@ -231,7 +231,9 @@ def test_routes_swaps_fallbacks_retirement_and_ensembles(
             assert p["y"] == pytest.approx(expected, rel=1e-12, abs=1e-12)
     assert {routes[r["region"]] for r in first} == {"east", "west", "blend", "tilted"}
     # 6. each member's own prediction of an ensemble's event is on the shadow topic, role member
-    ensemble_keys = [r["event_id"] for r in first if routes[r["region"]] in ("blend", "tilted")]
+    # (east's version: v1 before the swap, v2 after it)
+    ensemble_keys = {r["event_id"]: east for rows, east in ((first, "v1"), (second, "v2")) for r in rows
+                     if routes[r["region"]] in ("blend", "tilted")}
     members: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for p in shadow:
         assert p["role"] == "member"
@@ -240,7 +242,9 @@ def test_routes_swaps_fallbacks_retirement_and_ensembles(
     for k in ensemble_keys:
         assert set(members[k]) == {"east", "west"}
         for name, p in members[k].items():
-            assert p["model_version"] == "v1" and p["y"] == pytest.approx(formula(name, "v1", sent[k]), rel=1e-12)
+            version = ensemble_keys[k] if name == "east" else "v1"
+            assert p["model_version"] == version
+            assert p["y"] == pytest.approx(formula(name, version, sent[k]), rel=1e-12, abs=1e-12)
 
     # 5. bad in z (only east reads it): basic scores it, saying why; bad in x (basic reads it too): a dead letter
     fb = by_key["e-00900"]
@@ -253,9 +257,14 @@ def test_routes_swaps_fallbacks_retirement_and_ensembles(
     assert (letters["e-00902"].error_kind, letters["e-00902"].message) == ("out-of-range",
                                                                           "z -500.0 is out of range -100..100")
 
-    # 3. after the swap: east's events on v2, west's still v1 with the same formula
+    # 3. after the swap: east's events on v2, west's still v1 with the same formula; the ensemble names both
     for r in second:
         p = by_key[r["event_id"]]
+        if r["region"] == "mix":
+            assert (p["model_name"], p["model_version"], p["members"]) == ("blend", "v2+v1", ["east@v2", "west@v1"])
+            expected = (formula("east", "v2", r) + formula("west", "v1", r)) / 2
+            assert p["y"] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+            continue
         version = "v2" if r["region"] == "east" else "v1"
         assert (p["model_name"], p["model_version"]) == (r["region"], version)
         assert p["y"] == pytest.approx(formula(r["region"], version, r), rel=1e-12, abs=1e-12)
