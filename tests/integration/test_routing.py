@@ -40,6 +40,7 @@ SCHEMA = {
         {"name": "region", "type": "string"},
         {"name": "x", "type": "double"},
         {"name": "z", "type": "double"},
+        {"name": "w", "type": "double"},
     ],
 }
 DECLARATION = """
@@ -75,44 +76,50 @@ weights = [3.0, 1.0]
 [constraints]
 x = { range = [-100, 100] }
 z = { range = [-100, 100] }
+w = "infer"   # from east's reference; west and basic do not read w
 """
 # (a, b, c) of y = a*x + b*z + c; basic reads only x (b unused)
-COEF = {("east", "v1"): (2.0, 3.0, 1.0), ("east", "v2"): (5.0, -1.0, 0.5), ("west", "v1"): (-1.0, 4.0, 10.0),
-        ("basic", "v1"): (0.5, 0.0, -2.0)}
+# (a, b, c, d) of y = a*x + b*z + c + d*w; east reads x, z, w; west x, z; basic only x
+COEF = {("east", "v1"): (2.0, 3.0, 1.0, 0.5), ("east", "v2"): (5.0, -1.0, 0.5, -2.0),
+        ("west", "v1"): (-1.0, 4.0, 10.0, 0.0), ("basic", "v1"): (0.5, 0.0, -2.0, 0.0)}
+INPUTS = {"east": ("x", "z", "w"), "west": ("x", "z"), "basic": ("x",)}
+# east's reference: w was -5..5 in training, so its inferred range (widened by 10%) is -6..6
+REFERENCE = {"w": {"kind": "numeric", "min": -5.0, "max": 5.0, "edges": [-5.0, 0.0, 5.0], "fractions": [0.5, 0.5]}}
 
 
 class Linear(tf.Module):
-    """y = a*x + b*z + c in float64; without ``reads_z`` its only input is x."""
+    """y = a*x + b*z + c + d*w in float64, reading only ``inputs``."""
 
-    def __init__(self, a: float, b: float, c: float, reads_z: bool = True) -> None:
+    def __init__(self, a: float, b: float, c: float, d: float, inputs: tuple[str, ...]) -> None:
         super().__init__()
-        x_spec = tf.TensorSpec([None], tf.float64, name="x")
-        if reads_z:
-            self.serve = tf.function(lambda x, z: {"y": a * x + b * z + c},
-                                     input_signature=[x_spec, tf.TensorSpec([None], tf.float64, name="z")])
+        specs = [tf.TensorSpec([None], tf.float64, name=n) for n in inputs]
+        if inputs == ("x", "z", "w"):
+            self.serve = tf.function(lambda x, z, w: {"y": a * x + b * z + c + d * w}, input_signature=specs)
+        elif inputs == ("x", "z"):
+            self.serve = tf.function(lambda x, z: {"y": a * x + b * z + c}, input_signature=specs)
         else:
-            self.serve = tf.function(lambda x: {"y": a * x + c}, input_signature=[x_spec])
+            self.serve = tf.function(lambda x: {"y": a * x + c}, input_signature=specs)
 
 
 def write_model(folder: Path, name: str, version: str) -> Path:
-    """A model folder as the trainer writes it: SavedModel, golden rows, metrics."""
-    a, b, c = COEF[(name, version)]
-    reads_z = name != "basic"
-    module = Linear(a, b, c, reads_z)
+    """A model folder as the trainer writes it: SavedModel, golden rows, metrics, reference."""
+    inputs = INPUTS[name]
+    module = Linear(*COEF[(name, version)], inputs)
     tf.saved_model.save(module, str(folder / "saved_model"),
                         signatures={"serving_default": module.serve.get_concrete_function()})
-    golden: dict[str, list[float]] = {"x": [1.0, -2.5, 30.0]}
-    if reads_z:
-        golden["z"] = [0.5, 4.0, -7.25]
+    golden = {k: v for k, v in {"x": [1.0, -2.5, 30.0], "z": [0.5, 4.0, -7.25], "w": [-1.0, 0.0, 4.5]}.items()
+              if k in inputs}
     out = module.serve(**{k: tf.constant(v, dtype=tf.float64) for k, v in golden.items()})
     (folder / "golden.json").write_text(json.dumps({"inputs": golden, "outputs": {"y": out["y"].numpy().tolist()}}))
     (folder / "metrics.json").write_text(json.dumps({"rmse": 1.0}))
+    if "w" in inputs:
+        (folder / "reference.json").write_text(json.dumps(REFERENCE))
     return folder
 
 
 def formula(name: str, version: str, r: dict[str, Any]) -> float:
-    a, b, c = COEF[(name, version)]
-    return a * r["x"] + b * r["z"] + c
+    a, b, c, d = COEF[(name, version)]
+    return a * r["x"] + b * r["z"] + c + d * r["w"]
 
 
 @pytest.fixture
@@ -137,6 +144,7 @@ def event(i: int, region: str | None = None, **changes: Any) -> dict[str, Any]:
     """A valid reading, with ``changes``."""
     return {"event_id": f"e-{i:05d}", "at": 1_767_225_600_000 + i * 1000,
             "region": region or REGIONS[i % len(REGIONS)], "x": (i % 60) * 0.5 - 15.0, "z": (i % 17) * 1.5 - 10.0,
+            "w": float(i % 11 - 5),
             **changes}
 
 
@@ -168,7 +176,8 @@ def test_routes_swaps_fallbacks_retirement_and_ensembles(
 
     # 1. held start: with only east published, nothing is scored, not even east's own events
     first = [event(i) for i in range(250)]
-    bad = [event(900, "east", z=500.0), event(901, "east", x=500.0), event(902, "west", z=-500.0)]
+    bad = [event(900, "east", z=500.0), event(901, "east", x=500.0), event(902, "west", z=-500.0),
+           event(903, "east", w=50.0), event(904, "west", w=50.0)]
     produce(s, bound, first + bad)
     publish_model(s, folders[("east", "v1")], "east", version="v1", pipeline=bound)
     scorer = ScorerProcess(base, args=["--pipeline", "routed"]).start()
@@ -180,7 +189,7 @@ def test_routes_swaps_fallbacks_retirement_and_ensembles(
         wait_until(lambda: active(s, "basic", "v1"), 60, message=scorer.log())
         assert read_to_end(s, s.topics.predictions) == [] and dead(s) == {}
         publish_model(s, folders[("west", "v1")], "west", version="v1", pipeline=bound)
-        wait_until(lambda: len(read_to_end(s, s.topics.predictions)) >= len(first) + 1 and len(dead(s)) >= 2, 120,
+        wait_until(lambda: len(read_to_end(s, s.topics.predictions)) >= len(first) + 3 and len(dead(s)) >= 2, 120,
                    message=scorer.log())
         held = predictions(s.topics.predictions)
 
@@ -256,6 +265,16 @@ def test_routes_swaps_fallbacks_retirement_and_ensembles(
     # west has no fallback: bad in any field, a dead letter
     assert (letters["e-00902"].error_kind, letters["e-00902"].message) == ("out-of-range",
                                                                           "z -500.0 is out of range -100..100")
+
+    # out of east's inferred range in w, which basic does not read: basic, with east's reason; west reads no w
+    fb = by_key["e-00903"]
+    assert (fb["model_name"], fb["model_version"], fb["role"]) == ("basic", "v1", "fallback")
+    assert fb["fallback_reason"] == "east v1: w 50.0 is out of range -6..6"
+    assert fb["y"] == pytest.approx(formula("basic", "v1", sent["e-00903"]), rel=1e-12)
+    west = by_key["e-00904"]
+    assert (west["model_name"], west["model_version"], west["role"], west["fallback_reason"]) == (
+        "west", "v1", "champion", None)
+    assert west["y"] == pytest.approx(formula("west", "v1", sent["e-00904"]), rel=1e-12)
 
     # 3. after the swap: east's events on v2, west's still v1 with the same formula; the ensemble names both
     for r in second:
