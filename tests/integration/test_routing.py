@@ -3,7 +3,8 @@
 A pipeline declared only in this test's TOML routes each event by its ``region`` to a model
 (``east``, ``west``) or to an ensemble of both (``blend``: mean, ``tilted``: weighted mean). Every
 model is linear in float64 inputs, so each prediction is checked against its model's formula.
-``east`` falls back to ``basic``, which reads only ``x``; ``west`` has no fallback.
+``east`` falls back to ``basic``, which reads only ``x``; ``west`` has no fallback. ``x`` and ``z``
+have declared ranges; ``w``, read by ``east`` alone, a range inferred from its reference.
 """
 
 from __future__ import annotations
