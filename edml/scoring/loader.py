@@ -44,15 +44,18 @@ def bind_model(record: ModelRecord, manifest: Manifest, function: Any, signature
     problems = model_problems(bound, signature)
     if problems:
         raise ModelRejected(f"pipeline {bound.name} cannot feed this model: " + "; ".join(problems))
-    inferred = tuple(c for c in bound.pipeline.constraints if c.infer)
+    pipeline = bound.pipeline
+    fed = bindings(pipeline, bound.fields, signature)
+    # only fields the model reads: a routed pipeline's fallback needs no reference of a field it does not read
+    reads = {b.field for b in fed}
+    inferred = tuple(c for c in pipeline.constraints if c.infer and c.field in reads)
     try:
         constraints = resolve(inferred, bound.fields, manifest.reference)
     except ReferenceProblem as e:
         raise ModelRejected(f"pipeline {bound.name}: {e}") from None
-    pipeline = bound.pipeline
     return LoadedModel(record=record, manifest=manifest, function=function,
-                       bindings=bind_inputs(signature, {b.model_input: b.field for b in bindings(
-                           pipeline, bound.fields, signature) if b.field != b.model_input}),
+                       bindings=bind_inputs(signature, {b.model_input: b.field for b in fed
+                                                        if b.field != b.model_input}),
                        outputs=tuple(signature.outputs),
                        output_fields=tuple((name, spec.name) for name, spec in output_fields(pipeline, signature)),
                        prediction_schema=prediction_schema(pipeline, bound.key, signature), constraints=constraints)

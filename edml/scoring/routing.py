@@ -51,15 +51,22 @@ class ModelSet:
         self.pipeline = pipeline
         self.by_name = {name: ActiveModels() for name in pipeline.models}
         self.required = pipeline.required_models
+        self._started = False
 
     def current(self, name: str) -> ServingSet | None:
         """What serves ``name`` now (None: nothing, e.g. retired or not yet loaded)."""
         return self.by_name[name].current
 
     def ready(self) -> bool:
-        """True once every model was read from the model topic and every model events are routed to serves."""
-        return all(a.bootstrapped.is_set() for a in self.by_name.values()) and all(
-            self.by_name[name].current is not None for name in self.required)
+        """True once every model was read from the model topic and every model events are routed to serves.
+
+        Only the start holds: once ready it stays so, and an event of a model retired afterwards
+        goes to its fallback or becomes a ``no-model`` dead letter instead of holding every route.
+        """
+        if not self._started:
+            self._started = all(a.bootstrapped.is_set() for a in self.by_name.values()) and all(
+                self.by_name[name].current is not None for name in self.required)
+        return self._started
 
 
 def route_index(pipeline: Pipeline, columns: dict[str, np.ndarray], nulls: dict[str, np.ndarray],
