@@ -25,10 +25,9 @@ from edml.schemas.wire import topic_serdes
 from edml.core.config import Settings
 from edml.kafka.clients import make_producer
 from edml.kafka.reading import read_to_end
-from edml.kafka.topics import create_topics
-from edml.pipelines.bound import BoundPipeline, bind_pipeline, pipeline_settings
-from edml.pipelines.declaration import load_pipeline
+from edml.pipelines.bound import BoundPipeline
 from edml.pipelines.predictions import prediction_schema
+from tests.helpers.pipelines import declare_pipeline
 from tests.integration.scorer_process import ScorerProcess, statuses, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -127,14 +126,7 @@ def formula(name: str, version: str, r: dict[str, Any]) -> float:
 def routed(settings: Settings, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, BoundPipeline, Settings]:
     """The routed pipeline declared in a folder of this test: its settings (topics created), and the base settings."""
-    folder = tmp_path / "pipelines"
-    folder.mkdir()
-    (folder / "reading.avsc").write_text(json.dumps(SCHEMA))
-    (folder / "routed.toml").write_text(DECLARATION)
-    monkeypatch.setenv("EDML_PIPELINES_DIR", str(folder))
-    bound = bind_pipeline(load_pipeline("routed"))
-    s = pipeline_settings(settings, bound.pipeline)
-    create_topics(s)
+    s, bound = declare_pipeline(settings, tmp_path, monkeypatch, "routed", "reading.avsc", SCHEMA, DECLARATION)
     return s, bound, settings
 
 

@@ -27,11 +27,10 @@ from edml.schemas.wire import topic_serdes
 from edml.core.config import Settings
 from edml.kafka.clients import make_producer
 from edml.kafka.reading import read_to_end
-from edml.kafka.topics import create_topics
 from edml.pipelines.alerts import alert_schema
-from edml.pipelines.bound import BoundPipeline, bind_pipeline, pipeline_settings
-from edml.pipelines.declaration import load_pipeline
+from edml.pipelines.bound import BoundPipeline
 from edml.pipelines.predictions import prediction_schema
+from tests.helpers.pipelines import declare_pipeline
 from tests.integration.scorer_process import ScorerProcess, statuses, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -119,14 +118,7 @@ def write_model(folder: Path, extra: bool = False) -> Path:
 def sensor(settings: Settings, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, BoundPipeline, Settings]:
     """The sensor pipeline declared in a folder of this test: its settings (topics created), and the base settings."""
-    folder = tmp_path / "pipelines"
-    folder.mkdir()
-    (folder / "sensor.avsc").write_text(json.dumps(SCHEMA))
-    (folder / "sensor.toml").write_text(DECLARATION)
-    monkeypatch.setenv("EDML_PIPELINES_DIR", str(folder))
-    bound = bind_pipeline(load_pipeline("sensor"))
-    s = pipeline_settings(settings, bound.pipeline)
-    create_topics(s)
+    s, bound = declare_pipeline(settings, tmp_path, monkeypatch, "sensor", "sensor.avsc", SCHEMA, DECLARATION)
     return s, bound, settings
 
 
