@@ -28,7 +28,7 @@ def _duration(help_text: str) -> typer.models.OptionInfo:
     return typer.Option(help=f"{help_text} (a duration: 90s, 15m, 24h, 1h30m, 2d).")
 
 
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name (default: the configured model_name).")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name (default: every model of the pipeline).")]
 
 
 def _reference(settings: Settings, path: Path | None, drift: bool, known: set[str]):  # noqa: ANN202 - Reference
@@ -161,8 +161,9 @@ def scores(
         raise OperatorError(f"--plot {plot}: the plot is a PNG, name it <file>.png")
 
     settings = pipeline_settings_from(settings_from(config, bootstrap_servers=bootstrap_servers), pipeline)
-    name = model or settings.model_name
-    windows = read_score_windows(settings, name)
+    # a pipeline's scores topic holds its models only: every route, fallback and ensemble unless --model
+    windows = read_score_windows(settings, model)
+    name = model or f"pipeline {settings.pipeline}"
     if not windows:
         typer.echo(f"no scores for {name} on {settings.topics.scores} yet (is `edml evaluate` running?)")
         return
