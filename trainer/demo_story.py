@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edml.trainer.generator import DAY_MS, DEFAULT_START_MS, GeneratedTrip, generate_trips
+from edml.trainer.generator import DAY_MS, DEFAULT_START_MS, Drift, GeneratedTrip, generate_trips
+
+from edml.pipelines.declaration import BUILT_IN_DIR
 
 # Each demo phase streams one day of trips after the 28 days the models train on.
 TRAIN_DAYS = 28
@@ -43,6 +45,48 @@ def demo_phase(n: int, phase: int) -> list[GeneratedTrip]:
     """The trips of phase ``phase`` (1, 2, ...): one day each, after the training days, seeded by the phase."""
     return generate_trips(n, seed=100 + phase, start_ms=DEFAULT_START_MS + (TRAIN_DAYS + phase) * DAY_MS,
                           span_days=1)
+
+
+# The autopilot act: from phase 3 on, traffic slows (every trip takes twice as long).
+SLOW_FROM_PHASE = 3
+SLOWDOWN = 1.0
+
+# The taxi pipeline's [autopilot] table in the demo's compressed time: only the target-drift alert
+# triggers (a whole-day drift window, so the first alert comes once a slowed day is complete),
+# the candidate learns the last recorded day, and three live hourly windows decide.
+DEMO_AUTOPILOT = """
+[autopilot]
+trainer = "edml.trainer.from_set:train_trips"
+margin = 0.05
+shadow_windows = 3
+data_window_s = 86400
+holdout = 0.2
+tolerance = 0.05
+cooldown_s = 600
+min_rows = 1000
+
+[autopilot.params]
+epochs = 8
+seed = 5
+"""
+
+
+def slowed_phase(n: int, phase: int) -> list[GeneratedTrip]:
+    """The trips of phase ``phase`` (>= 3) after traffic slowed at the start of phase 3."""
+    slow_from = DEFAULT_START_MS + (TRAIN_DAYS + SLOW_FROM_PHASE) * DAY_MS
+    return generate_trips(n, seed=100 + phase, start_ms=DEFAULT_START_MS + (TRAIN_DAYS + phase) * DAY_MS,
+                          span_days=1, drift=Drift(slow_from, SLOWDOWN))
+
+
+def declare_demo_autopilot(folder: Path) -> Path:
+    """Write ``folder/taxi.toml``: the built-in taxi pipeline with the demo's [autopilot] table; returns ``folder``.
+
+    Jobs started with ``EDML_PIPELINES_DIR=folder`` read this declaration instead of the built-in one.
+    """
+    built_in = (BUILT_IN_DIR / "taxi.toml").read_text()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "taxi.toml").write_text(built_in.split("\n[autopilot]")[0].rstrip() + "\n" + DEMO_AUTOPILOT)
+    return folder
 
 
 def actual_durations(trips: list[GeneratedTrip]) -> dict[str, float]:

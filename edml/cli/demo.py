@@ -195,6 +195,11 @@ def run_demo(base: Settings, trips_per_phase: int = 4000, rate: float = 250.0) -
 
         _step("9. Live evaluation: predictions joined with drop-offs, error per model version")
         _evaluate(settings, env, root)
+
+        from edml.cli.autopilot_demo import run_autopilot_act
+
+        _step("10. Autopilot: traffic slows; drift alert, retraining, shadow and promotion with no command typed")
+        run_autopilot_act(settings, env, root, trips_per_phase, rate)
     finally:
         serve.terminate()
         try:

@@ -44,3 +44,31 @@ def test_the_malformed_events_are_what_the_taxi_pipeline_refuses() -> None:
     assert found.ok.tolist() == [False, False]
     assert found.reasons[0] == "pickup_zone 9999 is out of range 1..265"
     assert found.reasons[1].startswith("trip_distance_km -3")
+
+
+def test_slowed_phases_take_longer_than_the_same_trips_before() -> None:
+    from edml.trainer.demo_story import SLOW_FROM_PHASE, SLOWDOWN, slowed_phase
+    from edml.trainer.generator import generate_trips
+
+    slowed = slowed_phase(300, SLOW_FROM_PHASE + 1)
+    start = DEFAULT_START_MS + (TRAIN_DAYS + SLOW_FROM_PHASE + 1) * DAY_MS
+    same_day_before = generate_trips(300, seed=100 + SLOW_FROM_PHASE + 1, start_ms=start, span_days=1)
+    assert [t.pickup for t in slowed] == [t.pickup for t in same_day_before]  # same pick-ups, slower traffic
+    ratios = np.array([s.dropoff.duration_s / b.dropoff.duration_s for s, b in zip(slowed, same_day_before,
+                                                                                      strict=True)])
+    # the moving part of every trip is 1 + SLOWDOWN times longer; its fixed part (waiting at the kerb) is not
+    assert (ratios > 1).all() and 1.5 < ratios.mean() <= 1 + SLOWDOWN
+
+
+def test_the_demo_autopilot_declaration_is_the_taxi_pipeline_with_its_own_autopilot_table(tmp_path: Path) -> None:
+    from edml.trainer.demo_story import declare_demo_autopilot
+
+    folder = declare_demo_autopilot(tmp_path / "pipelines")
+    demo = load_pipeline("taxi", env={"EDML_PIPELINES_DIR": str(folder)})
+    built_in = load_pipeline("taxi", env={"EDML_PIPELINES_DIR": str(tmp_path / "none")})
+    same = {"autopilot": built_in.autopilot, "declared_in": built_in.declared_in, "text": built_in.text}
+    assert dataclasses.replace(demo, **same) == built_in
+    assert demo.autopilot is not None and built_in.autopilot is not None
+    assert demo.autopilot.error_threshold is None  # only the drift alert triggers in the act
+    assert demo.autopilot.cooldown_ms < built_in.autopilot.cooldown_ms
+    assert demo.autopilot.trainer == "edml.trainer.from_set:train_trips"
