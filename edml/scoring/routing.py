@@ -225,7 +225,8 @@ class RoutedScorer(BatchScorer):
         moved = group[~stays]
         if not len(moved):
             return
-        scored.rejected = [f for f in scored.rejected if int(f.rows[0]) not in set(moved.tolist())]
+        moving = set(moved.tolist())
+        scored.rejected = [f for f in scored.rejected if int(f.rows[0]) not in moving]
         why = np.array([f"{model.name} {model.version}: {reasons[i]}" for i in moved.tolist()], dtype=object)
         self._model(fallback, scored.index[moved], batch, out, "fallback", why)
 
