@@ -11,11 +11,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from edml.core.config import Settings
-from edml.kafka.clients import make_consumer
+from edml.kafka.clients import consumer_config
 from edml.kafka.messages import SourceMessage as Message
+from edml.kafka.topics import broker_unreachable
 
 # a topic created a moment ago may not have a leader yet; these clear up within seconds
 _TRANSIENT = {
@@ -93,6 +94,8 @@ def _retried(settings: Settings, topic: str, timeout: float, attempts: int, sinc
             return _read_to_end(settings, topic, timeout, since_ms, convert)
         except KafkaException as e:
             error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+            if error is not None and error.code() == KafkaError._TRANSPORT:
+                raise broker_unreachable(settings, error) from None
             if error is None or error.code() not in _TRANSIENT or attempt == attempts - 1:
                 raise
             time.sleep(0.5)
@@ -101,7 +104,9 @@ def _retried(settings: Settings, topic: str, timeout: float, attempts: int, sinc
 
 def _read_to_end(settings: Settings, topic: str, timeout: float, since_ms: int | None,
                  convert: Callable[[Any], T]) -> list[T]:
-    consumer = make_consumer(settings)
+    # a reader's failures reach its caller as exceptions (an unreachable broker as one line), so
+    # librdkafka's own connection log would only repeat them
+    consumer = Consumer({**consumer_config(settings), "log_level": 0})
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
         partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []

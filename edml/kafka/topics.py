@@ -46,11 +46,14 @@ def existing_topics(settings: Settings, timeout: float = 10.0) -> set[str]:
     try:
         metadata = make_admin(settings, quiet=True).list_topics(timeout=timeout)
     except KafkaException as e:
-        raise BrokerUnreachable(
-            f"no Kafka broker answered at {settings.bootstrap_servers} ({e.args[0].str()}); "
-            "start one with `make kafka-up` or set EDML_BOOTSTRAP_SERVERS"
-        ) from None
+        raise broker_unreachable(settings, e.args[0]) from None
     return set(metadata.topics)
+
+
+def broker_unreachable(settings: Settings, error: KafkaError) -> BrokerUnreachable:
+    """The one-line error for a broker that did not answer ``error``, saying how to fix it."""
+    return BrokerUnreachable(f"no Kafka broker answered at {settings.bootstrap_servers} ({error.str()}); "
+                             "start one with `make kafka-up` or set EDML_BOOTSTRAP_SERVERS")
 
 
 def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
