@@ -31,6 +31,7 @@ from typing import Any
 from edml.autopilot.dataset import holdout_archive, join_recorded, split_in_time, training_set
 from edml.autopilot.events import EventLog
 from edml.autopilot.progress import IDLE, PUBLISHING, SHADOW, TRAINING, load_progress, save_progress
+from edml.autopilot.shadow import covered_windows
 from edml.autopilot.triggers import Trigger, next_trigger
 from edml.core import metrics
 from edml.core.config import Settings
@@ -291,8 +292,8 @@ class Controller:
             self._end("abandoned", f"the champion changed to {now} while {p.candidate} was in shadow")
             return
         k, margin = self.declaration.shadow_windows, self.declaration.margin
-        comparison = compare(read_score_windows(self.settings, self.name), self.name, p.champion, p.candidate, k,
-                             margin)
+        windows = covered_windows(read_score_windows(self.settings, self.name), p.champion, p.candidate)
+        comparison = compare(windows, self.name, p.champion, p.candidate, k, margin)
         if len(comparison.windows) != p.windows_seen:
             p.windows_seen = len(comparison.windows)
             self._save()

@@ -98,8 +98,10 @@ def run_autopilot_act(settings: Settings, env: dict[str, str], root: Path, trips
     from edml.trainer.demo_story import declare_demo_autopilot
 
     env = {**env, "EDML_PIPELINES_DIR": str(declare_demo_autopilot(root / "pipelines"))}
+    # a drop-off follows its pick-up by the trip's duration (compressed like the events): windows wait 3 h of
+    # event time, so that each is first emitted with nearly all of its labels
     jobs = {
-        "edml evaluate": _start(root / "evaluate-live.log", ["evaluate", "--window", "1h", "--lateness", "0s",
+        "edml evaluate": _start(root / "evaluate-live.log", ["evaluate", "--window", "1h", "--lateness", "3h",
                                                              "--no-recovery", "--metrics-port", "0"], env),
         "edml autopilot run": _start(root / "autopilot.log", ["autopilot", "run", "--pipeline", PIPELINE,
                                                               "--poll", "1"], env),
