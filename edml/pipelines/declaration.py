@@ -404,6 +404,10 @@ def parse_pipeline(name: str, data: dict[str, Any], declared_in: str, base_dir: 
         raise top.error(str(e)) from None
     autopilot = top.data.pop("autopilot", None)
     autopilot = None if autopilot is None else parse_autopilot(autopilot, f"pipeline {name} ({declared_in})", base_dir)
+    if autopilot is not None and (routing or fallbacks or ensembles or (target and target != models[0])):
+        # its candidate, replay gate and shadow stand in for one model; which route it replaces is not defined
+        raise top.error("[autopilot] retrains the one model of a pipeline; this one serves several (routes, "
+                        "fallbacks or ensembles): declare the autopilot on a single-model pipeline")
     description = top.data.pop("description", "")
     if not isinstance(description, str):
         raise top.error("description must be a string")

@@ -161,3 +161,13 @@ def test_the_prediction_record_gains_fallback_and_member_lineage_only_when_decla
     assert [fastavro.schemaless_reader(io.BytesIO(b), parsed) for b in written] == [
         {**{k: (v[i] if isinstance(v, list) and k != "members" else v) for k, v in columns.items()}}
         for i in range(2)]
+
+
+def test_an_autopilot_on_a_pipeline_of_several_models_is_refused_in_one_line(folder: Path) -> None:
+    (folder / "sensors.toml").write_text(ROUTED + '\n[autopilot]\ntrainer = "my.trainers:train"\n')
+    with pytest.raises(PipelineError) as refused:
+        load_pipeline("sensors")
+    assert "\n" not in str(refused.value)
+    assert "pipeline sensors" in str(refused.value) and "[autopilot] retrains the one model" in str(refused.value)
+    (folder / "sensors.toml").write_text(SENSOR_TOML + '\n[autopilot]\ntrainer = "my.trainers:train"\n')
+    assert load_pipeline("sensors").autopilot is not None  # one model: fine
