@@ -108,7 +108,9 @@ def publish_records(settings: Settings, records: list[tuple[str, ModelRecord | N
     """
     check_model_topic(settings)
     outcome: list[KafkaError | None] = []
-    producer = make_producer(settings, message_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000), linger_ms=0)
+    # the flush sends at once; the linger keeps the records from leaving one by one before it, so they
+    # travel in one batch and reach a scorer in one fetch
+    producer = make_producer(settings, message_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000), linger_ms=1000)
     for name, record in records:
         value = topic_serdes(settings).models.encode(record) if record is not None else None
         producer.produce(

@@ -109,8 +109,12 @@ class ModelSubscriber:
             self._bootstrap(consumer, ends)
             while not self._stop.is_set():
                 msg = consumer.poll(self._poll_timeout())
-                if msg is not None:
+                while msg is not None:
+                    # every record already fetched before one is applied: records published together (a
+                    # challenger's own record, then the champion's naming it) are one change, and only
+                    # the last per name is the desired state
                     self._on_message(msg)
+                    msg = consumer.poll(0)
                 self._retry_pending()
                 self._quarantine()
         except Exception:  # the scorer must keep serving what it has; log loudly and retry

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from edml.model_topic.history import desired_records
 from edml.model_topic.publisher import publish_model
 from edml.schemas.records import Prediction
 from edml.schemas.serde import prediction_serde
@@ -150,36 +151,46 @@ def _up(scorer: ScorerProcess) -> bool:
     return True
 
 
+class Traffic:
+    """Trips produced at ~500/s in the background until the block ends, so a model change happens under traffic."""
+
+    def __init__(self, settings: Settings, seed: int) -> None:
+        self.settings, self.pool = settings, generate_trips(30_000, seed=seed)
+        self.trips: list = []  # the trips produced so far
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._produce)
+
+    def _produce(self) -> None:
+        try:
+            for i in range(0, len(self.pool), 250):
+                if self._stop.is_set():
+                    return
+                produce_trips(self.settings, self.pool[i:i + 250], rate=500)
+                self.trips.extend(self.pool[i:i + 250])
+        except BaseException as e:  # noqa: BLE001 - raised when the block ends
+            self._errors.append(e)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        assert not self._errors, self._errors
+
+
 def test_model_swap_while_trips_flow(settings: Settings, trained_model_dir: Path, trained_model_dir_v2: Path) -> None:
     publish(settings, trained_model_dir, "v1")
-    pool = generate_trips(30_000, seed=14)
-    trips: list = []  # the trips produced: ~500/s until v2 has scored some, so the swap happens under traffic
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def traffic() -> None:
-        try:
-            for i in range(0, len(pool), 250):
-                if stop.is_set():
-                    return
-                produce_trips(settings, pool[i:i + 250], rate=500)
-                trips.extend(pool[i:i + 250])
-        except BaseException as e:  # noqa: BLE001 - reported by the test below
-            errors.append(e)
-
     scorer = ScorerProcess(settings).start()
     try:
         scorer.wait_healthy()
-        producing = threading.Thread(target=traffic)
-        producing.start()
-        try:
+        with Traffic(settings, seed=14) as traffic:
             wait_until(lambda: len(predictions(settings)) >= 500, 60, message=scorer.log())
             publish(settings, trained_model_dir_v2, "v2")
             wait_until(lambda: any(p.model_version == "v2" for p in predictions(settings)), 120, message=scorer.log())
-        finally:
-            stop.set()
-            producing.join()
-        assert not errors, errors
+        trips = traffic.trips
         wait_until(lambda: len({p.trip_id for p in predictions(settings)}) >= len(trips), 120, message=scorer.log())
     finally:
         scorer.stop()
@@ -198,6 +209,32 @@ def test_model_swap_while_trips_flow(settings: Settings, trained_model_dir: Path
         if version == "v2":
             seen_v2.add(m.partition)
         assert not (version == "v1" and m.partition in seen_v2), f"v1 after v2 on partition {m.partition}"
+
+
+def test_a_challenger_published_with_its_champions_record_never_scores_as_champion(
+        settings: Settings, trained_model_dir: Path, trained_model_dir_v2: Path) -> None:
+    # the candidate's own record, then the champion's naming it, in one flush (as edml autopilot
+    # publishes a shadow challenger): the scorer applies them as one change
+    publish(settings, trained_model_dir, "v1")
+    scorer = ScorerProcess(settings).start()
+    try:
+        scorer.wait_healthy()
+        with Traffic(settings, seed=16) as traffic:
+            wait_until(lambda: len(predictions(settings)) >= 500, 60, message=scorer.log())
+            v1 = desired_records(settings)[NAME]
+            publish_model(settings, trained_model_dir_v2, NAME, version="v2", force=True,
+                          then=lambda _v2: [dataclasses.replace(v1, challengers=["v2"])])
+            wait_until(lambda: len(predictions(settings, settings.topics.shadow_predictions)) >= 500, 120,
+                       message=scorer.log())
+        trips = traffic.trips
+        wait_until(lambda: len({p.trip_id for p in predictions(settings)}) >= len(trips), 120, message=scorer.log())
+    finally:
+        scorer.stop()
+    served = predictions(settings)
+    shadow = predictions(settings, settings.topics.shadow_predictions)
+    print(f"[challenger] trips={len(trips)} champion={len(served)} shadow={len(shadow)}")
+    assert {(p.model_version, p.role) for p in served} == {("v1", "champion")}
+    assert {(p.model_version, p.role) for p in shadow} == {("v2", "challenger")}
 
 
 def test_restart_with_v1_then_v2_on_topic_never_scores_v1(settings: Settings, trained_model_dir: Path,
