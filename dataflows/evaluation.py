@@ -23,7 +23,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from edml.evaluation.config import EvaluationConfig
-from edml.evaluation.drift import DriftFeatures, Reference
+from edml.evaluation.drift import DriftFeatures, Reference, References
 from edml.evaluation.judged import JudgedPipeline, judged_pipeline, model_signatures, prediction_writers
 from edml.evaluation.operators import drift_alerts, join_keys, kafka_records, score_windows, to_kafka
 
@@ -33,8 +33,9 @@ from edml.pipelines.declaration import DEFAULT_PIPELINE
 
 
 def build_flow(
-    settings: Settings, config: EvaluationConfig, judged: JudgedPipeline, reference: Reference | None = None,
-    drift: DriftFeatures | None = None, tail: bool = True, refresh: Callable[[], list[dict[str, Any]]] | None = None,
+    settings: Settings, config: EvaluationConfig, judged: JudgedPipeline,
+    reference: Reference | References | None = None, drift: DriftFeatures | None = None, tail: bool = True,
+    refresh: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> Dataflow:
     """The evaluation dataflow of ``judged`` (``settings``: the pipeline's); ``tail=False`` stops at the end of
     the input topics (tests, backfills). Drift is checked when both ``reference`` and ``drift`` are given.
@@ -84,7 +85,7 @@ def drift_features(bound: BoundPipeline) -> DriftFeatures:
 
 
 def pipeline_flow(
-    settings: Settings, config: EvaluationConfig, bound: BoundPipeline, reference: Reference | None = None,
+    settings: Settings, config: EvaluationConfig, bound: BoundPipeline, reference: Reference | References | None = None,
     tail: bool = True,
 ) -> Dataflow:
     """The evaluation dataflow of ``bound`` (``settings``: the pipeline's), its prediction writers read from the

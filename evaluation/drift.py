@@ -22,7 +22,9 @@ and would always differ from a whole-day reference.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from edml.schemas.records import DriftAlert
 
 from edml.core.errors import OperatorError
 
+log = logging.getLogger("edml.evaluation")
 EPSILON = 1e-4
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -199,6 +202,81 @@ class Reference:
         return Reference(self.source, kept)
 
 
+class References:
+    """The references windows are compared with: the serving champion's, and earlier ones windows still count in.
+
+    A window is counted in the bins of the reference that was current when its first observation
+    came, and compared with that same reference when it closes: a champion promoted in the middle of
+    a window does not mix two binnings, and windows opened after it are measured against the new
+    champion's reference. ``swap`` (from a thread following the model topic) changes the current one.
+    """
+
+    def __init__(self, current: Reference) -> None:
+        self._lock = threading.Lock()
+        self._known = {current.source: current}
+        self._current = current.source
+
+    @property
+    def current(self) -> Reference:
+        """The reference new windows are counted with."""
+        with self._lock:
+            return self._known[self._current]
+
+    def get(self, source: str) -> Reference | None:
+        """The reference named ``source``, if this process knows it."""
+        with self._lock:
+            return self._known.get(source)
+
+    def swap(self, reference: Reference) -> bool:
+        """Make ``reference`` the current one (the earlier ones stay known); False when it already was."""
+        with self._lock:
+            if reference.source == self._current:
+                return False
+            self._known[reference.source] = reference
+            self._current = reference.source
+            return True
+
+    def for_window(self, window_ms: int, seasonal: Mapping[str, int] | None = None) -> References:
+        """A view without the seasonal features a window of ``window_ms`` cannot compare; it follows the swaps."""
+        return _WindowView(self, window_ms, seasonal or {})
+
+
+class _WindowView(References):
+    """:meth:`References.for_window`: the parent's references, narrowed to a window length when read."""
+
+    def __init__(self, parent: References, window_ms: int, seasonal: Mapping[str, int]) -> None:
+        # no super().__init__: the parent holds the references, this view only their narrowed copies
+        self._lock = threading.Lock()
+        self._known: dict[str, Reference] = {}
+        self._parent, self._window_ms, self._seasonal = parent, window_ms, dict(seasonal)
+
+    def _narrow(self, reference: Reference) -> Reference:
+        with self._lock:
+            found = self._known.get(reference.source)
+            if found is None:
+                found = self._known[reference.source] = reference.for_window(self._window_ms, self._seasonal)
+            return found
+
+    @property
+    def current(self) -> Reference:
+        """The parent's current reference, narrowed."""
+        return self._narrow(self._parent.current)
+
+    def get(self, source: str) -> Reference | None:
+        """The parent's reference named ``source``, narrowed."""
+        found = self._parent.get(source)
+        return None if found is None else self._narrow(found)
+
+    def swap(self, reference: Reference) -> bool:
+        """Swap the parent's current reference."""
+        return self._parent.swap(reference)
+
+
+def as_references(reference: Reference | References) -> References:
+    """``reference`` as :class:`References` (a fixed reference never swaps)."""
+    return reference if isinstance(reference, References) else References(reference)
+
+
 def parse_reference(data: Any, source: str, known: Collection[str] | None = None) -> Reference:
     """A :class:`Reference` from the JSON of ``reference.json``; features not in ``known`` are ignored."""
     if not isinstance(data, dict):
@@ -245,6 +323,7 @@ class DriftCounts:
 
     count: int = 0
     bins: dict[str, list[int]] = field(default_factory=dict)
+    reference: str = ""  # the source of the reference whose bins these are (set by the first observation)
 
 
 @dataclass(frozen=True)
@@ -258,23 +337,39 @@ class DriftReading:
     psi: float | None
     expected: dict[str, float]
     actual: dict[str, float]
+    reference: str = ""  # the source of the reference it was compared with
 
 
 class DriftAccumulator:
-    """Counts observations (input events or labels) into the reference bins of their features."""
+    """Counts observations (input events or labels) into the reference bins of their features.
 
-    def __init__(self, reference: Reference) -> None:
-        self.reference = reference
+    A window's counts use the reference that was current at its first observation (see :class:`References`).
+    """
+
+    def __init__(self, reference: Reference | References) -> None:
+        self.references = as_references(reference)
 
     def empty(self) -> DriftCounts:
         """No events yet."""
         return DriftCounts()
 
+    def _reference_of(self, acc: DriftCounts) -> Reference:
+        if not acc.reference:  # a new window (or one counted before windows named their reference)
+            acc.reference = self.references.current.source
+        found = self.references.get(acc.reference)
+        if found is None:  # counted before a restart, with a reference this process does not know
+            found = self.references.current
+            log.warning("a drift window counted against %s, no longer known, is counted again against %s",
+                        acc.reference, found.source)
+            acc.count, acc.bins, acc.reference = 0, {}, found.source
+        return found
+
     def add(self, acc: DriftCounts, item: Observation) -> None:
         """Count one observation in each of its features' bins."""
+        reference = self._reference_of(acc)
         acc.count += 1
         for feature, value in item.values.items():
-            ref = self.reference.features.get(feature)
+            ref = reference.features.get(feature)
             if ref is None:
                 continue
             counts = acc.bins.get(feature)
@@ -285,18 +380,22 @@ class DriftAccumulator:
 
     def copy(self, acc: DriftCounts) -> DriftCounts:
         """An independent copy."""
-        return DriftCounts(acc.count, {f: list(c) for f, c in acc.bins.items()})
+        return DriftCounts(acc.count, {f: list(c) for f, c in acc.bins.items()}, acc.reference)
 
 
 def readings(
-    reference: Reference, min_per_bin: int
+    reference: Reference | References, min_per_bin: int
 ) -> Callable[[int, int, DriftCounts, int], list[DriftReading]]:
-    """The window emitter of the drift check: one reading per feature."""
+    """The window emitter of the drift check: one reading per feature, against the window's own reference."""
+    references = as_references(reference)
 
     def emit(start: int, end: int, acc: DriftCounts, revision: int) -> list[DriftReading]:
+        window_reference = references.get(acc.reference) if acc.reference else references.current
+        if window_reference is None:
+            return []  # counted against a reference this process no longer knows: nothing to compare with
         out = []
         for feature, counts in acc.bins.items():
-            ref = reference.features[feature]
+            ref = window_reference.features[feature]
             total = sum(counts)
             actual = [c / total for c in counts]
             expected = list(ref.expected) + [0.0] * (len(counts) - len(ref.expected))
@@ -305,6 +404,7 @@ def readings(
                 DriftReading(
                     feature, start, end, total, value,
                     dict(zip(ref.labels, expected, strict=True)), dict(zip(ref.labels, actual, strict=True)),
+                    window_reference.source,
                 )
             )
         return out
@@ -312,8 +412,8 @@ def readings(
     return emit
 
 
-def alert_for(reading: DriftReading, threshold: float, source: str) -> DriftAlert | None:
-    """An alert when the reading's PSI is above ``threshold``."""
+def alert_for(reading: DriftReading, threshold: float, source: str | None = None) -> DriftAlert | None:
+    """An alert when the reading's PSI is above ``threshold``, naming ``source`` or the reading's reference."""
     if reading.psi is None or reading.psi <= threshold:
         return None
     return DriftAlert(
@@ -323,7 +423,7 @@ def alert_for(reading: DriftReading, threshold: float, source: str) -> DriftAler
         window_start=reading.window_start,
         window_end=reading.window_end,
         count=reading.count,
-        reference=source,
+        reference=source or reading.reference,
         expected=reading.expected,
         actual=reading.actual,
     )

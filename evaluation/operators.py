@@ -21,7 +21,15 @@ from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, Ka
 from bytewax.dataflow import Dataflow, Stream, operator
 from edml.evaluation import metrics
 from edml.evaluation.config import EvaluationConfig
-from edml.evaluation.drift import DriftAccumulator, DriftReading, Observation, Reference, alert_for, readings
+from edml.evaluation.drift import (
+    DriftAccumulator,
+    DriftReading,
+    Observation,
+    Reference,
+    References,
+    alert_for,
+    readings,
+)
 from edml.evaluation.join import EVALUATED, KeyJoin, Label, Scored, shard_of
 from edml.evaluation.windows import ErrorAccumulator, TumblingWindows, WindowSpec, emit_score_window, score_key
 from edml.schemas.records import DeadLetter, DriftAlert, Evaluation, ScoreWindow
@@ -131,10 +139,11 @@ def score_windows(
 
 @operator
 def drift_alerts(
-    step_id: str, events: Stream[Observation], labels: Stream[Observation], reference: Reference,
+    step_id: str, events: Stream[Observation], labels: Stream[Observation], reference: Reference | References,
     seasonal: dict[str, int], config: EvaluationConfig,
 ) -> Stream[DriftAlert]:
-    """PSI of each feature per window against the reference; an alert above the threshold."""
+    """PSI of each feature per window against the reference (the champion's when it swaps); an alert above the
+    threshold names the reference it was measured against."""
     reference = reference.for_window(config.drift_window_ms, seasonal)
     # inputs are windowed by the event's time, the target by the label's time: two keys
     keyed = op.merge("both", op.key_on("inputs", events, lambda o: o.side),
@@ -149,7 +158,7 @@ def drift_alerts(
     found = op.key_rm("unkey", op.stateful_batch("windows", keyed, build))
 
     def to_alert(reading: DriftReading) -> DriftAlert | None:
-        alert = alert_for(reading, config.psi_threshold, reference.source)
+        alert = alert_for(reading, config.psi_threshold)
         metrics.record_reading(reading, alerted=alert is not None)
         return alert
 

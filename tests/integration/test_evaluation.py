@@ -416,3 +416,25 @@ def test_a_reference_without_known_features_is_refused_in_one_line(tmp_path: Pat
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "no known feature" in result.stderr
+
+
+def test_the_drift_check_follows_a_promoted_champion(settings: Settings, trained_model_dir: Path,
+                                                     trained_model_dir_v2: Path) -> None:
+    from edml.evaluation.champion_reference import ChampionFollower, champion_reference
+    from edml.evaluation.drift import References
+    from edml.model_topic.publisher import publish_model
+
+    from edml.pipelines.bound import open_pipeline
+
+    known = drift_features(open_pipeline("taxi", settings)).names
+    publish_model(settings, trained_model_dir, "trip-duration", version="v1", force=True)
+    first = champion_reference(settings, known)
+    assert first is not None and first.source == "trip-duration v1" and "duration_s" in first.features
+    references = References(first)
+    follower = ChampionFollower(settings, references, known)
+    assert not follower.check()  # still v1
+    publish_model(settings, trained_model_dir_v2, "trip-duration", version="v2", force=True)
+    assert follower.check() and references.current.source == "trip-duration v2"
+    assert references.current.features["duration_s"] != first.features["duration_s"]  # v2's own distributions
+    assert references.get("trip-duration v1") == first  # windows opened under v1 still compare with it
+    assert not follower.check()

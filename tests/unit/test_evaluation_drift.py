@@ -14,6 +14,7 @@ from edml.evaluation.drift import (
     DriftAccumulator,
     DriftFeatures,
     Observation,
+    References,
     alert_for,
     load_reference,
     numeric_reference,
@@ -159,3 +160,50 @@ def test_an_alert_carries_the_window_and_both_distributions() -> None:
     last = ref.features["duration_s"].labels[-1]
     assert last.startswith(">") and alert.actual[last] == 1.0 and json.dumps(alert.expected)
     assert alert_for(reading, alert.psi + 1, ref.source) is None
+
+
+def test_after_a_swap_new_windows_are_measured_against_the_new_champions_reference() -> None:
+    old = parse_reference({"duration_s": numeric_reference(np.linspace(100, 1000, 500))}, "model v1")
+    new = parse_reference({"duration_s": numeric_reference(np.linspace(200, 2000, 500))}, "model v2")
+    references = References(old)
+    acc, emit = DriftAccumulator(references), readings(references, 10)
+    slow = [Observation("target", i, {"duration_s": 200.0 + 3.6 * i}) for i in range(500)]  # like v2's data
+
+    opened_before = acc.empty()
+    acc.add(opened_before, slow[0])
+    assert references.swap(new) and not references.swap(new)
+    opened_after = acc.empty()
+    for o in slow[1:]:
+        acc.add(opened_before, o)
+        acc.add(opened_after, o)
+    [before] = emit(0, DAY, opened_before, 0)
+    [after] = emit(0, DAY, opened_after, 0)
+    # the window opened under v1 keeps v1's bins and is compared with v1: the traffic moved away from it
+    assert before.reference == "model v1" and before.psi is not None and before.psi > 0.25
+    alert = alert_for(before, 0.25)
+    assert alert is not None and alert.reference == "model v1"
+    # the window opened after the swap is counted in v2's bins: the traffic is what v2 learned
+    assert after.reference == "model v2" and after.psi is not None and after.psi < 0.1
+    assert alert_for(after, 0.25) is None
+
+
+def test_a_window_counted_against_a_reference_no_longer_known_is_counted_again() -> None:
+    old = parse_reference({"duration_s": numeric_reference(np.linspace(100, 1000, 500))}, "model v1")
+    new = parse_reference({"duration_s": numeric_reference(np.linspace(200, 2000, 500))}, "model v2")
+    restored = DriftAccumulator(old).empty()
+    DriftAccumulator(old).add(restored, Observation("target", 0, {"duration_s": 500.0}))
+    assert restored.reference == "model v1" and restored.count == 1
+    after_restart = DriftAccumulator(References(new))  # a process that only knows the new champion
+    after_restart.add(restored, Observation("target", 1, {"duration_s": 700.0}))
+    assert (restored.reference, restored.count, sum(restored.bins["duration_s"])) == ("model v2", 1, 1)
+
+
+def test_a_narrowed_view_follows_the_swaps_of_its_references() -> None:
+    day = {"pickup_hour": {"kind": "categorical", "fractions": {str(h): 1 / 24 for h in range(24)}},
+           "duration_s": numeric_reference(np.linspace(100, 1000, 50))}
+    references = References(parse_reference(day, "model v1"))
+    view = references.for_window(6 * 3_600_000, TAXI.seasonal)
+    assert set(view.current.features) == {"duration_s"} and view.current.source == "model v1"
+    assert view.swap(parse_reference(day, "model v2"))
+    assert references.current.source == "model v2" and set(view.current.features) == {"duration_s"}
+    assert view.get("model v1") is not None and view.get("model v3") is None

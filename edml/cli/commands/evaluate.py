@@ -33,24 +33,19 @@ ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name (defau
 
 def _reference(settings: Settings, path: Path | None, drift: bool, known: set[str]):  # noqa: ANN202 - Reference
     """The drift reference: the given file, else the desired model's manifest; None turns drift off."""
-    from edml.evaluation.drift import load_reference, parse_reference
+    from edml.evaluation.champion_reference import champion_reference
+    from edml.evaluation.drift import load_reference
 
     if not drift:
         return None
     if path is not None:
         return load_reference(path, known)
     try:
-        from edml.model_topic.artifact import read_manifest
-        from edml.model_topic.publisher import desired_records
-        from edml.model_topic.stores import fetch_artifact
-
-        record = desired_records(settings).get(settings.model_name)
-        if record is None:
+        reference = champion_reference(settings, known)
+        if reference is None:
             log.warning("no desired %s model on %s: drift check off (pass --reference)", settings.model_name,
                         settings.topics.models)
-            return None
-        manifest = read_manifest(fetch_artifact(record.artifact_uri))
-        return parse_reference(manifest.reference, f"{record.model_name} {record.version}", known)
+        return reference
     except OperatorError:
         raise
     except Exception as e:  # the evaluation still runs; only the drift check needs the reference
@@ -138,6 +133,13 @@ def evaluate(
     check_cluster_port(run.addresses, run.process_id)
     start_metrics(run.metrics_port, lambda: True, settings.metrics_host)
     recovery_cfg = recovery_config(settings, "evaluation", process_id) if recovery else None
+    if drift_reference is not None and reference is None and not stop_at_end:
+        # the champion's reference: a promoted champion's replaces it for the windows that open after
+        from edml.evaluation.champion_reference import ChampionFollower
+        from edml.evaluation.drift import References
+
+        drift_reference = References(drift_reference)
+        ChampionFollower(settings, drift_reference, features.names).start()
     flow = pipeline_flow(settings, eval_config, bound, drift_reference, tail=not stop_at_end)
     # Bytewax's Kafka source does not watch STOP, and an input that ends flushes the open windows
     run_flow(flow, run, recovery_cfg, sources_honour_stop=False)
