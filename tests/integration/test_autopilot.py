@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from edml.schemas.records import Prediction
 from edml.schemas.serde import prediction_serde
 from edml.trainer.generator import DEFAULT_START_MS, Drift, TripColumns, generate_columns
 from edml.trainer.records import dropoff_serde, trip_serde
+from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from edml.autopilot.controller import Controller
@@ -208,6 +210,201 @@ def test_a_candidate_worse_than_the_champion_is_refused_by_the_replay_gate(setti
     assert gate.details["passed"] == "false" and gate.figures["candidate_loss"] > gate.figures["champion_loss"]
     assert decision.details["decision"] == "refused" and "replay gate refused" in decision.reason
     assert candidates_published(settings) == [] and desired_records(settings)[NAME].challengers == []
+
+
+# --- too few labelled events: the trigger waits for them ----------------------------------------
+
+
+def test_a_trigger_short_of_labelled_events_waits_for_them_without_a_cool_down(settings: Settings,
+                                                                               v1_dir: Path) -> None:
+    clock = Clock()
+    bound = taxi(schedule_ms=1000, cooldown_ms=H, min_rows=300, tolerance=100.0)
+    publish_v1(settings, v1_dir)
+    produce_trips(settings, generate_columns(120, seed=81, start_ms=T0, span_days=1))
+    controller = Controller(settings, bound, poll_s=0.1, clock=clock)
+    controller.tick()
+    assert steps(settings) == ["trigger", "data"]
+    assert "fewer than min_rows 300: waiting up to 3600 s" in read_history(settings, "taxi")[-1].reason
+    assert load_progress(settings.state_dir).phase == "waiting"
+    clock.now += 600
+    controller.tick()  # nothing new recorded: no new event
+    assert steps(settings) == ["trigger", "data"]
+
+    clock.now += 3000  # a cool-down after the trigger, still too few: skipped, and no cool-down starts
+    controller.tick()
+    assert steps(settings) == ["trigger", "data", "data", "decision"]
+    skipped = read_history(settings, "taxi")[-1]
+    assert skipped.details["decision"] == "skipped" and "only 120 labelled events" in skipped.reason
+    assert "waited 3600 s" in skipped.reason
+    assert load_progress(settings.state_dir).last_end_ms is None
+
+    controller.tick()  # the schedule is due again at once: a new run, which waits too
+    assert steps(settings)[4:] == ["trigger", "data"]
+    produce_trips(settings, generate_columns(400, seed=82, start_ms=T0 + 2 * H, span_days=0.5))
+    clock.now += 60
+    controller.tick()  # the traffic arrived while the trigger was pending: the run goes on
+    history = read_history(settings, "taxi")
+    assert [e.step for e in history][4:] == ["trigger", "data", "data", "trained", "gate", "published"]
+    assert history[-4].figures["labelled"] == 520 and len({e.run_id for e in history[4:]}) == 1
+    assert candidates_published(settings) == [load_progress(settings.state_dir).candidate]
+
+
+# --- shadow: retired when worse, or past its time limit; signed records ------------------------
+
+
+def run_folder(settings: Settings) -> Path:
+    """The model folder the current run trained."""
+    return settings.state_dir / "autopilot" / "runs" / load_progress(settings.state_dir).run_id / "model"
+
+
+def test_a_candidate_that_passes_the_gate_but_is_worse_in_shadow_is_retired(settings: Settings, v1_dir: Path) -> None:
+    # shuffled labels, let through by a lenient gate: the shadow windows are what judges it
+    bound = taxi(trainer="tests.helpers.autopilot_trainers:train_on_shuffled_labels", schedule_ms=1000,
+                 tolerance=100.0, params={"epochs": 2})
+    publish_v1(settings, v1_dir)
+    produce_trips(settings, generate_columns(1600, seed=61, start_ms=T0, span_days=1))
+    controller = Controller(settings, bound, poll_s=0.1)
+    controller.tick()
+    assert steps(settings) == ["trigger", "data", "trained", "gate", "published"], steps(settings)
+    candidate = load_progress(settings.state_dir).candidate
+    assert desired_records(settings)[NAME].challengers == [candidate]
+
+    next_day = generate_columns(1500, seed=62, start_ms=T0 + DAY, span_days=1)
+    produce_trips(settings, next_day)
+    produce_predictions(settings, next_day, v1_dir, "v1", "champion")
+    produce_predictions(settings, next_day, run_folder(settings), candidate, "challenger")
+    evaluate(settings, bound)
+    controller.tick()
+
+    history = read_history(settings, "taxi")
+    assert [e.step for e in history][5:] == ["windows", "decision"], [e.step for e in history]
+    windows, decision = history[5:]
+    print(f"[autopilot] {decision.reason}")
+    assert windows.figures["windows"] >= 3 and windows.figures["candidate_loss"] > windows.figures["champion_loss"]
+    assert decision.details["decision"] == "retired" and decision.reason.startswith(f"{candidate} retired: ")
+    assert decision.figures["candidate_loss"] > decision.figures["champion_loss"]
+    desired = desired_records(settings)[NAME]
+    assert (desired.version, desired.challengers) == ("v1", [])  # the scorers stop scoring it in shadow
+    assert candidates_published(settings) == [candidate]
+    assert load_progress(settings.state_dir).phase == "idle"
+
+
+def test_a_signed_candidate_without_its_windows_is_retired_at_the_shadow_time_limit(
+        settings: Settings, v1_dir: Path, tmp_path: Path) -> None:
+    from edml.model_topic.signing import generate_keys, verify_record
+
+    from edml.scoring.trust import record_check
+
+    private, public = generate_keys(tmp_path / "keys")
+    signed = dataclasses.replace(settings, model_public_key=str(public))  # what the scorers are given
+    publish_model(signed, v1_dir, NAME, version="v1", signing_key=private)
+    produce_trips(signed, generate_columns(1600, seed=71, start_ms=T0, span_days=1))
+    clock = Clock()
+    bound = taxi(schedule_ms=1000, tolerance=100.0, shadow_timeout_ms=2 * H)
+    controller = Controller(signed, bound, poll_s=0.1, signing_key=str(private), clock=clock)
+    controller.tick()
+    published = read_history(signed, "taxi")[-1]
+    candidate = load_progress(signed.state_dir).candidate
+    assert published.step == "published" and "(signed)" in published.reason
+
+    check = record_check(signed)
+    assert check is not None
+    written = record_history(signed, NAME)[1:]  # after v1: what the controller wrote
+    assert [(r.version, r.challengers) for r in written] == [(candidate, []), ("v1", [candidate])]
+    for record in written:
+        verify_record(record, public.read_bytes())
+        check(record)  # a scorer with model_public_key set accepts it
+
+    clock.now += 2 * 3600 - 60  # no live windows yet (the scorer has not scored it): it goes on waiting
+    controller.tick()
+    assert read_history(signed, "taxi")[-1].step == "published"
+    clock.now += 60
+    controller.tick()
+    decision = read_history(signed, "taxi")[-1]
+    print(f"[autopilot] {decision.reason}")
+    assert decision.step == "decision" and decision.details["decision"] == "retired"
+    assert f"{candidate} retired: 0 of 3 live windows in 7200 s in shadow" in decision.reason
+    assert decision.figures == {"windows": 0.0, "wanted": 3.0}
+    champion = desired_records(signed)[NAME]
+    assert (champion.version, champion.challengers) == ("v1", [])
+    verify_record(champion, public.read_bytes())
+    check(champion)
+    assert load_progress(signed.state_dir).phase == "idle"
+
+
+# --- a run that fails ----------------------------------------------------------------------------
+
+
+class Clock:
+    """The controller's injectable clock: tests move it forward instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _decisions(decision: str) -> float:
+    labels = {"pipeline": "taxi", "decision": decision}
+    return REGISTRY.get_sample_value("edml_autopilot_decisions_total", labels) or 0.0
+
+
+@pytest.mark.parametrize(("trainer", "stage", "words"), [
+    ("train_and_raise", "training", "RuntimeError: cannot train on 450 rows: the loss is NaN after epoch 1"),
+    ("return_an_empty_folder", "training", "CandidateError: tests.helpers.autopilot_trainers:return_an_empty_folder "
+                                           "returned PosixPath("),
+    ("write_a_corrupt_saved_model", "gate", "ModelUnavailable: "),
+])
+def test_a_run_that_fails_ends_failed_cools_down_and_leaves_the_champion_alone(
+        settings: Settings, v1_dir: Path, trainer: str, stage: str, words: str) -> None:
+    publish_v1(settings, v1_dir)
+    v1 = desired_records(settings)[NAME]
+    produce_trips(settings, generate_columns(600, seed=51, start_ms=T0, span_days=1))
+    clock = Clock()
+    bound = taxi(trainer=f"tests.helpers.autopilot_trainers:{trainer}", schedule_ms=1000, cooldown_ms=H, params={})
+    controller = Controller(settings, bound, poll_s=0.1, clock=clock)
+    failed_before = _decisions("failed")
+    controller.tick()
+    history = read_history(settings, "taxi")
+    expected = ["trigger", "data", "failed"] if stage == "training" else ["trigger", "data", "trained", "failed"]
+    assert [e.step for e in history] == expected
+    failed = history[-1]
+    print(f"[autopilot] {failed.reason}")
+    assert failed.details == {"decision": "failed", "stage": stage, "error": words.split(":")[0]}
+    assert words in failed.reason and failed.reason.endswith("nothing published")
+    assert "\n" not in failed.reason and "Traceback" not in failed.reason
+    assert _decisions("failed") == failed_before + 1
+    progress = load_progress(settings.state_dir)
+    assert progress.phase == "idle" and progress.last_end_ms == int(clock.now * 1000)
+    assert candidates_published(settings) == [] and desired_records(settings)[NAME] == v1
+
+    clock.now += 30 * 60  # the schedule is due again, but the cool-down holds it
+    controller.tick()
+    assert len(read_history(settings, "taxi")) == len(history)
+    clock.now += 31 * 60  # the cool-down is over: the next run (which fails the same way)
+    controller.tick()
+    assert [e.step for e in read_history(settings, "taxi")][len(history):][0] == "trigger"
+    assert candidates_published(settings) == [] and desired_records(settings)[NAME] == v1
+
+
+def test_the_loop_outlives_failing_runs(settings: Settings, v1_dir: Path) -> None:
+    publish_v1(settings, v1_dir)
+    produce_trips(settings, generate_columns(600, seed=52, start_ms=T0, span_days=1))
+    bound = taxi(trainer="tests.helpers.autopilot_trainers:train_and_raise", schedule_ms=1, cooldown_ms=0)
+    controller = Controller(settings, bound, poll_s=0.05)
+    stop = threading.Event()
+    loop = threading.Thread(target=controller.run, args=(stop,))
+    loop.start()
+    try:
+        deadline = time.monotonic() + 60
+        while steps(settings).count("failed") < 3 and time.monotonic() < deadline and loop.is_alive():
+            time.sleep(0.1)
+        assert loop.is_alive() and steps(settings).count("failed") >= 3, steps(settings)
+    finally:
+        stop.set()
+        loop.join(30)
+    assert not loop.is_alive() and candidates_published(settings) == []
 
 
 # --- kill -9 while training --------------------------------------------------------------------
