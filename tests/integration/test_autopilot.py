@@ -1,5 +1,8 @@
 """edml autopilot against the real broker: drift -> a new champion; no drift -> nothing; a worse candidate is
-refused; a kill -9 while training -> one publication at most.
+refused by the gate or retired after its shadow windows; a kill -9 while training -> one publication at
+most; a run that fails ends failed; a trigger short of labelled events waits for them; a challenger
+without windows is retired at the shadow time limit, its records signed; the moderation pipeline
+(binary labels, text) retrained on recorded comments and promoted.
 
 Traffic is the taxi generator's (small, compressed in event time); the champion v1 learned the city
 before traffic slowed (``Drift(slowdown=1.0)``: every trip takes twice as long). The drift alerts
@@ -32,6 +35,7 @@ from edml.model_topic.stores import fetch_artifact
 from edml.schemas.records import Prediction
 from edml.schemas.serde import prediction_serde
 from edml.trainer.generator import DEFAULT_START_MS, Drift, TripColumns, generate_columns
+from edml.trainer.moderation.comments import GeneratedComment, generate_comments
 from edml.trainer.records import dropoff_serde, trip_serde
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
@@ -43,7 +47,7 @@ from edml.cli import app
 from edml.core.config import Settings
 from edml.kafka.clients import make_producer
 from edml.pipelines.autopilot import AutopilotDeclaration
-from edml.pipelines.bound import BoundPipeline, bind_pipeline
+from edml.pipelines.bound import BoundPipeline, bind_pipeline, pipeline_settings
 from edml.pipelines.declaration import BUILT_IN_DIR, load_pipeline
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -330,6 +334,90 @@ def test_a_signed_candidate_without_its_windows_is_retired_at_the_shadow_time_li
     verify_record(champion, public.read_bytes())
     check(champion)
     assert load_progress(signed.state_dir).phase == "idle"
+
+
+# --- the moderation pipeline: binary labels, text input ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def weak_moderation_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A moderation champion that saw few comments: the recorded traffic has more to teach."""
+    from edml.trainer.moderation.train import train_small
+
+    return train_small(tmp_path_factory.mktemp("moderation-v1"), seed=0, n=300, epochs=1).out_dir
+
+
+COMMENTS_START = 1_704_067_200_000  # the comment generator's default: a week from 2024-01-01
+
+
+def test_the_moderation_pipeline_is_retrained_on_recorded_comments_and_decisions(
+        settings: Settings, weak_moderation_v1: Path) -> None:
+    from edml.trainer.moderation.producing import produce_comments
+
+    from edml.kafka.topics import create_topics
+
+    declared = load_pipeline("moderation")
+    assert declared.autopilot is not None  # the built-in declaration, compressed for a test
+    bound = bind_pipeline(dataclasses.replace(declared, autopilot=dataclasses.replace(
+        declared.autopilot, schedule_ms=1000, cooldown_ms=0, min_rows=200, params={"epochs": 3})))
+    s = pipeline_settings(settings, bound.pipeline)
+    create_topics(s)
+    model = s.model_name
+    publish_model(s, weak_moderation_v1, model, version="v1", pipeline=bound)
+    produce_comments(s, generate_comments(1600, seed=91, start_ms=COMMENTS_START), with_decisions=True)
+
+    controller = Controller(s, bound, poll_s=0.1)
+    controller.tick()
+    history = read_history(s, "moderation")
+    for e in history:
+        print(f"[autopilot] moderation {e.step:9} {e.reason} {e.figures}")
+    assert [e.step for e in history] == ["trigger", "data", "trained", "gate", "published"]
+    data, gate = history[1], history[3]
+    assert data.figures["labelled"] == 1600 and data.figures["holdout"] == 320
+    assert gate.details["passed"] == "true" and gate.figures["candidate_loss"] < gate.figures["champion_loss"]
+    candidate = load_progress(s.state_dir).candidate
+    desired = desired_records(s)[model]
+    assert (desired.version, desired.challengers) == ("v1", [candidate])
+    assert [r.version for r in record_history(s, model)] == ["v1", candidate, "v1"]
+
+    # the next day's comments, scored live by both (what the scorer writes), judged by moderators' decisions
+    next_day = generate_comments(900, seed=92, start_ms=COMMENTS_START + 7 * DAY, span_days=1)
+    produce_comments(s, next_day, with_decisions=True)
+    produce_moderation_predictions(s, bound, next_day, weak_moderation_v1, "v1", "champion")
+    produce_moderation_predictions(s, bound, next_day, run_folder(s), candidate, "challenger")
+    run_main(pipeline_flow(s, EvaluationConfig(window_ms=4 * H, lateness_ms=0), bound, tail=False))
+    controller.tick()
+    history = read_history(s, "moderation")
+    windows, decision = history[-2:]
+    print(f"[autopilot] moderation {windows.reason}\n[autopilot] moderation {decision.reason}")
+    assert [e.step for e in history][5:] == ["windows", "decision"]
+    assert windows.figures["windows"] >= 3 and windows.figures["candidate_loss"] < windows.figures["champion_loss"]
+    assert decision.details["decision"] == "promoted"
+    desired = desired_records(s)[model]
+    assert desired.version == candidate and "v1" in desired.challengers
+
+
+def produce_moderation_predictions(s: Settings, bound: BoundPipeline, comments: list[GeneratedComment], model_dir: Path,
+                                   version: str, role: str) -> None:
+    """What the scorer would write for ``version`` (its real SavedModel) on ``comments``."""
+    from edml.model_topic.artifact import read_model_folder
+    from edml.schemas.wire import topic_serdes
+    from edml.trainer.moderation.model import predict_texts
+
+    from edml.pipelines.predictions import prediction_schema
+
+    topic = s.topics.predictions if role == "champion" else s.topics.shadow_predictions
+    schema = prediction_schema(bound.pipeline, bound.key, read_model_folder(model_dir, s.model_name, version).signature)
+    serde = topic_serdes(s).for_schema(topic, schema)
+    p_removed = predict_texts(model_dir / "saved_model", [g.comment.text for g in comments])
+    producer = make_producer(s)
+    for g, p in zip(comments, p_removed, strict=True):
+        c = g.comment
+        producer.produce(topic, key=c.comment_id.encode(), value=serde.encode({
+            "comment_id": c.comment_id, "p_removed": float(p), "model_name": s.model_name, "model_version": version,
+            "event_time": c.created_at, "scored_at": c.created_at + 20, "latency_ms": 20.0, "role": role}))
+        producer.poll(0)
+    assert producer.flush(30) == 0
 
 
 # --- a run that fails ----------------------------------------------------------------------------
