@@ -44,7 +44,7 @@ from edml.core.config import Settings
 from edml.core.errors import OperatorError
 from edml.evaluation.promotion import compare, promote
 from edml.evaluation.scores import read_score_windows
-from edml.kafka.reading import read_to_end
+from edml.kafka.reading import decode_messages, read_to_end
 from edml.model_topic.history import desired_records, record_history
 from edml.model_topic.publisher import publish_model, publish_record
 from edml.pipelines.autopilot import AutopilotDeclaration, TrainingSet
@@ -159,17 +159,12 @@ class Controller:
     # --- idle: triggers -----------------------------------------------------------------------------
 
     def _new_alerts(self) -> list[DriftAlert]:
-        serde = topic_serdes(self.settings).alerts
         messages = read_to_end(self.settings, self.settings.topics.alerts)
         fresh = messages[self.progress.alerts_seen:]
         self.progress.alerts_seen = len(messages)
-        out = []
-        for m in fresh:
-            try:
-                out.append(serde.decode(m.value))
-            except DecodeError as e:
-                log.warning("alerts topic offset %d is not a DriftAlert: %s; skipped", m.offset, e)
-        return out
+        serde = topic_serdes(self.settings).alerts
+        decoded, _ = decode_messages(fresh, serde.decode, DecodeError, log_as="a DriftAlert")
+        return [alert for _, alert in decoded]
 
     def _watch_triggers(self) -> None:
         champion = self._champion()
