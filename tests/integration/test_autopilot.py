@@ -14,6 +14,7 @@ would (see test_evaluation.py).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import signal
 import subprocess
@@ -493,6 +494,32 @@ def test_the_loop_outlives_failing_runs(settings: Settings, v1_dir: Path) -> Non
         stop.set()
         loop.join(30)
     assert not loop.is_alive() and candidates_published(settings) == []
+
+
+def test_the_loop_outlives_a_tick_that_raises(settings: Settings, v1_dir: Path, tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    publish_v1(settings, v1_dir)
+    not_a_folder = tmp_path / "archive"
+    not_a_folder.write_text("an operator's file where the archive should be")
+    controller = Controller(settings, taxi(archive=not_a_folder), poll_s=0.05)
+    stop = threading.Event()
+    loop = threading.Thread(target=controller.run, args=(stop,))
+
+    def failed_ticks() -> int:
+        return sum("autopilot tick of taxi failed" in r.getMessage() for r in caplog.records)
+
+    with caplog.at_level(logging.ERROR, logger="edml.autopilot"):
+        loop.start()
+        try:
+            deadline = time.monotonic() + 60
+            while failed_ticks() < 3 and time.monotonic() < deadline and loop.is_alive():
+                time.sleep(0.05)
+            assert loop.is_alive() and failed_ticks() >= 3
+        finally:
+            stop.set()
+            loop.join(30)
+    assert not loop.is_alive() and steps(settings) == []
+    assert any(r.exc_info for r in caplog.records)  # the traceback is in the log
 
 
 # --- kill -9 while training --------------------------------------------------------------------
