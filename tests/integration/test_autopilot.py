@@ -2,7 +2,7 @@
 refused by the gate or retired after its shadow windows; a kill -9 while training -> one publication at
 most; a run that fails ends failed; a trigger short of labelled events waits for them; a challenger
 without windows is retired at the shadow time limit, its records signed; the moderation pipeline
-(binary labels, text) retrained on recorded comments and promoted.
+(binary labels, text): a spam wave's drift alert -> retrained on recorded comments -> promoted.
 
 Traffic is the taxi generator's (small, compressed in event time); the champion v1 learned the city
 before traffic slowed (``Drift(slowdown=1.0)``: every trip takes twice as long). The drift alerts
@@ -36,7 +36,7 @@ from edml.model_topic.stores import fetch_artifact
 from edml.schemas.records import Prediction
 from edml.schemas.serde import prediction_serde
 from edml.trainer.generator import DEFAULT_START_MS, Drift, TripColumns, generate_columns
-from edml.trainer.moderation.comments import GeneratedComment, generate_comments
+from edml.trainer.moderation.comments import GeneratedComment, Mix, generate_comments
 from edml.trainer.records import dropoff_serde, trip_serde
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
@@ -113,9 +113,10 @@ def produce_predictions(settings: Settings, cols: TripColumns, model_dir: Path, 
 
 def evaluate(settings: Settings, bound: BoundPipeline) -> None:
     """The evaluation dataflow to the end of its topics: drift against the champion's reference, 4 h windows."""
-    record = desired_records(settings)[NAME]
+    record = desired_records(settings)[settings.model_name]
     manifest = read_manifest(fetch_artifact(record.artifact_uri))
-    reference = parse_reference(manifest.reference, f"{NAME} {record.version}", drift_features(bound).names)
+    reference = parse_reference(manifest.reference, f"{record.model_name} {record.version}",
+                                drift_features(bound).names)
     run_main(pipeline_flow(settings, EvaluationConfig(window_ms=4 * H, lateness_ms=0), bound, reference,
                            tail=False))
 
@@ -351,7 +352,7 @@ def weak_moderation_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
 COMMENTS_START = 1_704_067_200_000  # the comment generator's default: a week from 2024-01-01
 
 
-def test_the_moderation_pipeline_is_retrained_on_recorded_comments_and_decisions(
+def test_a_spam_wave_retrains_the_moderation_model_on_recorded_comments_and_decisions(
         settings: Settings, weak_moderation_v1: Path) -> None:
     from edml.trainer.moderation.producing import produce_comments
 
@@ -360,12 +361,14 @@ def test_the_moderation_pipeline_is_retrained_on_recorded_comments_and_decisions
     declared = load_pipeline("moderation")
     assert declared.autopilot is not None  # the built-in declaration, compressed for a test
     bound = bind_pipeline(dataclasses.replace(declared, autopilot=dataclasses.replace(
-        declared.autopilot, schedule_ms=1000, cooldown_ms=0, min_rows=200, params={"epochs": 3})))
+        declared.autopilot, cooldown_ms=0, min_rows=200, params={"epochs": 3})))
     s = pipeline_settings(settings, bound.pipeline)
     create_topics(s)
     model = s.model_name
     publish_model(s, weak_moderation_v1, model, version="v1", pipeline=bound)
-    produce_comments(s, generate_comments(1600, seed=91, start_ms=COMMENTS_START), with_decisions=True)
+    spam_wave = Mix(spam=0.35)  # far more spam than v1 saw: moderators remove far more comments
+    produce_comments(s, generate_comments(1600, seed=91, start_ms=COMMENTS_START, mix=spam_wave), with_decisions=True)
+    evaluate(s, bound)  # the removal rate moved: a drift alert against v1's reference
 
     controller = Controller(s, bound, poll_s=0.1)
     controller.tick()
@@ -373,7 +376,8 @@ def test_the_moderation_pipeline_is_retrained_on_recorded_comments_and_decisions
     for e in history:
         print(f"[autopilot] moderation {e.step:9} {e.reason} {e.figures}")
     assert [e.step for e in history] == ["trigger", "data", "trained", "gate", "published"]
-    data, gate = history[1], history[3]
+    trigger, data, gate = history[0], history[1], history[3]
+    assert trigger.details["kind"] == "drift" and "removed" in trigger.reason
     assert data.figures["labelled"] == 1600 and data.figures["holdout"] == 320
     assert gate.details["passed"] == "true" and gate.figures["candidate_loss"] < gate.figures["champion_loss"]
     candidate = load_progress(s.state_dir).candidate
@@ -382,11 +386,11 @@ def test_the_moderation_pipeline_is_retrained_on_recorded_comments_and_decisions
     assert [r.version for r in record_history(s, model)] == ["v1", candidate, "v1"]
 
     # the next day's comments, scored live by both (what the scorer writes), judged by moderators' decisions
-    next_day = generate_comments(900, seed=92, start_ms=COMMENTS_START + 7 * DAY, span_days=1)
+    next_day = generate_comments(900, seed=92, start_ms=COMMENTS_START + 7 * DAY, span_days=1, mix=spam_wave)
     produce_comments(s, next_day, with_decisions=True)
     produce_moderation_predictions(s, bound, next_day, weak_moderation_v1, "v1", "champion")
     produce_moderation_predictions(s, bound, next_day, run_folder(s), candidate, "challenger")
-    run_main(pipeline_flow(s, EvaluationConfig(window_ms=4 * H, lateness_ms=0), bound, tail=False))
+    evaluate(s, bound)
     controller.tick()
     history = read_history(s, "moderation")
     windows, decision = history[-2:]
