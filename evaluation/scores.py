@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,10 +12,8 @@ from edml.schemas.serde import DecodeError
 from edml.schemas.wire import topic_serdes
 
 from edml.core.config import Settings
-from edml.kafka.reading import read_to_end
+from edml.kafka.reading import read_decoded
 from edml.pipelines.figures import BINARY, LOSS, LOSS_LABEL, REGRESSION
-
-log = logging.getLogger(__name__)
 
 
 def latest_revisions(windows: list[ScoreWindow]) -> list[ScoreWindow]:
@@ -31,17 +28,9 @@ def latest_revisions(windows: list[ScoreWindow]) -> list[ScoreWindow]:
 
 def read_score_windows(settings: Settings, model_name: str | None = None) -> list[ScoreWindow]:
     """Every window on the scores topic (latest revisions), optionally of one model name."""
-    serde = topic_serdes(settings).scores
-    out = []
-    for msg in read_to_end(settings, settings.topics.scores):
-        try:
-            window = serde.decode(msg.value)
-        except DecodeError as e:
-            log.warning("scores topic %d/%d is not a ScoreWindow: %s; skipped", msg.partition, msg.offset, e)
-            continue
-        if model_name is None or window.model_name == model_name:
-            out.append(window)
-    return latest_revisions(out)
+    windows = read_decoded(settings, settings.topics.scores, topic_serdes(settings).scores.decode, DecodeError,
+                           "a ScoreWindow")
+    return latest_revisions([w for w in windows if model_name is None or w.model_name == model_name])
 
 
 def task_of(windows: list[ScoreWindow]) -> str:

@@ -11,12 +11,14 @@ candidate learn from the very hours it is judged on; a split in time asks what a
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edml.core.config import Settings
 from edml.kafka.messages import SourceMessage
+from edml.kafka.reading import decode_messages
 from edml.pipelines.autopilot import TrainingSet
 from edml.pipelines.bound import BoundPipeline
 from edml.replay.archive import EVENTS, LABELS, ArchiveReader
@@ -49,31 +51,17 @@ def join_recorded(archive: ArchiveReader, bound: BoundPipeline, settings: Settin
     event_serde = serdes.for_schema(settings.topics.trips, bound.schema)
     label_serde = serdes.for_schema(settings.topics.labels, bound.label_schema)
     key, when = bound.pipeline.input.key, bound.pipeline.input.event_time
-    bad = 0
     label_msgs: dict[str, SourceMessage] = {}
     label_values: dict[str, float] = {}
-    labels_role = archive.role_for(LABELS, settings.topics.labels)
-    for msg in archive.messages(labels_role) if labels_role else ():
-        try:
-            record = label_serde.decode(msg.value)
-        except DecodeError:
-            bad += 1
-            continue
+    labels, bad_labels = _archived(archive, LABELS, settings.topics.labels, label_serde.decode)
+    for msg, record in labels:
         value = label_value(record.get(labels_decl.field), labels_decl.task)
         if value is not None:
             k = key_text(record.get(labels_decl.key))
             label_msgs[k], label_values[k] = msg, value
-    decoded: list[tuple[int, dict[str, Any], SourceMessage]] = []
-    events_role = archive.role_for(EVENTS, settings.topics.trips)
-    for msg in archive.messages(events_role) if events_role else ():
-        try:
-            record = event_serde.decode(msg.value)
-        except DecodeError:
-            bad += 1
-            continue
-        t = record.get(when)
-        if isinstance(t, int):
-            decoded.append((t, record, msg))
+    archived, bad_events = _archived(archive, EVENTS, settings.topics.trips, event_serde.decode)
+    decoded = [(t, record, msg) for msg, record in archived if isinstance(t := record.get(when), int)]
+    bad = bad_labels + bad_events
     end = max((t for t, _, _ in decoded), default=0) + 1
     start = end - window_ms
     recent = sorted((d for d in decoded if d[0] >= start), key=lambda d: (d[0], key_text(d[1].get(key))))
@@ -85,6 +73,13 @@ def join_recorded(archive: ArchiveReader, bound: BoundPipeline, settings: Settin
             events.append(msg)
     return Joined(rows, events, {key_text(r.get(key)): label_msgs[key_text(r.get(key))] for r in rows},
                   start, end, len(decoded), len(recent), bad)
+
+
+def _archived(archive: ArchiveReader, role: str, topic: str,
+              decode: Callable[[Any], dict[str, Any]]) -> tuple[list[tuple[SourceMessage, dict[str, Any]]], int]:
+    """The archived messages of ``role`` (recorded from ``topic``) decoded, and how many were not decodable."""
+    found = archive.role_for(role, topic)
+    return decode_messages(archive.messages(found) if found else (), decode, DecodeError)
 
 
 def split_in_time(n: int, holdout: float) -> int:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from edml.core import metrics
 from edml.core.config import Settings
 from edml.kafka.clients import make_producer
-from edml.kafka.reading import read_to_end
+from edml.kafka.reading import read_decoded
 from edml.schemas.records import AutopilotEvent
 from edml.schemas.serde import DecodeError
 from edml.schemas.wire import topic_serdes
@@ -43,17 +43,9 @@ class EventLog:
 
 def read_history(settings: Settings, pipeline: str | None = None) -> list[AutopilotEvent]:
     """Every event on the autopilot topic (of one pipeline), in the order they were written."""
-    serde = topic_serdes(settings).autopilot
-    out = []
-    for msg in read_to_end(settings, settings.topics.autopilot):
-        try:
-            event = serde.decode(msg.value)
-        except DecodeError as e:
-            log.warning("autopilot topic offset %d is not an AutopilotEvent: %s; skipped", msg.offset, e)
-            continue
-        if pipeline is None or event.pipeline == pipeline:
-            out.append(event)
-    return out
+    events = read_decoded(settings, settings.topics.autopilot, topic_serdes(settings).autopilot.decode, DecodeError,
+                          "an AutopilotEvent")
+    return [e for e in events if pipeline is None or e.pipeline == pipeline]
 
 
 def format_event(event: AutopilotEvent) -> str:

@@ -2,7 +2,8 @@
 
 ``<state dir>/autopilot/progress.json``, replaced atomically on every change. The phase says what
 a restarted controller does: ``idle`` watches for triggers; ``training`` restarts that run under
-its run id (nothing was published: training is redone, the attempt counted); ``publishing`` knows
+its run id (nothing was published: training is redone, the attempt counted); ``waiting`` re-checks
+the recorded traffic of a run that found too few labelled events; ``publishing`` knows
 the candidate's version before the record is produced, so a restart finds it on the model topic
 instead of publishing it twice; ``shadow`` goes on waiting for the candidate's live windows.
 """
@@ -14,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-IDLE, TRAINING, PUBLISHING, SHADOW = "idle", "training", "publishing", "shadow"
+IDLE, WAITING, TRAINING, PUBLISHING, SHADOW = "idle", "waiting", "training", "publishing", "shadow"
 
 
 @dataclass
@@ -29,7 +30,8 @@ class Progress:
     champion: str = ""
     candidate: str = ""
     windows_seen: int = 0
-    last_run_ms: int | None = None  # wall clock of the last trigger
+    shadow_since_ms: int | None = None  # wall clock when the candidate entered the shadow phase
+    last_run_ms: int | None = None  # wall clock of the last trigger (a waiting run waits from there)
     last_end_ms: int | None = None  # wall clock of the last decision (the cool-down starts there)
     alerts_seen: int = 0  # alert messages already considered (the alerts topic's first N)
     extra: dict[str, str] = field(default_factory=dict)

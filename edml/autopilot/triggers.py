@@ -3,6 +3,12 @@
 Pure functions of what the topics hold and the controller's clock, so they are tested without a
 broker. The cool-down is checked first: right after a run (whatever its outcome) the alerts and
 windows that caused it are still there, and would trigger again at once.
+
+Two waits of a run are ruled here too. A trigger that finds fewer than ``min_rows`` labelled events
+stays pending while traffic is recorded, for at most one cool-down (the pace the declaration allows
+runs at; a trigger older than that is stale), then the run is skipped without starting a cool-down:
+nothing was trained, and a trigger that still holds (a live loss still high) may start the next run.
+A challenger in shadow that does not get its K live windows within ``shadow_timeout_ms`` is retired.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from edml.pipelines.autopilot import AutopilotDeclaration
 from edml.schemas.records import DriftAlert, ScoreWindow
 
 DRIFT = "drift"
+PROCEED, WAIT, SKIP = "proceed", "wait", "skip"
 ERROR = "error"
 SCHEDULE = "schedule"
 
@@ -85,3 +92,19 @@ def next_trigger(*, now_ms: int, last_run_ms: int | None, last_end_ms: int | Non
     return (drift_trigger(new_alerts, model_name, champion)
             or error_trigger(windows, model_name, champion, declaration)
             or schedule_trigger(now_ms, last_run_ms, declaration))
+
+
+def data_verdict(rows: int, now_ms: int, since_ms: int, declaration: AutopilotDeclaration) -> str:
+    """For a run triggered at ``since_ms`` that found ``rows`` labelled events: PROCEED, WAIT for more, or SKIP.
+
+    It waits while the trigger is younger than the cool-down (``cooldown_ms = 0``: no wait at all).
+    """
+    if rows >= declaration.min_rows:
+        return PROCEED
+    return WAIT if now_ms - since_ms < declaration.cooldown_ms else SKIP
+
+
+def shadow_expired(now_ms: int, since_ms: int, declaration: AutopilotDeclaration) -> bool:
+    """Whether a challenger in shadow since ``since_ms`` is past the declared time limit (0: none)."""
+    limit = declaration.shadow_timeout_ms
+    return limit > 0 and now_ms - since_ms >= limit

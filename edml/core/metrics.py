@@ -84,7 +84,7 @@ def serve_metrics(port: int, healthy: Callable[[], bool], host: str = "0.0.0.0")
 # the continuous-training controller (edml autopilot)
 AUTOPILOT_STEPS = Counter("edml_autopilot_steps", "Steps of the continuous-training controller (edml autopilot)",
                           ["pipeline", "step"])
-AUTOPILOT_DECISIONS = Counter("edml_autopilot_decisions", "Candidates the controller promoted, retired or refused",
-                              ["pipeline", "decision"])
+AUTOPILOT_DECISIONS = Counter("edml_autopilot_decisions", "How the controller's runs ended: promoted, retired, "
+                              "refused, skipped, failed or abandoned", ["pipeline", "decision"])
 AUTOPILOT_TRAINING = Gauge("edml_autopilot_training", "1 while the controller trains or waits for a candidate",
                            ["pipeline"])

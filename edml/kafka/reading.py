@@ -6,6 +6,7 @@ model subscriber's bootstrap and the recorder's ``--stop-at-end`` all track thei
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ _TRANSIENT = {
 }
 T = TypeVar("T")
 Headers = list[tuple[str, bytes]]
+log = logging.getLogger("edml.kafka")
 
 
 @dataclass
@@ -142,3 +144,27 @@ def wait_for_count(settings: Settings, topic: str, count: int, timeout: float = 
         time.sleep(0.5)
         messages = read_to_end(settings, topic)
     return messages
+
+
+def decode_messages(messages: Iterable[Message], decode: Callable[[Any], T],
+                    undecodable: type[Exception] | tuple[type[Exception], ...],
+                    log_as: str | None = None) -> tuple[list[tuple[Message, T]], int]:
+    """Each message with its decoded value, in order, and how many were skipped because ``decode`` raised
+    ``undecodable``; with ``log_as`` (what a message should be, e.g. "a ScoreWindow") each skip is logged."""
+    decoded: list[tuple[Message, T]] = []
+    skipped = 0
+    for msg in messages:
+        try:
+            decoded.append((msg, decode(msg.value)))
+        except undecodable as e:
+            skipped += 1
+            if log_as is not None:
+                log.warning("%s %d/%d is not %s: %s; skipped", msg.topic, msg.partition, msg.offset, log_as, e)
+    return decoded, skipped
+
+
+def read_decoded(settings: Settings, topic: str, decode: Callable[[Any], T],
+                 undecodable: type[Exception] | tuple[type[Exception], ...], what: str) -> list[T]:
+    """Every message of ``topic`` to its end, decoded; one that is not ``what`` is logged and skipped."""
+    decoded, _ = decode_messages(read_to_end(settings, topic), decode, undecodable, log_as=what)
+    return [value for _, value in decoded]

@@ -8,17 +8,20 @@
     error_windows = 3            # ... in this many consecutive score windows triggers a run (0: no error trigger)
     margin = 0.05                # promotion: the challenger's live loss below the champion's x (1 - margin)
     shadow_windows = 3           # live windows compared before promoting or retiring the challenger
+    shadow_timeout_s = 172800    # a challenger without its K windows after this long is retired (0: no limit)
     data_window_s = 21600        # the training set: the recorded events of this recent span (event time)
     holdout = 0.2                # the newest share of it is held out for the replay gate
     tolerance = 0.05             # the replay gate: the candidate may be this much worse than the champion
-    cooldown_s = 3600            # after a run, no trigger for this long (wall clock)
+    cooldown_s = 3600            # after a run, no trigger for this long (wall clock); a trigger waiting for
+                                 # min_rows labelled events waits at most this long
     schedule_s = 86400           # optional: a run at least this often (0: none)
-    min_rows = 500               # fewer joined rows: the run is skipped with a reason
+    min_rows = 500               # fewer joined rows: the run waits for more traffic (up to cooldown_s), then skips
     archive = "recordings"       # optional: the recorder's archive (default: <state dir>/autopilot/archive)
     [autopilot.params]           # keyword arguments of the trainer (e.g. epochs = 4)
 
-Durations are seconds (numbers): the data window is event time, the cool-down and the schedule are
-wall-clock time. Every bad value is a one-line :class:`PipelineError` naming the pipeline and the key.
+Durations are seconds (numbers): the data window is event time, the cool-down, the schedule and the
+shadow time limit are wall-clock time. Every bad value is a one-line :class:`PipelineError` naming
+the pipeline and the key.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class AutopilotDeclaration:
     error_windows: int = 3
     margin: float = 0.05
     shadow_windows: int = 3
+    shadow_timeout_ms: int = 2 * 86_400_000  # K windows of an hour or a few, even through a quiet night or two
     data_window_ms: int = 6 * 3_600_000
     holdout: float = 0.2
     tolerance: float = 0.05
@@ -61,7 +65,8 @@ class AutopilotDeclaration:
 
 _FLOATS = {"error_threshold": (0.0, None), "margin": (0.0, 1.0), "holdout": (0.0, 1.0), "tolerance": (0.0, None)}
 _INTS = {"error_windows": 0, "shadow_windows": 1, "min_rows": 2}
-_SECONDS = {"data_window_s": "data_window_ms", "cooldown_s": "cooldown_ms", "schedule_s": "schedule_ms"}
+_SECONDS = {"data_window_s": "data_window_ms", "cooldown_s": "cooldown_ms", "schedule_s": "schedule_ms",
+            "shadow_timeout_s": "shadow_timeout_ms"}
 
 
 def _number(value: Any) -> bool:

@@ -7,10 +7,21 @@ from pathlib import Path
 import pytest
 from edml.schemas.records import AutopilotEvent, DriftAlert, ScoreWindow
 
+from edml.autopilot.controller import REASON_CHARS, one_line
 from edml.autopilot.dataset import split_in_time
 from edml.autopilot.events import format_event, format_history
 from edml.autopilot.progress import SHADOW, Progress, load_progress, save_progress
-from edml.autopilot.triggers import DRIFT, ERROR, SCHEDULE, next_trigger
+from edml.autopilot.triggers import (
+    DRIFT,
+    ERROR,
+    PROCEED,
+    SCHEDULE,
+    SKIP,
+    WAIT,
+    data_verdict,
+    next_trigger,
+    shadow_expired,
+)
 from edml.pipelines.autopilot import AutopilotDeclaration, parse_autopilot
 from edml.pipelines.declaration import PipelineError, load_pipeline
 
@@ -48,6 +59,8 @@ def test_the_built_in_pipelines_declare_their_autopilot() -> None:
     ({"trainer": "m:f", "error_windows": -1}, "error_windows must be a whole number >= 0"),
     ({"trainer": "m:f", "data_window_s": 0}, "data_window_s must be a number of seconds"),
     ({"trainer": "m:f", "shadow_windows": 0}, "shadow_windows must be a whole number >= 1"),
+    ({"trainer": "m:f", "shadow_timeout_s": -1}, "shadow_timeout_s must be a number of seconds >= 0"),
+    ({"trainer": "m:f", "shadow_timeout_s": "2d"}, "shadow_timeout_s must be a number of seconds >= 0"),
     ({"trainer": "m:f", "epochs": 3}, "unknown key(s) ['epochs']"),
     ({"trainer": "m:f", "params": 3}, "params must be a table"),
     ({"trainer": "m:f", "error_threshold": 1.0, "error_windows": 0}, "error_threshold needs error_windows >= 1"),
@@ -61,8 +74,10 @@ def test_a_bad_autopilot_table_is_one_line_naming_the_key(table: dict, words: st
 
 def test_a_good_table_reads_seconds_as_ms_and_archive_beside_the_declaration() -> None:
     d = parse_autopilot({"trainer": "m:f", "data_window_s": 90, "cooldown_s": 1.5, "schedule_s": 60,
-                         "archive": "rec", "params": {"epochs": 1}}, "pipeline p", Path("/decl"))
-    assert (d.data_window_ms, d.cooldown_ms, d.schedule_ms) == (90_000, 1500, 60_000)
+                         "shadow_timeout_s": 7200, "archive": "rec", "params": {"epochs": 1}}, "pipeline p",
+                        Path("/decl"))
+    assert (d.data_window_ms, d.cooldown_ms, d.schedule_ms, d.shadow_timeout_ms) == (90_000, 1500, 60_000, 2 * H)
+    assert parse_autopilot({"trainer": "m:f"}, "pipeline p", Path("/decl")).shadow_timeout_ms == 48 * H
     assert d.archive == Path("/decl/rec") and d.params == {"epochs": 1} and d.error_threshold is None
 
 
@@ -90,6 +105,32 @@ def test_cool_down_holds_every_trigger_and_the_schedule_fires_when_due() -> None
     t = _trigger(decl=every, last_run=4 * H)
     assert t is not None and t.kind == SCHEDULE
     assert _trigger(decl=every, last_run=6 * H) is None
+
+
+def test_a_run_short_of_labelled_rows_waits_one_cool_down_for_them_then_is_skipped() -> None:
+    decl = AutopilotDeclaration(trainer="m:f", min_rows=200, cooldown_ms=H)
+    triggered = 10 * H
+    assert data_verdict(50, triggered, triggered, decl) == WAIT  # the trigger stays pending
+    assert data_verdict(199, triggered + H - 1, triggered, decl) == WAIT
+    assert data_verdict(200, triggered + H // 2, triggered, decl) == PROCEED  # enough traffic recorded meanwhile
+    assert data_verdict(199, triggered + H, triggered, decl) == SKIP  # a cool-down old: stale
+    no_wait = AutopilotDeclaration(trainer="m:f", min_rows=200, cooldown_ms=0)
+    assert data_verdict(50, triggered, triggered, no_wait) == SKIP
+    assert data_verdict(500, triggered, triggered, no_wait) == PROCEED
+
+
+def test_a_challenger_is_past_its_shadow_time_limit_only_when_one_is_declared() -> None:
+    decl = AutopilotDeclaration(trainer="m:f", shadow_timeout_ms=48 * H)
+    assert not shadow_expired(now_ms=48 * H - 1, since_ms=0, declaration=decl)
+    assert shadow_expired(now_ms=48 * H, since_ms=0, declaration=decl)
+    unlimited = AutopilotDeclaration(trainer="m:f", shadow_timeout_ms=0)
+    assert not shadow_expired(now_ms=1000 * H, since_ms=0, declaration=unlimited)
+
+
+def test_a_failure_reason_is_one_line_with_the_error_type() -> None:
+    assert one_line(ValueError("bad\n  folder")) == "ValueError: bad folder"
+    long = one_line(RuntimeError("x" * 2000))
+    assert len(long) == REASON_CHARS and long.startswith("RuntimeError: xxx") and long.endswith("...")
 
 
 @pytest.mark.parametrize(("n", "holdout", "train"), [(100, 0.2, 80), (10, 0.25, 8), (2, 0.5, 1), (3, 0.0, 2),
