@@ -62,11 +62,11 @@ class SlowTraffic:
         self._thread.join(60)
 
     def _day(self, phase: int) -> list[GeneratedTrip]:
-        from edml.trainer.demo_story import actual_durations, slowed_phase
+        from edml.trainer.demo_story import actual_durations, slowed_phase, trip_ids
 
         trips = slowed_phase(self.trips_per_day, phase)
         self.live.actual.update(actual_durations(trips))
-        self.act_trips.update(t.pickup.trip_id for t in trips)
+        self.act_trips.update(trip_ids(trips))
         return trips
 
     def _days(self, first: int) -> Iterator[GeneratedTrip]:
