@@ -84,9 +84,12 @@ def make_producer(settings: Settings, on_delivery: Callable[..., None] | None = 
     return Producer(config)
 
 
-def make_consumer(settings: Settings, group_id: str | None = None, **overrides: Any) -> Consumer:
-    """A consumer with ``consumer_config``."""
-    return Consumer(consumer_config(settings, group_id, **overrides))
+def make_consumer(settings: Settings, group_id: str | None = None, quiet: bool = False, **overrides: Any) -> Consumer:
+    """A consumer with ``consumer_config``; ``quiet`` silences librdkafka's connection log."""
+    config = consumer_config(settings, group_id, **overrides)
+    if quiet:  # its caller reports an unreachable broker itself, in one line
+        config["log_level"] = 0
+    return Consumer(config)
 
 
 def make_admin(settings: Settings, quiet: bool = False) -> AdminClient:

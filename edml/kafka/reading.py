@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from edml.core.config import Settings
-from edml.kafka.clients import consumer_config
+from edml.kafka.clients import make_consumer
 from edml.kafka.messages import SourceMessage as Message
 from edml.kafka.topics import broker_unreachable
 
@@ -108,7 +108,7 @@ def _read_to_end(settings: Settings, topic: str, timeout: float, since_ms: int |
                  convert: Callable[[Any], T]) -> list[T]:
     # a reader's failures reach its caller as exceptions (an unreachable broker as one line), so
     # librdkafka's own connection log would only repeat them
-    consumer = Consumer({**consumer_config(settings), "log_level": 0})
+    consumer = make_consumer(settings, quiet=True)
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
         partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []

@@ -10,6 +10,7 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -181,19 +182,28 @@ class Traffic:
         assert not self._errors, self._errors
 
 
-def test_model_swap_while_trips_flow(settings: Settings, trained_model_dir: Path, trained_model_dir_v2: Path) -> None:
-    publish(settings, trained_model_dir, "v1")
+def change_under_traffic(settings: Settings, v1_dir: Path, seed: int, change: Callable[[], None],
+                         done: Callable[[], bool]) -> list:
+    """v1 serves trips flowing at ~500/s; ``change()`` the model topic, keep trips flowing until ``done()``;
+    returns the trips produced once each has a prediction."""
+    publish(settings, v1_dir, "v1")
     scorer = ScorerProcess(settings).start()
     try:
         scorer.wait_healthy()
-        with Traffic(settings, seed=14) as traffic:
+        with Traffic(settings, seed=seed) as traffic:
             wait_until(lambda: len(predictions(settings)) >= 500, 60, message=scorer.log())
-            publish(settings, trained_model_dir_v2, "v2")
-            wait_until(lambda: any(p.model_version == "v2" for p in predictions(settings)), 120, message=scorer.log())
+            change()
+            wait_until(done, 120, message=scorer.log())
         trips = traffic.trips
         wait_until(lambda: len({p.trip_id for p in predictions(settings)}) >= len(trips), 120, message=scorer.log())
     finally:
         scorer.stop()
+    return trips
+
+
+def test_model_swap_while_trips_flow(settings: Settings, trained_model_dir: Path, trained_model_dir_v2: Path) -> None:
+    trips = change_under_traffic(settings, trained_model_dir, 14, lambda: publish(settings, trained_model_dir_v2, "v2"),
+                                 lambda: any(p.model_version == "v2" for p in predictions(settings)))
     preds = predictions(settings)
     report("swap", len(trips), preds)
     versions = {p.model_version for p in preds}
@@ -215,21 +225,13 @@ def test_a_challenger_published_with_its_champions_record_never_scores_as_champi
         settings: Settings, trained_model_dir: Path, trained_model_dir_v2: Path) -> None:
     # the candidate's own record, then the champion's naming it, in one flush (as edml autopilot
     # publishes a shadow challenger): the scorer applies them as one change
-    publish(settings, trained_model_dir, "v1")
-    scorer = ScorerProcess(settings).start()
-    try:
-        scorer.wait_healthy()
-        with Traffic(settings, seed=16) as traffic:
-            wait_until(lambda: len(predictions(settings)) >= 500, 60, message=scorer.log())
-            v1 = desired_records(settings)[NAME]
-            publish_model(settings, trained_model_dir_v2, NAME, version="v2", force=True,
-                          then=lambda _v2: [dataclasses.replace(v1, challengers=["v2"])])
-            wait_until(lambda: len(predictions(settings, settings.topics.shadow_predictions)) >= 500, 120,
-                       message=scorer.log())
-        trips = traffic.trips
-        wait_until(lambda: len({p.trip_id for p in predictions(settings)}) >= len(trips), 120, message=scorer.log())
-    finally:
-        scorer.stop()
+    def publish_challenger() -> None:
+        v1 = desired_records(settings)[NAME]
+        publish_model(settings, trained_model_dir_v2, NAME, version="v2", force=True,
+                      then=lambda _v2: [dataclasses.replace(v1, challengers=["v2"])])
+
+    trips = change_under_traffic(settings, trained_model_dir, 16, publish_challenger,
+                                 lambda: len(predictions(settings, settings.topics.shadow_predictions)) >= 500)
     served = predictions(settings)
     shadow = predictions(settings, settings.topics.shadow_predictions)
     print(f"[challenger] trips={len(trips)} champion={len(served)} shadow={len(shadow)}")
