@@ -66,7 +66,7 @@ cooldown_s = 600
 min_rows = 1000
 
 [autopilot.params]
-epochs = 8
+epochs = 5
 seed = 5
 """
 

@@ -388,11 +388,12 @@ class Controller:
             return
         figures = {"champion_loss": comparison.champion.loss, "candidate_loss": comparison.challenger.loss}
         if comparison.challenger_wins:
-            result = promote(self.settings, self.name, p.candidate, last=k, margin=margin,
+            # decided on the fair windows above by edml promote's rule; promote() only writes the records (its
+            # own reading of every window would also count the ones the challenger joined late)
+            result = promote(self.settings, self.name, p.candidate, last=k, margin=margin, force=True,
                              signing_key=Path(self.signing_key) if self.signing_key else None, now_ms=self.now_ms())
             if result.promoted:
-                self._end("promoted", f"{p.candidate} promoted over {p.champion}: {result.comparison.verdict()}",
-                          figures)
+                self._end("promoted", f"{p.candidate} promoted over {p.champion}: {comparison.verdict()}", figures)
                 return
         self._retire(desired, p.candidate)
         self._end("retired", f"{p.candidate} retired: {comparison.verdict()}", figures)

@@ -124,6 +124,7 @@ def run_autopilot_act(settings: Settings, env: dict[str, str], root: Path, trips
                 job.wait(30)
             except subprocess.TimeoutExpired:
                 job.kill()
+    console.print()
     console.print(_act_summary(live, traffic.act_trips, [e.champion for e in events[:1]] + [events[-1].candidate]))
     subprocess.run([sys.executable, "-m", "edml.cli", "autopilot", "status", "--pipeline", PIPELINE], env=env,
                    timeout=60)
