@@ -216,16 +216,16 @@ class References:
         self._known = {current.source: current}
         self._current = current.source
 
+    # read for every observation: lock-free (a swap adds the reference before it names it current, and
+    # single dict reads and assignments are atomic); swaps, which are rare, take the lock
     @property
     def current(self) -> Reference:
         """The reference new windows are counted with."""
-        with self._lock:
-            return self._known[self._current]
+        return self._known[self._current]
 
     def get(self, source: str) -> Reference | None:
         """The reference named ``source``, if this process knows it."""
-        with self._lock:
-            return self._known.get(source)
+        return self._known.get(source)
 
     def swap(self, reference: Reference) -> bool:
         """Make ``reference`` the current one (the earlier ones stay known); False when it already was."""
@@ -251,11 +251,11 @@ class _WindowView(References):
         self._parent, self._window_ms, self._seasonal = parent, window_ms, dict(seasonal)
 
     def _narrow(self, reference: Reference) -> Reference:
-        with self._lock:
-            found = self._known.get(reference.source)
-            if found is None:
+        found = self._known.get(reference.source)
+        if found is None:
+            with self._lock:
                 found = self._known[reference.source] = reference.for_window(self._window_ms, self._seasonal)
-            return found
+        return found
 
     @property
     def current(self) -> Reference:

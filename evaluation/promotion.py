@@ -3,8 +3,10 @@
 The loss is the task's (lower is better): MAE for regression, log loss for binary classification
 (:data:`edml.pipelines.figures.LOSS`). The comparison uses the last K windows in which *both*
 versions were evaluated, so both are measured on the same events (the scorer scores every event
-with every version). Each side's loss is the count-weighted mean over those windows. The
-challenger wins when
+with every version). A window counts only when the two counts are alike (the smaller at least
+:data:`FAIR_SHARE` of the larger): in the window a challenger was loaded in, or a first emission
+before most labels arrived, the two would be measured on different events. Each side's loss is
+the count-weighted mean over those windows. The challenger wins when
 
     challenger loss < champion loss x (1 - margin)
 
@@ -97,10 +99,18 @@ def _weighted(version: str, rows: list[VersionWindow], metric: str) -> VersionSc
     return VersionScore(version, n, sum(r.loss(metric) * r.count for r in rows) / n if n else float("nan"))
 
 
+FAIR_SHARE = 0.5
+
+
+def _alike(a: VersionWindow, b: VersionWindow) -> bool:
+    low, high = sorted((a.count, b.count))
+    return low > 0 and low >= FAIR_SHARE * high
+
+
 def compare(
     windows: list[ScoreWindow], model_name: str, champion: str, challenger: str, last: int, margin: float
 ) -> Comparison:
-    """Compare two versions of ``model_name`` over their last ``last`` common windows."""
+    """Compare two versions of ``model_name`` over their last ``last`` common windows (alike counts)."""
     if last < 1:
         raise PromotionError(f"--windows must be at least 1, got {last}")
     if not 0 <= margin < 1:
@@ -109,7 +119,8 @@ def compare(
     metric = loss_metric(mine)
     merged = by_version(mine)
     starts = sorted(
-        s for (v, s) in merged if v == champion and (challenger, s) in merged and merged[(challenger, s)].count > 0
+        s for (v, s) in merged
+        if v == champion and (challenger, s) in merged and _alike(merged[(v, s)], merged[(challenger, s)])
     )[-last:]
     pairs = tuple((merged[(champion, s)], merged[(challenger, s)]) for s in starts)
     return Comparison(

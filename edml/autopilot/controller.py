@@ -38,7 +38,6 @@ from typing import Any
 from edml.autopilot.dataset import Joined, holdout_archive, join_recorded, split_in_time, training_set
 from edml.autopilot.events import EventLog
 from edml.autopilot.progress import IDLE, PUBLISHING, SHADOW, TRAINING, WAITING, load_progress, save_progress
-from edml.autopilot.shadow import covered_windows
 from edml.autopilot.triggers import PROCEED, SKIP, WAIT, Trigger, data_verdict, next_trigger, shadow_expired
 from edml.core import metrics
 from edml.core.config import Settings
@@ -366,8 +365,8 @@ class Controller:
             self._end("abandoned", f"the champion changed to {now} while {p.candidate} was in shadow")
             return
         k, margin = self.declaration.shadow_windows, self.declaration.margin
-        windows = covered_windows(read_score_windows(self.settings, self.name), p.champion, p.candidate)
-        comparison = compare(windows, self.name, p.champion, p.candidate, k, margin)
+        comparison = compare(read_score_windows(self.settings, self.name), self.name, p.champion, p.candidate, k,
+                             margin)
         if len(comparison.windows) != p.windows_seen:
             p.windows_seen = len(comparison.windows)
             self._save()
@@ -388,8 +387,8 @@ class Controller:
             return
         figures = {"champion_loss": comparison.champion.loss, "candidate_loss": comparison.challenger.loss}
         if comparison.challenger_wins:
-            # decided on the fair windows above by edml promote's rule; promote() only writes the records (its
-            # own reading of every window would also count the ones the challenger joined late)
+            # decided on the comparison just reported, by edml promote's rule; promote() writes the records
+            # (its own reading of the topic may already hold a newer window)
             result = promote(self.settings, self.name, p.candidate, last=k, margin=margin, force=True,
                              signing_key=Path(self.signing_key) if self.signing_key else None, now_ms=self.now_ms())
             if result.promoted:
