@@ -29,6 +29,7 @@ from rich.table import Table
 from edml.autopilot.events import read_history
 from edml.cli.demo import LivePredictions, add_version_column
 from edml.core.config import Settings
+from edml.core.errors import Refusal
 from edml.schemas.records import AutopilotEvent
 
 if TYPE_CHECKING:
@@ -147,14 +148,14 @@ def _watch(settings: Settings, traffic: SlowTraffic, live: LivePredictions,
             view.update(_events_table(events, traffic, live))
             decision = next((e for e in events if e.step in ("decision", "failed")), None)
             if decision is not None and decision.details.get("decision") != "promoted":
-                raise RuntimeError(f"the autopilot did not promote its candidate: {decision.reason}")
+                raise Refusal(f"the autopilot did not promote its candidate: {decision.reason}")
             if decision is not None and _scored_by(live, traffic, decision.candidate) >= NEW_CHAMPION_TRIPS:
                 return events
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no autopilot decision within {DECISION_TIMEOUT_S:.0f} s; see autopilot.log")
+                raise Refusal(f"no autopilot decision within {DECISION_TIMEOUT_S:.0f} s; see autopilot.log")
             for name, job in jobs.items():
                 if job.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {job.returncode}; see its log")
+                    raise Refusal(f"{name} exited with {job.returncode}; see its log")
             time.sleep(0.5)
 
 

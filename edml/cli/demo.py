@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from edml.core.config import Settings, redact_url
+from edml.core.errors import Refusal
 from edml.kafka.clients import make_consumer, make_producer
 from edml.kafka.local_broker import free_port
 from edml.kafka.topics import create_topics
@@ -237,7 +238,7 @@ def _wait_healthy(port: int, serve: subprocess.Popen) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if serve.poll() is not None:
-            raise RuntimeError(f"edml serve exited with {serve.returncode}; see its log")
+            raise Refusal(f"edml serve exited with {serve.returncode}; see its log")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
                 if r.status == 200:
@@ -246,7 +247,7 @@ def _wait_healthy(port: int, serve: subprocess.Popen) -> None:
         except OSError:
             pass
         time.sleep(0.5)
-    raise RuntimeError("edml serve did not become healthy in 120 s")
+    raise Refusal("edml serve did not become healthy in 120 s")
 
 
 def _wait_for(condition, timeout: float) -> None:  # noqa: ANN001
